@@ -1,0 +1,109 @@
+"""Column declarations of parsers and their value converters (text -> typed value)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pipelines.records import Column, Schema
+
+TRUE_WORDS = frozenset(["true", "1", "yes", "y", "on", "t"])
+FALSE_WORDS = frozenset(["false", "0", "no", "n", "off", "f"])
+
+
+@dataclass(frozen=True)
+class ColumnSettings:
+    name: str
+    type: Literal["string", "long", "double", "boolean", "timestamp", "json"] = "string"
+    format: str | None = None  # strptime format of a timestamp column; ISO 8601 when absent
+
+
+def schema_of(columns: tuple[ColumnSettings, ...], where: str) -> Schema:
+    from pipelines.errors import ConfigError
+
+    seen: set[str] = set()
+    for i, c in enumerate(columns):
+        if c.name in seen:
+            raise ConfigError(f"column '{c.name}' is declared twice", where=f"{where}.columns[{i}].name")
+        seen.add(c.name)
+        if c.format is not None and c.type != "timestamp":
+            raise ConfigError("'format' is only for timestamp columns", where=f"{where}.columns[{i}].format")
+    return Schema(tuple(Column(c.name, c.type) for c in columns))
+
+
+def _boolean(text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError
+
+
+def _timestamp(fmt: str | None) -> Callable[[str], datetime]:
+    def parse(text: str) -> datetime:
+        value = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text.strip())
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+    return parse
+
+
+def _json(text: str) -> Any:
+    import orjson
+
+    return orjson.loads(text)
+
+
+def text_converter(column: ColumnSettings) -> Callable[[str], Any] | None:
+    """Converts a non-empty text field to the column's type (raises ValueError); None for strings."""
+    return {
+        "string": None,
+        "long": int,
+        "double": float,
+        "boolean": _boolean,
+        "timestamp": _timestamp(column.format),
+        "json": _json,
+    }[column.type]
+
+
+def _long_value(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError
+        return int(value)
+    return int(value)
+
+
+def _double_value(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    return float(value)
+
+
+def _boolean_value(value: Any) -> bool:
+    return value if isinstance(value, bool) else _boolean(str(value))
+
+
+def _string_value(value: Any) -> str:
+    if isinstance(value, dict | list):
+        raise ValueError
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def value_converter(column: ColumnSettings) -> Callable[[Any], Any] | None:
+    """Converts a JSON value to the column's type (raises ValueError/TypeError); None for json columns."""
+    timestamp = _timestamp(column.format)
+    return {
+        "string": _string_value,
+        "long": _long_value,
+        "double": _double_value,
+        "boolean": _boolean_value,
+        "timestamp": lambda v: timestamp(str(v)),
+        "json": None,
+    }[column.type]

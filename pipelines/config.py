@@ -1,0 +1,142 @@
+"""Configs: render `*.yml.liquid` (strict Liquid), parse YAML, validate into plugins.
+
+    job = load_job(Path("configs/send_audience_to_kafka.yml.liquid"), {"S3_BUCKET": "b"})
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines import registry
+from pipelines.error_output import DEFAULT_LOCATION, ErrorPolicy
+from pipelines.errors import ConfigError
+from pipelines.plugins.base import DecoderPlugin, FilterPlugin, InputPlugin, OutputPlugin, ParserPlugin
+from pipelines.records import Schema
+from pipelines.settings import SettingsBuilder, option
+
+TOP_LEVEL_KEYS = ("in", "filters", "out", "exec")
+
+
+@dataclass(frozen=True)
+class ExecSettings:
+    max_threads: int = 1
+    batch_rows: int = 10_000
+    error_output: str = DEFAULT_LOCATION
+    max_errors: int | None = None
+    max_error_rate: float | None = None
+    preview_rows: int = option(20)
+
+    def __post_init__(self) -> None:
+        if self.batch_rows < 1:
+            raise ValueError("batch_rows must be at least 1")
+        if self.max_errors is not None and self.max_errors < 0:
+            raise ValueError("max_errors must be 0 or more")
+        if self.max_error_rate is not None and not 0 <= self.max_error_rate <= 1:
+            raise ValueError("max_error_rate must be between 0 and 1")
+
+    @property
+    def error_policy(self) -> ErrorPolicy:
+        return ErrorPolicy(self.error_output, self.max_errors, self.max_error_rate)
+
+
+@dataclass
+class Job:
+    """A validated config: plugins built and checked against each other's schemas."""
+
+    path: Path
+    input: InputPlugin
+    decoders: list[DecoderPlugin] | None  # None: detected from each object's first bytes
+    parser: ParserPlugin
+    filters: list[FilterPlugin]
+    output: OutputPlugin
+    exec: ExecSettings
+    schema: Schema  # what reaches the output
+
+
+def template_variables(cli_vars: Mapping[str, str]) -> dict[str, Any]:
+    """`env` is the environment overlaid with --var values; `var` holds the --var values."""
+    return {"env": {**os.environ, **cli_vars}, "var": dict(cli_vars)}
+
+
+def render(path: Path, cli_vars: Mapping[str, str] | None = None) -> str:
+    """The config's text: rendered by Liquid (strict) for *.liquid files, as-is otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", where=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config: {exc}", where=str(path)) from None
+    if path.suffix != ".liquid":
+        return text
+    from pipelines.templating import render_liquid
+
+    return render_liquid(text, path, template_variables(cli_vars or {}))
+
+
+def parse_yaml(text: str, where: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML{at}: {problem}", where=where) from None
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping with in:, out: and optional filters:, exec:", where=where)
+    return data
+
+
+def load_job(path: Path, cli_vars: Mapping[str, str] | None = None) -> Job:
+    return build_job(parse_yaml(render(path, cli_vars), str(path)), path)
+
+
+def _plugin(builder: SettingsBuilder, kind: str, raw: Any, path: str, ignore: tuple[str, ...] = ("type",)) -> Any:
+    where = f"{builder.source}: {path}"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"expected a mapping with a 'type:', got {raw!r}", where=where)
+    if "type" not in raw:
+        raise ConfigError(f"missing required option 'type' ({', '.join(registry.names(kind))})", where=where)
+    cls = registry.load(kind, raw["type"], f"{where}.type")
+    settings = builder.build(cls.Settings, raw, path, ignore=ignore)
+    return cls(settings, where)
+
+
+def build_job(data: Mapping[str, Any], path: Path) -> Job:
+    from pipelines.settings import did_you_mean
+
+    builder = SettingsBuilder(str(path))
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise builder.error(str(key), "unknown top-level key" + did_you_mean(str(key), TOP_LEVEL_KEYS))
+    for key in ("in", "out"):
+        if key not in data:
+            raise builder.error(key, f"missing required section '{key}:'")
+    raw_in = data["in"]
+    input_plugin = _plugin(builder, "in", raw_in, "in", ignore=("type", "parser", "decoders"))
+    if "parser" not in raw_in:
+        raise builder.error("in.parser", "missing required option 'parser' (csv, jsonl)")
+    parser = _plugin(builder, "parser", raw_in["parser"], "in.parser")
+    decoders = None
+    if "decoders" in raw_in:
+        raw_decoders = raw_in["decoders"] or []
+        if not isinstance(raw_decoders, list):
+            raise builder.error("in.decoders", "expected a list like [{type: gzip}]")
+        decoders = [_plugin(builder, "decoder", d, f"in.decoders[{i}]") for i, d in enumerate(raw_decoders)]
+    raw_filters = data.get("filters") or []
+    if not isinstance(raw_filters, list):
+        raise builder.error("filters", "expected a list of filters")
+    filters = [_plugin(builder, "filter", f, f"filters[{i}]") for i, f in enumerate(raw_filters)]
+    output = _plugin(builder, "out", data["out"], "out")
+    exec_settings = builder.build(ExecSettings, data.get("exec"), "exec", ignore=())
+
+    schema = parser.schema()
+    for f in filters:
+        schema = f.bind(schema)
+    output.bind(schema)
+    return Job(path, input_plugin, decoders, parser, filters, output, exec_settings, schema)

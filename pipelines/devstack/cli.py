@@ -1,0 +1,147 @@
+"""`pipelines dev ...`: the local stack (Kafka from its jars, moto server) and sample data for it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+DEFAULT_STATE_DIR = Path(".dev")
+
+
+def _stack_error(exc: Exception) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def dev() -> None:
+    """The local stack: Apache Kafka (KRaft, from its jars) and a moto server, on 127.0.0.1.
+
+    \b
+    eval "$(pipelines dev up)"    # start both; exports KAFKA_BOOTSTRAP, AWS_ENDPOINT_URL, credentials
+    pipelines dev status
+    pipelines dev down
+    """
+
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    envvar="PIPELINES_DEV_STATE",
+    help="Where the stack keeps its data, logs and pids.",
+)
+
+
+@dev.command()
+@state_dir_option
+@click.option("--kafka-port", default=9092, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--controller-port", default=9093, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--moto-port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int) -> None:
+    """Start Kafka and moto (fetching Kafka's jars with Maven the first time), wait until both answer,
+    then print `export ...` lines for `eval`."""
+    from pipelines.devstack.stack import StackConfig, StackError, up as stack_up
+
+    config = StackConfig(state_dir.resolve(), kafka_port, controller_port, moto_port)
+    try:
+        info = stack_up(config)
+    except StackError as exc:
+        _stack_error(exc)
+    click.echo(info.shell_lines())
+
+
+@dev.command()
+@state_dir_option
+def down(state_dir: Path) -> None:
+    """Stop exactly the processes `pipelines dev up` started."""
+    from pipelines.devstack.stack import StackError, down as stack_down
+
+    try:
+        stopped = stack_down(state_dir.resolve())
+    except StackError as exc:
+        _stack_error(exc)
+    click.echo("\n".join(f"stopped {s}" for s in stopped) if stopped else "nothing was running", err=True)
+
+
+@dev.command()
+@state_dir_option
+def status(state_dir: Path) -> None:
+    """Show whether Kafka and moto are running and answering (JSON); exit 1 if not both."""
+    import json
+
+    from pipelines.devstack.stack import status as stack_status
+
+    state = stack_status(state_dir.resolve())
+    click.echo(json.dumps(state, indent=2, default=str))
+    ok = all(part.get("running") and part.get("answers") for part in state.values() if isinstance(part, dict))
+    sys.exit(0 if ok and state else 1)
+
+
+@dev.command()
+@state_dir_option
+def install(state_dir: Path) -> None:
+    """Fetch Kafka's jars with Maven into the cache (done by `up` too)."""
+    from pipelines.devstack.stack import StackError, ensure_kafka_jars
+
+    try:
+        click.echo(str(ensure_kafka_jars()))
+    except StackError as exc:
+        _stack_error(exc)
+
+
+@dev.command("create-topic")
+@click.argument("topic")
+@click.option("--partitions", default=6, show_default=True, type=click.IntRange(min=1))
+@click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP", required=True, help="Default: $KAFKA_BOOTSTRAP.")
+def create_topic(topic: str, partitions: int, bootstrap: str) -> None:
+    """Create TOPIC on the local broker (no error if it exists with that many partitions)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        existing = admin.list_topics(timeout=10).topics
+        if topic in existing:
+            have = len(existing[topic].partitions)
+            if have != partitions:
+                _stack_error(Exception(f"topic '{topic}' exists with {have} partitions, not {partitions}"))
+            click.echo(f"topic '{topic}' exists ({have} partitions)", err=True)
+            return
+        admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+    except KafkaException as exc:
+        _stack_error(Exception(f"cannot create topic '{topic}' at {bootstrap}: {exc.args[0].str()}"))
+    click.echo(f"created topic '{topic}' ({partitions} partitions)", err=True)
+
+
+@dev.command("sample-audience")
+@click.option("--rows", default=1_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=7, show_default=True)
+@click.argument("destination")
+def sample_audience(rows: int, seed: int, destination: str) -> None:
+    """Write a gzip CSV audience (user_id,country,score,opted_in,updated_at) to DESTINATION
+    (s3://bucket/key.csv.gz, the bucket created if missing, or a local path)."""
+    import os
+    import tempfile
+
+    from pipelines.devstack.sample import write_audience_gzip
+
+    if not destination.startswith("s3://"):
+        write_audience_gzip(destination, rows, seed)
+        click.echo(f"wrote {rows:,} rows to {destination}", err=True)
+        return
+    from pipelines.plugins.s3_input import s3_client
+
+    bucket, _, key = destination.removeprefix("s3://").partition("/")
+    client = s3_client()
+    if bucket not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
+        client.create_bucket(Bucket=bucket)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "audience.csv.gz")
+        write_audience_gzip(path, rows, seed)
+        client.upload_file(path, bucket, key)
+        size = os.path.getsize(path)
+    click.echo(f"wrote {rows:,} rows ({size / 1e6:.1f} MB gzip) to {destination}", err=True)

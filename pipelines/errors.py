@@ -1,0 +1,44 @@
+"""Exception families and the exit codes they map to.
+
+Exit codes (documented in the README and `pipelines --help`):
+  0  the run succeeded
+  1  the run failed (bad data past the threshold, unreachable broker, missing object, ...)
+  2  the config or the command line is wrong (nothing was read or written)
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_CONFIG = 2
+
+
+class PipelineError(Exception):
+    """Base of every error the engine reports to the user as one clear line."""
+
+    exit_code = EXIT_RUN_FAILED
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ConfigError(PipelineError):
+    """The config (template, YAML or settings) or the command line is wrong."""
+
+    exit_code = EXIT_CONFIG
+
+
+class RunError(PipelineError):
+    """The run failed: the data, the source or the destination did not allow it to finish."""
+
+    exit_code = EXIT_RUN_FAILED
+
+
+class TransientRunError(RunError):
+    """A run failure that may pass if retried (a broker or endpoint not answering)."""
+
+
+class DataError(RunError):
+    """The input bytes themselves are bad (truncated compression, wrong charset, empty object)."""

@@ -1,0 +1,1 @@
+"""Kafka helpers shared by the Kafka plugins and the tests."""

@@ -1,0 +1,122 @@
+"""`parser: {type: csv, columns: [...]}`, with Embulk's csv parser options."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import chain
+from typing import IO, Any
+
+from pipelines.columns import ColumnSettings, schema_of, text_converter
+from pipelines.error_output import ErrorSink
+from pipelines.plugins.base import ParserPlugin
+from pipelines.records import Batch, Schema, Source
+from pipelines.textio import TextChunks, check_charset
+
+csv.field_size_limit(16 << 20)
+
+
+@dataclass(frozen=True)
+class CsvParserSettings:
+    columns: tuple[ColumnSettings, ...]
+    delimiter: str = ","
+    quote: str | None = '"'
+    escape: str | None = None
+    skip_header_lines: int = 0
+    charset: str = "UTF-8"
+    null_string: str | None = None
+    allow_extra_columns: bool = False
+    allow_optional_columns: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise ValueError("columns: declare at least one column")
+        if len(self.delimiter) != 1:
+            raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
+        for name in ("quote", "escape"):
+            value = getattr(self, name)
+            if value is not None and len(value) > 1:
+                raise ValueError(f"{name} must be one character (or empty), got {value!r}")
+        if self.skip_header_lines < 0:
+            raise ValueError("skip_header_lines must be 0 or more")
+
+
+class CsvParser(ParserPlugin):
+    Settings = CsvParserSettings
+
+    def __init__(self, settings: CsvParserSettings, where: str) -> None:
+        super().__init__(settings, where)
+        self._schema = schema_of(settings.columns, where)
+        self.charset = check_charset(settings.charset, f"{where}.charset")
+        self.dialect: dict[str, Any] = {"delimiter": settings.delimiter, "strict": True}
+        if settings.quote:
+            self.dialect.update(quotechar=settings.quote, doublequote=True)
+            if settings.escape and settings.escape != settings.quote:
+                self.dialect["escapechar"] = settings.escape
+        else:
+            self.dialect.update(quoting=csv.QUOTE_NONE, escapechar=settings.escape or None)
+        self.converters = [
+            (i, c.name, c.type, conv) for i, c in enumerate(settings.columns) if (conv := text_converter(c)) is not None
+        ]
+
+    def schema(self) -> Schema:
+        return self._schema
+
+    def batches(self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int) -> Iterator[tuple[Batch, int]]:
+        s = self.settings
+        chunks = TextChunks(stream, self.charset, source, errors)
+        lines = chain.from_iterable(map(io.StringIO, chunks))
+        skip = s.skip_header_lines
+        for _ in range(skip):
+            if next(lines, None) is None:
+                return
+        reader = csv.reader(lines, **self.dialect)
+        uri, ncols, converters, null = source.uri, len(s.columns), self.converters, s.null_string
+        extra_ok, optional_ok = s.allow_extra_columns, s.allow_optional_columns
+
+        def bad(start: int, end: int, reason: str) -> None:
+            errors.add(uri, start, reason, chunks.raw_lines(start, end))
+
+        rows: list[list[Any]] = []
+        line_nos: list[int] = []
+        errors_before = errors.count
+        prev = skip  # physical line where the previous record ended
+        while True:
+            try:
+                for fields in reader:
+                    start, prev = prev + 1, skip + reader.line_num
+                    if not fields:
+                        continue  # a blank line is not a row
+                    if len(fields) != ncols:
+                        n = len(fields)
+                        if n > ncols and extra_ok:
+                            del fields[ncols:]
+                        elif n < ncols and optional_ok:
+                            fields.extend([None] * (ncols - n))
+                        else:
+                            bad(start, prev, f"expected {ncols} columns, got {n}")
+                            continue
+                    if null is not None:
+                        fields = [None if f == null else f for f in fields]
+                    try:
+                        for i, name, type_name, conv in converters:
+                            value = fields[i]
+                            fields[i] = conv(value) if value else None
+                    except (ValueError, TypeError, OverflowError):
+                        bad(start, prev, f"column '{name}' ({type_name}): cannot parse {fields[i]!r}")
+                        continue
+                    rows.append(fields)
+                    line_nos.append(start)
+                    if len(rows) >= batch_rows:
+                        consumed = len(rows) + errors.count - errors_before
+                        yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
+                        rows, line_nos, errors_before = [], [], errors.count
+                break
+            except csv.Error as exc:
+                start, prev = prev + 1, skip + reader.line_num
+                bad(start, prev, f"malformed CSV: {exc}")
+        consumed = len(rows) + errors.count - errors_before
+        if consumed:
+            yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed

@@ -1,0 +1,59 @@
+"""`in: {type: file, path_prefix: ./data/audience_}`: local files, like Embulk's file input."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from pipelines.errors import ConfigError, DataError, RunError
+from pipelines.plugins.base import InputPlugin
+from pipelines.records import Source
+
+
+@dataclass(frozen=True)
+class FileInputSettings:
+    path_prefix: str
+    path_match_pattern: str | None = None
+
+
+class FileInput(InputPlugin):
+    Settings = FileInputSettings
+
+    def __init__(self, settings: FileInputSettings, where: str) -> None:
+        super().__init__(settings, where)
+        self.pattern = compile_pattern(settings.path_match_pattern, f"{where}.path_match_pattern")
+
+    def list_sources(self) -> list[Source]:
+        prefix = self.settings.path_prefix
+        folder, base = os.path.split(prefix)
+        folder_path = Path(folder or ".")
+        if not folder_path.is_dir():
+            raise RunError(f"folder '{folder_path}' does not exist", where=f"path_prefix {prefix}")
+        paths = sorted(
+            p for p in folder_path.rglob("*") if p.is_file() and str(p.relative_to(folder_path)).startswith(base)
+        )
+        sources = [Source(str(p), p.stat().st_size) for p in paths if self.pattern is None or self.pattern.search(str(p))]
+        if not sources:
+            raise RunError("no file matches", where=f"path_prefix {prefix}")
+        for source in sources:
+            if source.size == 0:
+                raise DataError("the file is empty (0 bytes)", where=source.uri)
+        return sources
+
+    def open(self, source: Source) -> IO[bytes]:
+        try:
+            return open(source.uri, "rb")
+        except OSError as exc:
+            raise RunError(f"cannot open: {exc.strerror}", where=source.uri) from None
+
+
+def compile_pattern(pattern: str | None, where: str) -> re.Pattern[str] | None:
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"invalid regular expression: {exc}", where=where) from None

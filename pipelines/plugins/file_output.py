@@ -1,0 +1,73 @@
+"""`out: {type: file, path_prefix: ./out/audience, file_ext: jsonl, formatter: {type: jsonl}}`
+
+The file is written under a temporary name and renamed on commit, so a failed run leaves no file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import IO, Literal
+
+from pipelines.error_output import ErrorSink
+from pipelines.formatting import csv_formatter, jsonl_formatter
+from pipelines.plugins.base import OutputPlugin
+from pipelines.records import Batch, Schema
+from pipelines.settings import option
+
+
+@dataclass(frozen=True)
+class FormatterSettings:
+    type: Literal["jsonl", "csv"] = "jsonl"
+    header_line: bool = True
+
+
+@dataclass(frozen=True)
+class FileOutputSettings:
+    path_prefix: str
+    file_ext: str = "jsonl"
+    sequence_format: str = ".%03d"
+    formatter: FormatterSettings = option(factory=FormatterSettings)
+
+
+class FileOutput(OutputPlugin):
+    Settings = FileOutputSettings
+
+    def bind(self, schema: Schema) -> None:
+        f = self.settings.formatter
+        if f.type == "csv":
+            self.header, self.format_rows = csv_formatter(schema, f.header_line)
+        else:
+            self.header, self.format_rows = b"", jsonl_formatter(schema)
+
+    def open(self, job_id: str, shard: int | None) -> None:
+        s = self.settings
+        self.path = f"{s.path_prefix}{s.sequence_format % (shard or 0)}.{s.file_ext}"
+        self.tmp_path = f"{self.path}.{job_id}.tmp"
+        folder = os.path.dirname(self.path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        self.file: IO[bytes] | None = open(self.tmp_path, "wb")
+        self.file.write(self.header)
+        self.rows = 0
+
+    def write(self, batch: Batch, errors: ErrorSink) -> None:
+        assert self.file is not None
+        self.file.write(self.format_rows(batch.rows))
+        self.rows += len(batch.rows)
+
+    def commit(self) -> int:
+        assert self.file is not None
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        self.file = None
+        os.replace(self.tmp_path, self.path)
+        return self.rows
+
+    def abort(self) -> None:
+        if getattr(self, "file", None) is not None:
+            self.file.close()
+            self.file = None
+        if hasattr(self, "tmp_path") and os.path.exists(self.tmp_path):
+            os.remove(self.tmp_path)

@@ -1,0 +1,78 @@
+"""`parser: {type: jsonl, columns: [...]}`: one JSON object per line; columns picked and typed."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import chain
+from typing import IO, Any
+
+from pipelines.columns import ColumnSettings, schema_of, value_converter
+from pipelines.error_output import ErrorSink
+from pipelines.plugins.base import ParserPlugin
+from pipelines.records import Batch, Schema, Source
+from pipelines.textio import TextChunks, check_charset
+
+
+@dataclass(frozen=True)
+class JsonlParserSettings:
+    columns: tuple[ColumnSettings, ...]
+    charset: str = "UTF-8"
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise ValueError("columns: declare at least one column")
+
+
+class JsonlParser(ParserPlugin):
+    Settings = JsonlParserSettings
+
+    def __init__(self, settings: JsonlParserSettings, where: str) -> None:
+        super().__init__(settings, where)
+        self._schema = schema_of(settings.columns, where)
+        self.charset = check_charset(settings.charset, f"{where}.charset")
+        self.names = [c.name for c in settings.columns]
+        self.converters = [
+            (i, c.name, c.type, conv) for i, c in enumerate(settings.columns) if (conv := value_converter(c)) is not None
+        ]
+
+    def schema(self) -> Schema:
+        return self._schema
+
+    def batches(self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int) -> Iterator[tuple[Batch, int]]:
+        import orjson
+
+        chunks = TextChunks(stream, self.charset, source, errors)
+        uri, names, converters, loads = source.uri, self.names, self.converters, orjson.loads
+        rows: list[list[Any]] = []
+        line_nos: list[int] = []
+        errors_before = errors.count
+        for line_no, line in enumerate(chain.from_iterable(map(io.StringIO, chunks)), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = loads(line)
+            except orjson.JSONDecodeError as exc:
+                errors.add(uri, line_no, f"invalid JSON: {exc}", line.rstrip("\r\n"))
+                continue
+            if not isinstance(record, dict):
+                errors.add(uri, line_no, f"expected a JSON object, got {type(record).__name__}", line.rstrip("\r\n"))
+                continue
+            row = [record.get(name) for name in names]
+            try:
+                for i, name, type_name, conv in converters:
+                    value = row[i]
+                    if value is not None:
+                        row[i] = conv(value)
+            except (ValueError, TypeError, OverflowError):
+                errors.add(uri, line_no, f"column '{name}' ({type_name}): cannot convert {row[i]!r}", line.rstrip("\r\n"))
+                continue
+            rows.append(row)
+            line_nos.append(line_no)
+            if len(rows) >= batch_rows:
+                yield Batch(rows, line_nos, uri, chunks.raw_lines), len(rows) + errors.count - errors_before
+                rows, line_nos, errors_before = [], [], errors.count
+        consumed = len(rows) + errors.count - errors_before
+        if consumed:
+            yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed

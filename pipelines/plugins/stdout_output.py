@@ -1,0 +1,34 @@
+"""`out: {type: stdout}`: rows as JSON lines on standard output (before the summary line)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from pipelines.error_output import ErrorSink
+from pipelines.formatting import jsonl_formatter
+from pipelines.plugins.base import OutputPlugin
+from pipelines.records import Batch, Schema
+
+
+@dataclass(frozen=True)
+class StdoutOutputSettings:
+    pass
+
+
+class StdoutOutput(OutputPlugin):
+    Settings = StdoutOutputSettings
+
+    def bind(self, schema: Schema) -> None:
+        self.format_rows = jsonl_formatter(schema)
+
+    def open(self, job_id: str, shard: int | None) -> None:
+        self.rows = 0
+
+    def write(self, batch: Batch, errors: ErrorSink) -> None:
+        sys.stdout.buffer.write(self.format_rows(batch.rows))
+        self.rows += len(batch.rows)
+
+    def commit(self) -> int:
+        sys.stdout.buffer.flush()
+        return self.rows

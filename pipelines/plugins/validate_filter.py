@@ -1,0 +1,67 @@
+"""`{type: validate, columns: [{name: user_id, required: true, regex: "^u[0-9]+$"}]}`: bad rows go to the error output."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pipelines.error_output import ErrorSink
+from pipelines.errors import ConfigError
+from pipelines.plugins.base import FilterPlugin
+from pipelines.plugins.column_filters import require_columns
+from pipelines.records import Batch, Schema
+from pipelines.settings import option
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    name: str
+    required: bool = False
+    regex: str | None = None
+    allowed_values: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ValidateSettings:
+    columns: tuple[ColumnRule, ...] = option(factory=tuple)
+
+
+class ValidateFilter(FilterPlugin):
+    Settings = ValidateSettings
+
+    def bind(self, schema: Schema) -> Schema:
+        require_columns(schema, tuple(r.name for r in self.settings.columns), f"{self.where}.columns")
+        self.checks = []
+        for i, rule in enumerate(self.settings.columns):
+            pattern = None
+            if rule.regex is not None:
+                try:
+                    pattern = re.compile(rule.regex)
+                except re.error as exc:
+                    raise ConfigError(f"invalid regular expression: {exc}", where=f"{self.where}.columns[{i}].regex") from None
+            allowed = frozenset(rule.allowed_values) if rule.allowed_values is not None else None
+            self.checks.append((schema.index(rule.name), rule, pattern, allowed))
+        return schema
+
+    def apply(self, batch: Batch, errors: ErrorSink) -> None:
+        failed: dict[int, str] = {}
+        rows = batch.rows
+        for index, rule, pattern, allowed in self.checks:
+            name = rule.name
+            for r, row in enumerate(rows):
+                value = row[index]
+                if value is None or value == "":
+                    if rule.required:
+                        failed.setdefault(r, f"column '{name}' is required but empty")
+                    continue
+                text = value if isinstance(value, str) else str(value)
+                if pattern is not None and pattern.search(text) is None:
+                    failed.setdefault(r, f"column '{name}' value {text!r} does not match /{rule.regex}/")
+                elif allowed is not None and text not in allowed:
+                    failed.setdefault(r, f"column '{name}' value {text!r} is not one of {sorted(allowed)}")
+        if not failed:
+            return
+        for r in sorted(failed):
+            line = batch.line_nos[r]
+            errors.add(batch.source, line, failed[r], batch.raw_line(line))
+        batch.keep([r for r in range(len(rows)) if r not in failed])

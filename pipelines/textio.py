@@ -1,0 +1,162 @@
+"""Byte streams to text: counted reads, and decoded chunks that end at line boundaries.
+
+Parsers read `TextChunks` through C-level iterators (io.StringIO per chunk), so
+there is no Python call per line; the chunks are kept briefly so that the raw
+text of a bad row can be quoted in the error output.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections import deque
+from collections.abc import Iterator
+from typing import IO
+
+from pipelines.error_output import ErrorSink
+from pipelines.errors import ConfigError
+from pipelines.records import Source
+
+CHUNK_BYTES = 1 << 20
+MAX_RAW_LINES = 20
+
+
+class Readable:
+    """A minimal read-only stream: subclasses define `read`; `readinto` is derived for gzip readers."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise NotImplementedError
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class CountingStream(Readable):
+    """A read-only stream that counts the bytes read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.bytes_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.bytes_read += len(data)
+        return data
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class PrefixedStream(Readable):
+    """A stream whose first bytes were already read (to detect the compression) and are given back."""
+
+    def __init__(self, prefix: bytes, raw: IO[bytes]) -> None:
+        self.prefix = prefix
+        self.raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.prefix:
+            return self.raw.read(size)
+        if size is None or size < 0:
+            data, self.prefix = self.prefix + self.raw.read(), b""
+            return data
+        data, self.prefix = self.prefix[:size], self.prefix[size:]
+        if len(data) < size:
+            data += self.raw.read(size - len(data))
+        return data
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def check_charset(charset: str, where: str) -> str:
+    """The codec name for `charset`, which must exist and keep '\\n' as the byte 0x0A."""
+    try:
+        name = codecs.lookup(charset).name
+    except LookupError:
+        raise ConfigError(f"unknown charset '{charset}'", where=where) from None
+    if "\n".encode(name) != b"\n":
+        raise ConfigError(f"charset '{charset}' is not supported: lines must end with the byte 0x0A", where=where)
+    return name
+
+
+class TextChunks:
+    """Iterates the decoded text of a stream, in chunks of whole lines.
+
+    Lines whose bytes are not valid in `charset` are reported to `errors` (and
+    read as blank lines, so the line numbers of what follows stay right).
+    """
+
+    def __init__(self, stream: IO[bytes], charset: str, source: Source, errors: ErrorSink, first_line: int = 1) -> None:
+        self.stream = stream
+        self.charset = charset
+        self.source = source
+        self.errors = errors
+        self.next_line = first_line
+        self._recent: deque[tuple[int, str]] = deque(maxlen=4)
+        self._split_cache: tuple[int, list[str]] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        rest = b""
+        read = self.stream.read
+        while True:
+            block = read(CHUNK_BYTES)
+            if not block:
+                if rest:
+                    yield self._decode(rest)
+                return
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                rest += block
+                continue
+            data, rest = rest + block[: cut + 1], block[cut + 1 :]
+            yield self._decode(data)
+
+    def _decode(self, data: bytes) -> str:
+        first = self.next_line
+        try:
+            text = data.decode(self.charset)
+        except UnicodeDecodeError:
+            text = self._decode_lines(data, first)
+        self.next_line = first + text.count("\n")
+        self._recent.append((first, text))
+        return text
+
+    def _decode_lines(self, data: bytes, first: int) -> str:
+        out = []
+        pieces = data.split(b"\n")
+        for offset, piece in enumerate(pieces):
+            last = offset == len(pieces) - 1
+            if last and not piece:
+                break
+            raw = piece if last else piece + b"\n"
+            try:
+                out.append(raw.decode(self.charset))
+            except UnicodeDecodeError as exc:
+                reason = f"bytes are not valid {self.charset} ({exc.reason} at byte {exc.start + 1} of the line)"
+                shown = raw.decode(self.charset, "backslashreplace").rstrip("\r\n")
+                self.errors.add(self.source.uri, first + offset, reason, shown)
+                out.append("" if last else "\n")
+        return "".join(out)
+
+    def raw_lines(self, start: int, end: int | None = None) -> str:
+        """The text of lines start..end (inclusive), if still held; '' if not."""
+        end = start if end is None else min(end, start + MAX_RAW_LINES - 1)
+        return "\n".join(self._line(n) for n in range(start, end + 1)).rstrip("\r\n")
+
+    def _line(self, n: int) -> str:
+        for first, text in reversed(self._recent):
+            if n >= first:
+                if self._split_cache is None or self._split_cache[0] != first:
+                    self._split_cache = (first, text.split("\n"))
+                lines = self._split_cache[1]
+                index = n - first
+                return lines[index].rstrip("\r") if index < len(lines) else ""
+        return ""
