@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,14 +78,41 @@ def render(path: Path, cli_vars: Mapping[str, str] | None = None) -> str:
     return render_liquid(text, path, template_variables(cli_vars or {}))
 
 
+@functools.cache
+def _unique_key_loader() -> type:
+    """A SafeLoader refusing a key given twice in one mapping (YAML would keep the last one silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[tuple[str, str], Any] = {}
+                for key_node, _ in node.value:
+                    if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    first = seen.setdefault((key_node.tag, key_node.value), key_node)
+                    if first is not key_node:
+                        raise yaml.constructor.ConstructorError(
+                            None,
+                            None,
+                            f"duplicate key '{key_node.value}' (first at line {first.start_mark.line + 1})",
+                            key_node.start_mark,
+                        )
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
+
+
 def parse_yaml(text: str, where: str) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        if at and where.endswith(".liquid"):  # template tags can add or remove lines
+            at += " of the rendered config"
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"invalid YAML{at}: {problem}", where=where) from None
     if not isinstance(data, dict):

@@ -133,7 +133,10 @@ class SettingsBuilder:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
             if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-                return int(value)
+                try:
+                    return int(value)
+                except ValueError:  # "--5", or digits int() does not read, like "²"
+                    pass
             raise self.error(path, f"expected an integer, got {describe(value)}")
         if hint is float:
             if not isinstance(value, bool) and isinstance(value, int | float | str):

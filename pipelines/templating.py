@@ -8,10 +8,10 @@ from typing import Any
 from pipelines.errors import ConfigError
 
 
-def _partial_path(folder: Path, name: str) -> Path:
+def _partial_path(folder: Path, name: str, where: str) -> Path:
     base = Path(name)
     if base.name != name or name in ("", ".", ".."):
-        raise ConfigError(f"include name {name!r} must be a plain name like 'kafka'")
+        raise ConfigError(f"include name {name!r} must be a plain name like 'kafka'", where=where)
     return folder / f"_{name}.yml.liquid"
 
 
@@ -25,7 +25,7 @@ def render_liquid(text: str, path: Path, variables: dict[str, Any]) -> str:
 
     class PartialLoader(BaseLoader):
         def get_source(self, env: Any, template_name: str, **kwargs: Any) -> TemplateSource:
-            partial = _partial_path(folder, template_name)
+            partial = _partial_path(folder, template_name, str(path))
             try:
                 source = partial.read_text(encoding="utf-8")
             except FileNotFoundError:
@@ -53,8 +53,8 @@ def _describe(exc: Any) -> str:
 def _where(exc: Any, path: Path, partials: dict[str, str]) -> str:
     name = str(path)
     token = getattr(exc, "token", None)
-    if token is not None and getattr(token, "source", None) is not None:
+    if token is not None and getattr(token, "source", None) and getattr(token, "start_index", -1) >= 0:
         name = partials.get(token.source, name)
         line = token.source.count("\n", 0, token.start_index) + 1
         return f"{name}: line {line}"
-    return str(name)
+    return name  # e.g. a block left open: the error is at the end of the template, with no token to place it

@@ -18,6 +18,7 @@ from pipelines.records import Source
 
 CHUNK_BYTES = 1 << 20
 MAX_RAW_LINES = 20
+MAX_RECENT_CHARS = 4 * CHUNK_BYTES  # decoded text kept for the raw text of bad rows
 
 
 class Readable:
@@ -91,7 +92,9 @@ class TextChunks:
     """Iterates the decoded text of a stream, in chunks of whole lines.
 
     Lines whose bytes are not valid in `charset` are reported to `errors` (and
-    read as blank lines, so the line numbers of what follows stay right).
+    read as blank lines, so the line numbers of what follows stay right). Such a
+    line is reported only once the lines before it have been handed out, so bad
+    rows reach `errors` in line order and max_errors names the first one.
     """
 
     def __init__(self, stream: IO[bytes], charset: str, source: Source, errors: ErrorSink, first_line: int = 1) -> None:
@@ -100,8 +103,10 @@ class TextChunks:
         self.source = source
         self.errors = errors
         self.next_line = first_line
-        self._recent: deque[tuple[int, str]] = deque(maxlen=4)
+        self._recent: deque[tuple[int, str]] = deque()
+        self._recent_chars = 0
         self._split_cache: tuple[int, list[str]] | None = None
+        self._at_start = True
 
     def __iter__(self) -> Iterator[str]:
         rest = b""
@@ -110,27 +115,39 @@ class TextChunks:
             block = read(CHUNK_BYTES)
             if not block:
                 if rest:
-                    yield self._decode(rest)
+                    yield from self._decode(rest)
                 return
             cut = block.rfind(b"\n")
             if cut < 0:
                 rest += block
                 continue
             data, rest = rest + block[: cut + 1], block[cut + 1 :]
-            yield self._decode(data)
+            yield from self._decode(data)
 
-    def _decode(self, data: bytes) -> str:
-        first = self.next_line
+    def _decode(self, data: bytes) -> Iterator[str]:
         try:
             text = data.decode(self.charset)
         except UnicodeDecodeError:
-            text = self._decode_lines(data, first)
+            yield from self._decode_lines(data)
+            return
+        yield self._emit(text)
+
+    def _emit(self, text: str) -> str:
+        """Hands out `text` (whole lines from self.next_line on), kept briefly for raw_lines."""
+        if self._at_start:
+            self._at_start = False
+            if text.startswith("\ufeff") and self.charset.startswith("utf"):
+                text = text[1:]  # a byte order mark (Excel's UTF-8 CSV) is not part of the first field
+        first = self.next_line
         self.next_line = first + text.count("\n")
         self._recent.append((first, text))
+        self._recent_chars += len(text)
+        while len(self._recent) > 1 and self._recent_chars > MAX_RECENT_CHARS:
+            self._recent_chars -= len(self._recent.popleft()[1])
         return text
 
-    def _decode_lines(self, data: bytes, first: int) -> str:
-        out = []
+    def _decode_lines(self, data: bytes) -> Iterator[str]:
+        out: list[str] = []
         pieces = data.split(b"\n")
         for offset, piece in enumerate(pieces):
             last = offset == len(pieces) - 1
@@ -140,11 +157,15 @@ class TextChunks:
             try:
                 out.append(raw.decode(self.charset))
             except UnicodeDecodeError as exc:
+                if out:  # the lines before it first
+                    yield self._emit("".join(out))
+                    out = []
                 reason = f"bytes are not valid {self.charset} ({exc.reason} at byte {exc.start + 1} of the line)"
                 shown = raw.decode(self.charset, "backslashreplace").rstrip("\r\n")
-                self.errors.add(self.source.uri, first + offset, reason, shown)
+                self.errors.add(self.source.uri, self.next_line, reason, shown)
                 out.append("" if last else "\n")
-        return "".join(out)
+        if out:
+            yield self._emit("".join(out))
 
     def raw_lines(self, start: int, end: int | None = None) -> str:
         """The text of lines start..end (inclusive), if still held; '' if not."""

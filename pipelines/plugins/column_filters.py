@@ -16,12 +16,18 @@ from pipelines.records import Batch, Column, Schema
 from pipelines.settings import did_you_mean, option
 
 
-def require_columns(schema: Schema, names: tuple[str, ...] | list[str], where: str) -> None:
-    for i, name in enumerate(names):
+def require_columns(schema: Schema, names: tuple[str, ...] | list[str] | str, where: str) -> None:
+    """Every name must be a column of `schema`.
+
+    `names` as a tuple is an option's YAML list: a missing name is reported at `where[i]`.
+    A single name (a str, or a list built by the caller such as `[key_column_name]`) is reported at `where`.
+    """
+    indexed = isinstance(names, tuple)
+    for i, name in enumerate([names] if isinstance(names, str) else names):
         if name not in schema.names:
             raise ConfigError(
                 f"no column '{name}'{did_you_mean(name, schema.names)}; columns here: {', '.join(schema.names)}",
-                where=f"{where}[{i}]" if isinstance(names, tuple | list) else where,
+                where=f"{where}[{i}]" if indexed else where,
             )
 
 
@@ -146,7 +152,7 @@ class AddColumnsFilter(FilterPlugin):
             return conv(text)
         except (ValueError, TypeError):
             shown = "the value of $" + c.env if c.env else repr(text)
-            raise ConfigError(f"{shown} is not a valid {c.type}", where=where) from None
+            raise ConfigError(f"{shown} is not a valid {c.type}", where=f"{where}.{'env' if c.env else 'value'}") from None
 
     def apply(self, batch: Batch, errors: ErrorSink) -> None:
         values = self.values

@@ -39,6 +39,12 @@ class CsvParserSettings:
             value = getattr(self, name)
             if value is not None and len(value) > 1:
                 raise ValueError(f"{name} must be one character (or empty), got {value!r}")
+        marks = {"delimiter": self.delimiter, "quote": self.quote or None, "escape": self.escape or None}
+        for name, value in marks.items():
+            if value in ("\r", "\n"):
+                raise ValueError(f"{name} cannot be a line break")
+        if self.delimiter in (marks["quote"], marks["escape"]):
+            raise ValueError(f"delimiter {self.delimiter!r} cannot also be the quote or escape character")
         if self.skip_header_lines < 0:
             raise ValueError("skip_header_lines must be 0 or more")
 
@@ -68,9 +74,13 @@ class CsvParser(ParserPlugin):
         s = self.settings
         chunks = TextChunks(stream, self.charset, source, errors)
         lines = chain.from_iterable(map(io.StringIO, chunks))
+        # Counted from here: skipping the header decodes the first chunk, whose bad-charset lines go to `errors`.
+        errors_before = errors.count
         skip = s.skip_header_lines
         for _ in range(skip):
             if next(lines, None) is None:
+                if errors.count > errors_before:  # header lines with bad bytes still count as read
+                    yield Batch([], [], source.uri, chunks.raw_lines), errors.count - errors_before
                 return
         reader = csv.reader(lines, **self.dialect)
         uri, ncols, converters, null = source.uri, len(s.columns), self.converters, s.null_string
@@ -81,7 +91,6 @@ class CsvParser(ParserPlugin):
 
         rows: list[list[Any]] = []
         line_nos: list[int] = []
-        errors_before = errors.count
         prev = skip  # physical line where the previous record ended
         while True:
             try:

@@ -30,9 +30,9 @@ class ValidateFilter(FilterPlugin):
     Settings = ValidateSettings
 
     def bind(self, schema: Schema) -> Schema:
-        require_columns(schema, tuple(r.name for r in self.settings.columns), f"{self.where}.columns")
         self.checks = []
         for i, rule in enumerate(self.settings.columns):
+            require_columns(schema, rule.name, f"{self.where}.columns[{i}].name")
             pattern = None
             if rule.regex is not None:
                 try:

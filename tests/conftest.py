@@ -1,0 +1,147 @@
+"""Shared fixtures: the local stack (real Kafka broker + moto server), started once per test run.
+
+The stack is the one `pipelines dev up` starts, on free ports in a temporary folder,
+so a developer's own stack on the default ports is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    if os.environ.get("PIPELINES_TEST_REUSE_STACK") == "1":
+        # Opt-in for quick iterations: a stack already started with `eval "$(pipelines dev up)"`.
+        from types import SimpleNamespace
+
+        yield SimpleNamespace(kafka_bootstrap=os.environ["KAFKA_BOOTSTRAP"], aws_endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+        return
+    from pipelines.devstack.stack import StackConfig, down, up
+
+    state_dir = tmp_path_factory.mktemp("stack")
+    info = up(StackConfig(state_dir, free_port(), free_port(), free_port(), kafka_heap="384m"))
+    saved = {k: os.environ.get(k) for k in info.env()}
+    os.environ.update(info.env())
+    try:
+        yield info
+    finally:
+        down(state_dir)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def s3(stack: object):
+    from pipelines.plugins.s3_input import s3_client
+
+    return s3_client()
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def topic(stack) -> str:
+    """A new topic with 6 partitions."""
+    name = f"audience-{uuid.uuid4().hex[:10]}"
+    create_topic(stack.kafka_bootstrap, name, 6)
+    return name
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """High watermarks: everything ever written, committed or not."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets", "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        consumer.close()
+
+
+def consume_all(bootstrap: str, topic: str, isolation: str = "read_committed") -> list:
+    """Every record of the topic visible at `isolation`, read with manual assignment up to the end."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        remaining, records = set(partitions), []
+        deadline = time.monotonic() + 30
+        while remaining:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no end of partitions {sorted(remaining)} within 30 s")
+            for msg in consumer.consume(10_000, timeout=0.2):
+                if msg.error():
+                    if msg.error().code() == -191:  # _PARTITION_EOF
+                        remaining.discard(msg.partition())
+                        continue
+                    raise AssertionError(msg.error().str())
+                records.append(msg)
+        return records
+    finally:
+        consumer.close()
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = (), timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`pipelines ARGS` in a subprocess, as a user runs it; `unset` names variables to leave out of its environment."""
+    environment = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=REPO,
+        timeout=timeout,
+    )
+
+
+def summary_of(result: subprocess.CompletedProcess) -> dict:
+    import json
+
+    return json.loads(result.stdout.strip().splitlines()[-1])
