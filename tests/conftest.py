@@ -21,10 +21,20 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 (all bound at once, then released)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +48,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from pipelines.devstack.stack import StackConfig, down, up
 
     state_dir = tmp_path_factory.mktemp("stack")
-    info = up(StackConfig(state_dir, free_port(), free_port(), free_port(), kafka_heap="384m"))
+    info = up(StackConfig(state_dir, *free_ports(3), kafka_heap="384m"))
     saved = {k: os.environ.get(k) for k in info.env()}
     os.environ.update(info.env())
     try:
