@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +34,30 @@ def schema_of(columns: tuple[ColumnSettings, ...], where: str) -> Schema:
     return Schema(tuple(Column(c.name, c.type) for c in columns))
 
 
+LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1  # a long is a signed 64-bit integer, as in Embulk
+
+
+def _long(text: str) -> int:
+    return _in_long_range(int(text))
+
+
+def _in_long_range(value: int) -> int:
+    if not LONG_MIN <= value <= LONG_MAX:
+        raise ValueError("out of the 64-bit range")
+    return value
+
+
+def _double(text: str) -> float:
+    return _finite(float(text))
+
+
+def _finite(value: float) -> float:
+    # NaN and infinities have no JSON form: the outputs would write null, losing the value silently.
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
 def _boolean(text: str) -> bool:
     word = text.strip().lower()
     if word in TRUE_WORDS:
@@ -60,8 +85,8 @@ def text_converter(column: ColumnSettings) -> Callable[[str], Any] | None:
     """Converts a non-empty text field to the column's type (raises ValueError); None for strings."""
     return {
         "string": None,
-        "long": int,
-        "double": float,
+        "long": _long,
+        "double": _double,
         "boolean": _boolean,
         "timestamp": _timestamp(column.format),
         "json": _json,
@@ -74,14 +99,14 @@ def _long_value(value: Any) -> int:
     if isinstance(value, float):
         if not value.is_integer():
             raise ValueError
-        return int(value)
-    return int(value)
+        return _in_long_range(int(value))
+    return _in_long_range(int(value))
 
 
 def _double_value(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError
-    return float(value)
+    return _finite(float(value))
 
 
 def _boolean_value(value: Any) -> bool:

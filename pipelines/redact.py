@@ -75,7 +75,7 @@ def _secret_scalar_spans(text: str) -> list[tuple[int, int]]:
 def redact(text: str, values: Iterable[str]) -> str:
     spans = _secret_scalar_spans(text)
     for start, end in reversed(spans):
-        text = text[:start] + MASK + text[end:]
+        text = text[:start] + f'"{MASK}"' + text[end:]  # quoted: a bare ****** would read as a YAML alias
     for value in sorted(values, key=len, reverse=True):
         text = text.replace(value, MASK)
     return text

@@ -89,6 +89,13 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until every partition has a leader in the metadata
+        topic = admin.list_topics(name, timeout=10).topics.get(name)
+        if topic and topic.error is None and len(topic.partitions) == partitions and all(p.leader >= 0 for p in topic.partitions.values()):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"topic {name} has no leaders after 30 s")
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import IO, Literal
 
 from pipelines.error_output import ErrorSink
+from pipelines.errors import RunError
 from pipelines.formatting import csv_formatter, jsonl_formatter
 from pipelines.plugins.base import OutputPlugin
 from pipelines.records import Batch, Schema
@@ -45,9 +46,13 @@ class FileOutput(OutputPlugin):
         self.path = f"{s.path_prefix}{s.sequence_format % (shard or 0)}.{s.file_ext}"
         self.tmp_path = f"{self.path}.{job_id}.tmp"
         folder = os.path.dirname(self.path)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        self.file: IO[bytes] | None = open(self.tmp_path, "wb")
+        self.file: IO[bytes] | None = None
+        try:
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+            self.file = open(self.tmp_path, "wb")
+        except OSError as exc:
+            raise RunError(f"cannot create the output file: {exc.strerror or exc}", where=self.path) from None
         self.file.write(self.header)
         self.rows = 0
 
@@ -58,11 +63,14 @@ class FileOutput(OutputPlugin):
 
     def commit(self) -> int:
         assert self.file is not None
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        self.file = None
-        os.replace(self.tmp_path, self.path)
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            self.file = None
+            os.replace(self.tmp_path, self.path)
+        except OSError as exc:
+            raise RunError(f"cannot write the output file: {exc.strerror or exc}", where=self.path) from None
         return self.rows
 
     def abort(self) -> None:

@@ -38,6 +38,22 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 FORCED = ("enable.idempotence", "acks", "partitioner", "delivery.report.only.error")
 
 
+def librdkafka_logger() -> logging.Logger:
+    """librdkafka's own log (retries while a coordinator loads, reconnects): silent unless
+    PIPELINES_KAFKA_DEBUG=1, since failures reach the run through error and delivery callbacks."""
+    import os
+
+    logger = logging.getLogger("pipelines.librdkafka")
+    if not logger.handlers:
+        logger.propagate = False
+        if os.environ.get("PIPELINES_KAFKA_DEBUG") == "1":
+            logger.setLevel(logging.DEBUG)
+            logger.addHandler(logging.StreamHandler())
+        else:
+            logger.addHandler(logging.NullHandler())
+    return logger
+
+
 @dataclass(frozen=True)
 class KafkaOutputSettings:
     brokers: tuple[str, ...]
@@ -100,7 +116,7 @@ class KafkaOutput(OutputPlugin):
         config = self.producer_config(job_id, shard)
         config["on_delivery"] = self._on_delivery
         config["error_cb"] = self._on_error
-        config["logger"] = logging.getLogger("pipelines.librdkafka")
+        config["logger"] = librdkafka_logger()
         try:
             self.producer = Producer(config)
         except KafkaException as exc:
