@@ -145,10 +145,16 @@ def render(config: Path, variables: tuple[tuple[str, str], ...]) -> None:
 
     try:
         text = render_config(config, dict(variables))
-        data = parse_yaml(text, str(config))
     except PipelineError as exc:
         fail(exc)
-    click.echo(redact(text, secret_values(data, template_variables(dict(variables))["env"])), nl=False)
+    env = template_variables(dict(variables))["env"]
+    try:
+        data = parse_yaml(text, str(config))
+    except PipelineError as exc:
+        # Show what was rendered, so the YAML error can be found in it, then fail.
+        click.echo(redact(text, secret_values({}, env)), nl=False)
+        fail(exc)
+    click.echo(redact(text, secret_values(data, env)), nl=False)
 
 
 @cli.command()

@@ -75,6 +75,12 @@ class ErrorSink:
         return self.uri if self.count else None
 
     def _open(self) -> IO[bytes]:
+        try:
+            return self._open_uri()
+        except OSError as exc:
+            raise RunError(f"cannot write the error output: {exc.strerror or exc}", where=self.uri) from None
+
+    def _open_uri(self) -> IO[bytes]:
         if self.uri.startswith("s3://"):
             import smart_open
 

@@ -722,3 +722,14 @@ def test_registry_plugin_that_cannot_be_imported_is_a_config_error() -> None:
             registry.load("out", name, "c.yml: out.type")
     finally:
         registry._PLUGINS.pop(("out", name), None)
+
+
+def test_render_shows_the_rendered_text_when_its_yaml_is_invalid(tmp_path: Path) -> None:
+    config = tmp_path / "broken.yml.liquid"
+    config.write_text("in: {type: file\n  x: {{ var.where }}\n")
+
+    result = CliRunner().invoke(cli, ["render", str(config), "--var", "where=here"])
+
+    assert result.exit_code == 2
+    assert result.stdout == "in: {type: file\n  x: here\n"
+    assert result.stderr.startswith(f"error: {config}: invalid YAML at line 2")

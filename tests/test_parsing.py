@@ -640,6 +640,20 @@ def test_output_file_that_cannot_be_created_is_a_run_error(tmp_path: Path) -> No
     assert json.loads(result.stdout.splitlines()[-1])["status"] == "failed"
 
 
+def test_error_output_that_cannot_be_written_is_a_run_error(tmp_path: Path) -> None:
+    path, _ = write_job(tmp_path, {"a.csv": b"1,a\nbroken\n"}, csv_parser())
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    config = yaml.safe_load(path.read_text())
+    config["exec"] = {"error_output": str(tmp_path / "blocker" / "errors") + "/", "max_errors": 5}
+    path.write_text(yaml.safe_dump(config))
+
+    result = CliRunner().invoke(cli, ["run", str(path), "--job-id", JOB_ID])
+
+    assert result.exit_code == EXIT_RUN_FAILED, result.exception
+    expected = f"error: {tmp_path / 'blocker' / 'errors' / JOB_ID}.errors.jsonl: cannot write the error output: "
+    assert result.stderr.splitlines()[-1].startswith(expected)
+
+
 # ---------------------------------------------------------------- charsets
 
 
