@@ -48,7 +48,10 @@ def _in_long_range(value: int) -> int:
 
 
 def _double(text: str) -> float:
-    return _finite(float(text))
+    value = float(text)
+    if value - value != 0.0:  # inf - inf and nan - nan are nan: not finite (one check on the hot path)
+        raise ValueError("not a finite number")
+    return value
 
 
 def _finite(value: float) -> float:
@@ -67,7 +70,22 @@ def _boolean(text: str) -> bool:
     raise ValueError
 
 
+class _BooleanWords(dict):
+    """Exact words map in C (`BOOLEANS[text]`); other spellings (' Yes') take `_boolean` on a miss."""
+
+    def __missing__(self, text: str) -> bool:
+        return _boolean(text)
+
+
+BOOLEANS = _BooleanWords({w: True for w in TRUE_WORDS} | {w: False for w in FALSE_WORDS})
+BOOLEANS.update({w.upper(): v for w, v in list(BOOLEANS.items())} | {w.title(): v for w, v in list(BOOLEANS.items())})
+TIMESTAMP_CACHE = 4096  # audiences repeat dates and times a lot; a hit costs no Python call
+
+
 def _timestamp(fmt: str | None) -> Callable[[str], datetime]:
+    from functools import lru_cache
+
+    @lru_cache(maxsize=TIMESTAMP_CACHE)
     def parse(text: str) -> datetime:
         value = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text.strip())
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
@@ -87,7 +105,7 @@ def text_converter(column: ColumnSettings) -> Callable[[str], Any] | None:
         "string": None,
         "long": _long,
         "double": _double,
-        "boolean": _boolean,
+        "boolean": BOOLEANS.__getitem__,
         "timestamp": _timestamp(column.format),
         "json": _json,
     }[column.type]
