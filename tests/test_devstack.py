@@ -11,20 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_ports
+
 from pipelines.devstack import stack
 from pipelines.devstack.stack import StackConfig, StackError, StackInfo
-
-
-def _free_ports(count: int) -> list[int]:
-    """Distinct ports on 127.0.0.1 that were free a moment ago."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.fixture
@@ -47,7 +37,7 @@ def _sample_info(bootstrap: str = "127.0.0.1:19092") -> StackInfo:
 
 
 def test_port_in_use_is_reported_with_port(tmp_path: Path, busy_port: int) -> None:
-    controller_port, moto_port = _free_ports(2)
+    controller_port, moto_port = free_ports(2)
     config = StackConfig(tmp_path, kafka_port=busy_port, controller_port=controller_port, moto_port=moto_port)
 
     with pytest.raises(StackError, match=rf"port {busy_port} on 127\.0\.0\.1 is already in use \(kafka\)"):
@@ -56,7 +46,7 @@ def test_port_in_use_is_reported_with_port(tmp_path: Path, busy_port: int) -> No
 
 
 def test_moto_port_in_use_names_moto_option(tmp_path: Path, busy_port: int) -> None:
-    kafka_port, controller_port = _free_ports(2)
+    kafka_port, controller_port = free_ports(2)
     config = StackConfig(tmp_path, kafka_port=kafka_port, controller_port=controller_port, moto_port=busy_port)
 
     with pytest.raises(StackError, match=rf"port {busy_port} .*--moto-port"):
@@ -146,7 +136,7 @@ def test_integration_up_kafka_topic_and_moto_s3_then_down(tmp_path: Path) -> Non
     import boto3
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    kafka_port, controller_port, moto_port = _free_ports(3)
+    kafka_port, controller_port, moto_port = free_ports(3)
     config = StackConfig(
         tmp_path / "stack", kafka_port=kafka_port, controller_port=controller_port, moto_port=moto_port
     )

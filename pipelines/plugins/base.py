@@ -17,6 +17,18 @@ class Plugin:
         self.where = where  # "file: key path", for errors found when the plugin is checked
 
 
+def checked_sources(sources: list[Source], nothing_where: str, noun: str) -> list[Source]:
+    """`sources`, unless there are none or one is empty: then the error says which, before anything is written."""
+    from pipelines.errors import DataError, RunError
+
+    if not sources:
+        raise RunError(f"no {noun} matches", where=nothing_where)
+    for source in sources:
+        if source.size == 0:
+            raise DataError(f"the {noun} is empty (0 bytes)", where=source.uri)
+    return sources
+
+
 class InputPlugin(Plugin):
     def list_sources(self) -> list[Source]:
         """Everything to read, checked to exist and be non-empty before anything is written."""

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from pipelines.errors import ConfigError, DataError, RunError
-from pipelines.plugins.base import InputPlugin
+from pipelines.errors import ConfigError, RunError
+from pipelines.plugins.base import InputPlugin, checked_sources
 from pipelines.records import Source
 
 
@@ -36,12 +36,7 @@ class FileInput(InputPlugin):
             p for p in folder_path.rglob("*") if p.is_file() and str(p.relative_to(folder_path)).startswith(base)
         )
         sources = [Source(str(p), p.stat().st_size) for p in paths if self.pattern is None or self.pattern.search(str(p))]
-        if not sources:
-            raise RunError("no file matches", where=f"path_prefix {prefix}")
-        for source in sources:
-            if source.size == 0:
-                raise DataError("the file is empty (0 bytes)", where=source.uri)
-        return sources
+        return checked_sources(sources, f"path_prefix {prefix}", "file")
 
     def open(self, source: Source) -> IO[bytes]:
         try:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from pipelines.errors import ConfigError, DataError, RunError, TransientRunError
-from pipelines.plugins.base import InputPlugin
+from pipelines.plugins.base import InputPlugin, checked_sources
 from pipelines.plugins.file_input import compile_pattern
 from pipelines.records import Source
 from pipelines.settings import option
@@ -95,12 +95,7 @@ class S3Input(InputPlugin):
         except (ClientError, BotoCoreError) as exc:
             key = self.settings.path if self.settings.path is not None else self.settings.path_prefix
             raise s3_error(exc, f"s3://{bucket}/{key}") from None
-        if not sources:
-            raise RunError("no object matches", where=f"s3://{bucket}/{self.settings.path_prefix}")
-        for source in sources:
-            if source.size == 0:
-                raise DataError("the object is empty (0 bytes)", where=source.uri)
-        return sources
+        return checked_sources(sources, f"s3://{bucket}/{self.settings.path_prefix}", "object")
 
     def _head(self, key: str) -> Source:
         head = self.client.head_object(Bucket=self.settings.bucket, Key=key)
