@@ -111,7 +111,7 @@ def run_job(job: Job, job_id: str, stats: RunStats, errors: ErrorSink, progress:
         errors.close()
         written = output.commit()
     except BaseException:
-        output.abort()
+        stats.rows_written = output.abort()
         raise
     finally:
         output.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import uuid
 
 import pytest
 from conftest import CONFIGS, consume_all, end_offsets, free_port, run_cli, summary_of
@@ -196,3 +197,45 @@ def test_undefined_variable_names_the_variable(missing, topic):
     result = run_cli("validate", MAIN_CONFIG, "--var", "S3_BUCKET=b", unset=(missing,))
     assert result.returncode == 2
     assert f"env.{missing} is undefined" in error_line(result)
+
+
+@pytest.mark.parametrize("transactional", [True, False])
+def test_failed_delivery_fails_the_run(stack, s3, bucket, tmp_path, transactional):
+    """The broker rejects every record (the topic takes at most 64 bytes a batch): no row counts as written."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"tiny-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, 2, 1, config={"max.message.bytes": "64"})])[topic].result(30)
+    s3.put_object(Bucket=bucket, Key="in/a.csv", Body=rows_csv(100))
+    config = tmp_path / "tiny.yml"
+    config.write_text(
+        f"in: {{type: s3, bucket: {bucket}, path: in/a.csv, parser: {{type: csv, skip_header_lines: 1, "
+        "columns: [{name: user_id}, {name: country}, {name: score}, {name: opted_in}, {name: updated_at}]}}\n"
+        f"out: {{type: kafka, brokers: ['{stack.kafka_bootstrap}'], topic: {topic}, key_column_name: user_id, "
+        f"transactional: {str(transactional).lower()}}}\n"
+    )
+    result = run_cli("run", str(config))
+    assert result.returncode == 1
+    assert "row(s) were not acknowledged; first: Broker: Message size too large" in error_line(result)
+    summary = summary_of(result)
+    assert summary["status"] == "failed" and summary["rows_read"] == 100 and summary["rows_written"] == 0
+    assert consume_all(stack.kafka_bootstrap, topic) == []
+
+
+def test_failed_run_without_transaction_counts_the_rows_that_stay(stack, s3, bucket, topic, tmp_path):
+    """transactional: false cannot take rows back: the failed summary counts exactly those in the topic."""
+    s3.put_object(Bucket=bucket, Key="in/a.csv", Body=rows_csv(5000, bad={4500: "broken\n"}))
+    config = tmp_path / "plain.yml"
+    config.write_text(
+        f"in: {{type: s3, bucket: {bucket}, path: in/a.csv, parser: {{type: csv, skip_header_lines: 1, "
+        "columns: [{name: user_id}, {name: country}, {name: score}, {name: opted_in}, {name: updated_at}]}}\n"
+        f"out: {{type: kafka, brokers: ['{stack.kafka_bootstrap}'], topic: {topic}, key_column_name: user_id, transactional: false}}\n"
+        "exec: {batch_rows: 1000}\n"
+    )
+    result = run_cli("run", str(config))
+    assert result.returncode == 1
+    assert "line 4502: expected 5 columns, got 1" in error_line(result)
+    written = summary_of(result)["rows_written"]
+    assert written == 4000  # the four full batches before the bad row
+    assert len(consume_all(stack.kafka_bootstrap, topic)) == written

@@ -77,8 +77,9 @@ class OutputPlugin(Plugin):
         """Makes the written rows visible; returns how many the destination acknowledged."""
         raise NotImplementedError
 
-    def abort(self) -> None:
-        """Undoes what it can of a failed run."""
+    def abort(self) -> int:
+        """Undoes what it can of a failed run; returns how many rows stay written (0 if all were undone)."""
+        return 0
 
     def close(self) -> None:
         pass

@@ -73,9 +73,10 @@ class FileOutput(OutputPlugin):
             raise RunError(f"cannot write the output file: {exc.strerror or exc}", where=self.path) from None
         return self.rows
 
-    def abort(self) -> None:
+    def abort(self) -> int:
         if getattr(self, "file", None) is not None:
             self.file.close()
             self.file = None
         if hasattr(self, "tmp_path") and os.path.exists(self.tmp_path):
             os.remove(self.tmp_path)
+        return 0

@@ -212,20 +212,22 @@ class KafkaOutput(OutputPlugin):
         self._raise_if_failed()
         return self.produced
 
-    def abort(self) -> None:
+    def abort(self) -> int:
         from confluent_kafka import KafkaException
 
         producer = getattr(self, "producer", None)
         if producer is None:
-            return
-        try:
-            if self.settings.transactional:
+            return 0
+        if self.settings.transactional:
+            try:
                 producer.abort_transaction(30)
-            else:
-                producer.purge()
-                producer.flush(0)
-        except KafkaException:
-            pass  # the transaction coordinator aborts it after transaction.timeout.ms anyway
+            except KafkaException:
+                pass  # the transaction coordinator aborts it after transaction.timeout.ms anyway
+            return 0
+        # Without a transaction nothing can be taken back: deliver what was produced (valid rows
+        # read before the failure), and count exactly what the brokers acknowledged.
+        remaining = producer.flush(30)
+        return self.produced - self.failed - remaining
 
     def close(self) -> None:
         self.producer = None

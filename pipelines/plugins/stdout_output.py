@@ -32,3 +32,7 @@ class StdoutOutput(OutputPlugin):
     def commit(self) -> int:
         sys.stdout.buffer.flush()
         return self.rows
+
+    def abort(self) -> int:
+        sys.stdout.buffer.flush()
+        return self.rows  # printed rows cannot be taken back
