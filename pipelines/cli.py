@@ -79,41 +79,187 @@ def cli() -> None:
     """
 
 
+class ByteSize(click.ParamType):
+    """A size in bytes: 134217728, 128MiB, 64MB, 1GiB."""
+
+    name = "BYTES"
+    UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        import re
+
+        match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in self.UNITS or int(match.group(1)) < 1:
+            self.fail(f"expected a size like 134217728, 128MiB or 64MB, got {value!r}", param, ctx)
+        return int(match.group(1)) * self.UNITS[unit]
+
+
+def default_shard_bytes() -> int:
+    from pipelines.plan import DEFAULT_SHARD_BYTES
+
+    return DEFAULT_SHARD_BYTES
+
+
+shard_size_option = click.option(
+    "--shard-size",
+    "shard_bytes",
+    type=ByteSize(),
+    default="128MiB",
+    show_default=True,
+    help="Bytes of input a shard takes: larger uncompressed CSV/JSONL objects are split, smaller ones packed.",
+)
+
+
 @cli.command()
 @config_argument
 @var_option
-@click.option("--job-id", help="Job id (header pipelines.job_id, transactional.id, error file name). Default: a new one.")
-def run(config: Path, variables: tuple[tuple[str, str], ...], job_id: str | None) -> None:
-    """Run CONFIG: read, parse, filter, write; print a JSON summary as the last line of stdout.
+@click.option("--plan", "plan_uri", help="The plan (local path or s3:// URI): resume it, or make it there if it does not exist.")
+@click.option("--shard", type=click.IntRange(min=0), help="Run only this shard of --plan (as a Fargate task does).")
+@click.option("--force", is_flag=True, help="Rerun shards that already have a report (their rows are sent again).")
+@click.option("--job-id", help="Job id for a new plan (header pipelines.job_id, transactional ids, file names). Default: a new one.")
+@click.option("--attempt", type=click.IntRange(min=1), envvar="PIPELINES_ATTEMPT", help="Attempt number for the shard report (default: counted).")
+@shard_size_option
+def run(
+    config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str | None, shard: int | None,
+    force: bool, job_id: str | None, attempt: int | None, shard_bytes: int,
+) -> None:
+    """Run CONFIG and print a JSON summary as the last line of stdout.
 
-    Shows progress on stderr (a live line on a terminal, JSON log lines otherwise).
-    Rows that fail parsing or validation go to exec.error_output; past
-    exec.max_errors (default 0) or exec.max_error_rate the run fails and the
-    Kafka transaction is aborted, so read_committed consumers see nothing of it.
+    \b
+    pipelines run CONFIG                         plan, run every shard, send the end markers
+    pipelines run CONFIG --plan URI              the same with the plan at URI (resumes it if it exists)
+    pipelines run CONFIG --plan URI --shard I    only shard I (no end markers: see `finish`)
+
+    Each shard is one Kafka transaction, committed with its report next to the plan; a rerun
+    skips shards that have one (--force reruns them). exec.max_threads shards run at once, in
+    separate processes. Rows that fail parsing or validation go to exec.error_output; past
+    exec.max_errors (default 0) or exec.max_error_rate the shard fails and its transaction is
+    aborted, so read_committed consumers see nothing of it. Progress goes to stderr.
     """
     from pipelines.errors import PipelineError
-    from pipelines.progress import Progress, RunStats, log_event
-    from pipelines.runner import Summary, make_error_sink, new_job_id, run_job
+
+    if shard is not None and plan_uri is None:
+        raise click.UsageError("--shard needs --plan (make one with `pipelines plan CONFIG --out URI`)")
+    job = load(config, variables)
+    try:
+        if shard is not None:
+            _run_one_shard(job, plan_uri, shard, force, attempt)
+        else:
+            _run_all_shards(job, config, dict(variables), plan_uri, force, job_id, shard_bytes)
+    except PipelineError as exc:
+        fail(exc)
+
+
+def _progress(label: str) -> Any:
+    from pipelines.progress import Progress, log_event
+
+    progress = Progress(label)
+    if not progress.tty:
+        log_event("start", job=label)
+    return progress
+
+
+def _run_one_shard(job: Any, plan_uri: str, shard: int, force: bool, attempt: int | None) -> None:
+    import json
+
+    from pipelines.errors import PipelineError
+    from pipelines.progress import RunStats
+    from pipelines.shards import done_report, make_error_sink, read_plan, run_shard
+
+    plan = read_plan(plan_uri)
+    plan.shard(shard)
+    report = None if force else done_report(job, plan, plan_uri, shard)
+    if report is not None:
+        click.echo(f"shard {shard} of job {plan.job_id} is done already (--force reruns it)", err=True)
+        click.echo(json.dumps({"status": "skipped", **json.loads(report.to_json())}))
+        return
+    stats, errors = RunStats(), make_error_sink(job, plan.job_id, shard)
+    try:
+        report = run_shard(job, plan, plan_uri, shard, stats, errors, _progress(f"{plan.job_id} shard {shard}"), attempt)
+    except PipelineError as exc:
+        failed = {"job_id": plan.job_id, "shard": shard, "status": "failed", "rows_read": stats.rows_read,
+                  "rows_written": stats.rows_written, "rows_skipped": errors.count, "error": str(exc)}
+        click.echo(json.dumps(failed))
+        raise
+    _warn_skipped(report.rows_skipped, report.error_output)
+    click.echo(json.dumps({"status": "succeeded", **json.loads(report.to_json())}))
+
+
+def _run_all_shards(
+    job: Any, config: Path, variables: dict[str, str], plan_uri: str | None, force: bool, job_id: str | None, shard_bytes: int
+) -> None:
+    import time
+
+    from pipelines.errors import PipelineError
+    from pipelines.runner import new_job_id
+    from pipelines.shards import AllShards, default_plan_uri
+
+    resume = plan_uri is not None or job_id is not None  # a new job id has no plan to resume
+    job_id = job_id or new_job_id()  # for a new plan; an existing plan keeps its own
+    plan_uri = plan_uri or default_plan_uri(job, job_id)
+    runner = AllShards(
+        job, config, variables, job_id, plan_uri, force=force, shard_bytes=shard_bytes, progress=_progress, resume=resume
+    )
+    started = time.monotonic()
+    try:
+        summary = runner.run()
+    except PipelineError as exc:
+        click.echo(runner.summary.close(time.monotonic() - started, str(exc)).to_json())
+        raise
+    except KeyboardInterrupt:
+        click.echo(runner.summary.close(time.monotonic() - started, "interrupted").to_json())
+        click.echo("error: interrupted; the running shard's transaction was aborted", err=True)
+        sys.exit(130)
+    _warn_skipped(summary.rows_skipped, ", ".join(summary.error_outputs))
+    click.echo(summary.to_json())
+
+
+def _warn_skipped(count: int, where: str | None) -> None:
+    if count:
+        click.echo(f"warning: {count} bad row(s) skipped, written to {where}", err=True)
+
+
+@cli.command()
+@config_argument
+@var_option
+@click.option("--out", "plan_uri", required=True, help="Where to write the plan: a local path or s3://bucket/key.json.")
+@click.option("--job-id", help="Job id (default: a new one).")
+@shard_size_option
+def plan(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str, job_id: str | None, shard_bytes: int) -> None:
+    """Split CONFIG's input into shards and write the plan (JSON) to --out; print its job id and shard count."""
+    import json
+
+    from pipelines.errors import PipelineError
+    from pipelines.runner import new_job_id
+    from pipelines.shards import write_plan
 
     job = load(config, variables)
-    job_id = job_id or new_job_id()
-    stats = RunStats()
-    errors = make_error_sink(job, job_id)
-    progress = Progress(job_id)
-    if not progress.tty:
-        log_event("start", job_id=job_id, config=str(config))
     try:
-        run_job(job, job_id, stats, errors, progress)
+        made = write_plan(job, job_id or new_job_id(), plan_uri, shard_bytes)
     except PipelineError as exc:
-        click.echo(Summary.of(job_id, stats, errors, error=str(exc)).to_json())
         fail(exc)
-    except KeyboardInterrupt:
-        click.echo(Summary.of(job_id, stats, errors, error="interrupted").to_json())
-        click.echo("error: interrupted; the transaction was aborted", err=True)
-        sys.exit(130)
-    summary = Summary.of(job_id, stats, errors)
-    if errors.count:
-        click.echo(f"warning: {errors.count} bad row(s) skipped, written to {errors.uri}", err=True)
+    total = sum(s.bytes for s in made.shards)
+    click.echo(json.dumps({"job_id": made.job_id, "plan": plan_uri, "shards": len(made.shards), "bytes": total}))
+
+
+@cli.command()
+@config_argument
+@var_option
+@click.option("--plan", "plan_uri", required=True, help="The job's plan.")
+def finish(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str) -> None:
+    """When every shard of --plan has a report: send one end marker to every partition (once) and
+    write the job summary next to the plan; print it. With shards missing, name them and fail."""
+    from pipelines.errors import PipelineError
+    from pipelines.shards import finish_job, read_plan
+
+    job = load(config, variables)
+    try:
+        summary = finish_job(job, read_plan(plan_uri), plan_uri)
+    except PipelineError as exc:
+        fail(exc)
     click.echo(summary.to_json())
 
 

@@ -24,7 +24,8 @@ TOP_LEVEL_KEYS = ("in", "filters", "out", "exec")
 
 @dataclass(frozen=True)
 class ExecSettings:
-    max_threads: int = 1
+    max_threads: int = 1  # shards run at once, each in its own process
+    work_dir: str = "pipelines-work"  # where `run` keeps plans, shard reports and summaries (folder or s3:// prefix)
     batch_rows: int = 10_000
     error_output: str = DEFAULT_LOCATION
     max_errors: int | None = None
@@ -32,6 +33,8 @@ class ExecSettings:
     preview_rows: int = option(20)
 
     def __post_init__(self) -> None:
+        if self.max_threads < 1:
+            raise ValueError("max_threads must be at least 1")
         if self.batch_rows < 1:
             raise ValueError("batch_rows must be at least 1")
         if self.max_errors is not None and self.max_errors < 0:

@@ -30,7 +30,10 @@ def error_file_uri(location: str, job_id: str, shard: int | None = None) -> str:
     name = f"{job_id}.errors.jsonl" if shard is None else f"{job_id}.shard-{shard:05d}.errors.jsonl"
     if location.startswith("s3://") or location.endswith("/") or os.path.isdir(location):
         return location.rstrip("/") + "/" + name
-    return location
+    if shard is None:
+        return location
+    root, ext = os.path.splitext(location)
+    return f"{root}.shard-{shard:05d}{ext}"
 
 
 class ErrorSink:

@@ -181,3 +181,53 @@ class TextChunks:
                 index = n - first
                 return lines[index].rstrip("\r") if index < len(lines) else ""
         return ""
+
+
+class LineRange(Readable):
+    """The bytes of the lines that start in [start, end) of a stream.
+
+    `raw` must be positioned at max(start - 1, 0): a range after the first begins after the
+    first newline at or after start - 1, and every range reads on past `end` to the end
+    of its last line. Adjacent ranges thus share no line and miss none.
+    """
+
+    def __init__(self, raw: IO[bytes], start: int, end: int | None) -> None:
+        self.raw = raw
+        self.pos = max(start - 1, 0)  # offset of raw's next byte in the object
+        self.end = end
+        self.aligning = start > 0
+        self.finishing = False  # past end - 1, looking for the newline that ends the last line
+        self.done = False
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = CHUNK_BYTES if size is None or size < 0 else size
+        while not self.done:
+            data = self.raw.read(wanted)
+            if not data:
+                self.done = True
+                break
+            begin = self.pos
+            self.pos += len(data)
+            if self.aligning:
+                cut = data.find(b"\n")
+                if cut < 0:
+                    continue  # still in the line that began before the range
+                self.aligning = False
+                data, begin = data[cut + 1 :], begin + cut + 1
+                if self.end is not None and begin >= self.end:
+                    self.done = True
+                    break
+                if not data:
+                    continue
+            if self.end is None or (not self.finishing and begin + len(data) < self.end):
+                return data
+            cut = data.find(b"\n", 0 if self.finishing else max(self.end - 1 - begin, 0))
+            if cut >= 0:
+                self.done = True
+                return data[: cut + 1]
+            self.finishing = True
+            return data
+        return b""
+
+    def close(self) -> None:
+        self.raw.close()

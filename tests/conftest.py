@@ -162,3 +162,21 @@ def summary_of(result: subprocess.CompletedProcess) -> dict:
     import json
 
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def is_marker(msg) -> bool:
+    return ("pipelines.marker", b"end") in (msg.headers() or [])
+
+
+def rows_and_markers(records: list) -> tuple[list, dict[int, dict]]:
+    """Data records, and the end markers' values by partition (one marker a partition at most)."""
+    import json
+
+    rows, markers = [], {}
+    for msg in records:
+        if is_marker(msg):
+            assert msg.partition() not in markers, f"two end markers in partition {msg.partition()}"
+            markers[msg.partition()] = json.loads(msg.value())
+        else:
+            rows.append(msg)
+    return rows, markers

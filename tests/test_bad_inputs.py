@@ -8,7 +8,7 @@ import json
 import uuid
 
 import pytest
-from conftest import CONFIGS, consume_all, end_offsets, free_port, run_cli, summary_of
+from conftest import CONFIGS, consume_all, end_offsets, free_port, rows_and_markers, run_cli, summary_of
 
 from pipelines.devstack.sample import HEADER
 
@@ -97,8 +97,8 @@ def test_malformed_csv_rows_below_max_errors_are_skipped_and_written_out(stack, 
     assert result.returncode == 0, result.stderr
     summary = summary_of(result)
     assert (summary["rows_read"], summary["rows_written"], summary["rows_skipped"]) == (50, 48, 2)
-    error_key = "_errors/skip-two.errors.jsonl"
-    assert summary["error_output"] == f"s3://{bucket}/{error_key}"
+    error_key = "_errors/skip-two.shard-00000.errors.jsonl"
+    assert summary["error_outputs"] == [f"s3://{bucket}/{error_key}"]
     errors = [json.loads(line) for line in s3.get_object(Bucket=bucket, Key=error_key)["Body"].read().splitlines()]
     assert errors == [
         {"source": f"s3://{bucket}/in/a.csv.gz", "line": 5, "reason": "expected 5 columns, got 2", "raw": "u000000003,JP"},
@@ -109,8 +109,9 @@ def test_malformed_csv_rows_below_max_errors_are_skipped_and_written_out(stack, 
             "raw": "u000000007,JP,not-a-number,true,2026-11-01T12:00:00Z",
         },
     ]
-    keys = sorted(m.key().decode() for m in consume_all(stack.kafka_bootstrap, topic))
-    assert keys == [f"u{i:09d}" for i in range(50) if i not in (3, 7)]
+    rows, markers = rows_and_markers(consume_all(stack.kafka_bootstrap, topic))
+    assert sorted(m.key().decode() for m in rows) == [f"u{i:09d}" for i in range(50) if i not in (3, 7)]
+    assert sum(m["partition_rows"] for m in markers.values()) == 48 and len(markers) == 6
 
 
 def test_bad_row_after_rows_were_sent_aborts_the_transaction(stack, s3, bucket, topic, tmp_path):

@@ -8,7 +8,7 @@ import gzip
 import io
 import json
 
-from conftest import CONFIGS, consume_all, run_cli, summary_of
+from conftest import CONFIGS, consume_all, rows_and_markers, run_cli, summary_of
 
 from pipelines.devstack.sample import write_audience_csv
 from pipelines.kafka.murmur2 import partition_for
@@ -51,7 +51,7 @@ def test_gzip_csv_in_s3_lands_in_kafka_row_by_row(stack, s3, bucket, topic):
     assert summary["rows_per_second"] > 0 and summary["seconds"] > 0
 
     expected = expected_values(text, 42)
-    records = consume_all(stack.kafka_bootstrap, topic)
+    records, markers = rows_and_markers(consume_all(stack.kafka_bootstrap, topic))
     assert len(records) == ROWS
     seen = set()
     for msg in records:
@@ -62,3 +62,9 @@ def test_gzip_csv_in_s3_lands_in_kafka_row_by_row(stack, s3, bucket, topic):
         assert msg.partition() == partition_for(msg.key(), 6), key
         assert dict(msg.headers()) == {"pipelines.job_id": b"job-100k"}
     assert seen == set(expected)
+    # one end marker a partition, counting exactly the job's rows there
+    per_partition = [sum(1 for m in records if m.partition() == p) for p in range(6)]
+    assert markers == {
+        p: {"job_id": "job-100k", "partition": p, "partition_rows": per_partition[p], "total_rows": ROWS, "shard_count": 1}
+        for p in range(6)
+    }

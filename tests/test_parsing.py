@@ -24,11 +24,18 @@ from pipelines.config import load_job
 from pipelines.error_output import ErrorPolicy, ErrorSink
 from pipelines.errors import EXIT_CONFIG, EXIT_RUN_FAILED, DataError, RunError
 from pipelines.progress import RunStats
-from pipelines.runner import preview_rows, run_job
+from pipelines.runner import preview_rows
+from pipelines.shards import run_shard, write_plan
 
 JOB_ID = "job-1"
 
 ID_NAME = [{"name": "id", "type": "long"}, {"name": "name"}]
+
+
+def run_job(job: Any, job_id: str, stats: RunStats, errors: ErrorSink) -> None:
+    """Plans the job (one shard here) and runs its shard in this process, as `pipelines run` does."""
+    plan_uri = str(Path(job.exec.work_dir) / job_id / "plan.json")
+    run_shard(job, write_plan(job, job_id, plan_uri), plan_uri, 0, stats, errors)
 
 
 def csv_parser(columns: list[dict[str, Any]] | None = None, **options: Any) -> dict[str, Any]:
@@ -62,12 +69,12 @@ class Run:
 
     @property
     def error_path(self) -> Path:
-        return self.folder / "errors" / f"{JOB_ID}.errors.jsonl"
+        return self.folder / "errors" / f"{JOB_ID}.shard-00000.errors.jsonl"
 
     @property
     def errors(self) -> list[dict[str, Any]]:
         """The records of the error output (where the summary says it is, else the default place)."""
-        path = Path(self.summary.get("error_output") or self.error_path) if self.stdout else self.error_path
+        path = Path((self.summary.get("error_outputs") or [self.error_path])[0]) if self.stdout else self.error_path
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
@@ -96,7 +103,7 @@ def write_job(
     config: dict[str, Any] = {
         "in": {"type": "file", "path_prefix": f"{folder / 'in'}/", "parser": parser},
         "out": {"type": "file", "path_prefix": str(folder / "out" / "rows"), "file_ext": "jsonl"},
-        "exec": {"error_output": f"{folder / 'errors'}/", **(exec_ or {})},
+        "exec": {"error_output": f"{folder / 'errors'}/", "work_dir": str(folder / "work"), **(exec_ or {})},
     }
     if decoders is not None:
         config["in"]["decoders"] = decoders
@@ -644,13 +651,13 @@ def test_error_output_that_cannot_be_written_is_a_run_error(tmp_path: Path) -> N
     path, _ = write_job(tmp_path, {"a.csv": b"1,a\nbroken\n"}, csv_parser())
     (tmp_path / "blocker").write_text("a file, not a folder")
     config = yaml.safe_load(path.read_text())
-    config["exec"] = {"error_output": str(tmp_path / "blocker" / "errors") + "/", "max_errors": 5}
+    config["exec"].update({"error_output": str(tmp_path / "blocker" / "errors") + "/", "max_errors": 5})
     path.write_text(yaml.safe_dump(config))
 
     result = CliRunner().invoke(cli, ["run", str(path), "--job-id", JOB_ID])
 
     assert result.exit_code == EXIT_RUN_FAILED, result.exception
-    expected = f"error: {tmp_path / 'blocker' / 'errors' / JOB_ID}.errors.jsonl: cannot write the error output: "
+    expected = f"error: {tmp_path / 'blocker' / 'errors' / JOB_ID}.shard-00000.errors.jsonl: cannot write the error output: "
     assert result.stderr.splitlines()[-1].startswith(expected)
 
 
@@ -754,7 +761,7 @@ def test_error_output_records(tmp_path: Path) -> None:
         {"source": src, "line": 5, "reason": "expected 2 columns, got 3", "raw": "4,d,e"},
         {"source": src, "line": 7, "reason": "expected 2 columns, got 1", "raw": "6"},
     ]
-    assert done.summary["error_output"] == str(done.error_path)
+    assert done.summary["error_outputs"] == [str(done.error_path)]
     assert (done.summary["rows_read"], done.summary["rows_written"], done.summary["rows_skipped"]) == (7, 4, 3)
     assert f"warning: 3 bad row(s) skipped, written to {done.error_path}" in done.stderr
 
@@ -764,14 +771,15 @@ def test_error_output_to_a_file_path(tmp_path: Path) -> None:
 
     done = ok(tmp_path, b"1,a\nx,b\n", csv_parser(), exec_={"max_errors": 1, "error_output": str(target)})
 
-    assert done.summary["error_output"] == str(target)
-    assert [json.loads(line)["line"] for line in target.read_text().splitlines()] == [2]
+    written = tmp_path / "bad-rows.shard-00000.jsonl"  # one file a shard
+    assert done.summary["error_outputs"] == [str(written)]
+    assert [json.loads(line)["line"] for line in written.read_text().splitlines()] == [2]
 
 
 def test_no_error_file_when_there_is_no_bad_row(tmp_path: Path) -> None:
     done = ok(tmp_path, b"1,a\n", csv_parser())
 
-    assert done.summary["error_output"] is None
+    assert done.summary["error_outputs"] == []
     assert not (tmp_path / "errors").exists()
 
 
@@ -827,7 +835,7 @@ def test_failed_run_reports_a_summary_on_stdout(tmp_path: Path) -> None:
     summary = done.summary
     assert summary["job_id"] == JOB_ID
     assert summary["rows_skipped"] == 1
-    assert summary["error_output"] == str(done.error_path)
+    assert summary["error_outputs"] == [str(done.error_path)]
 
 
 @pytest.mark.parametrize("batch_rows", [1, 2, 10_000])

@@ -291,6 +291,34 @@ def status(state_dir: Path) -> dict[str, dict[str, Any]]:
     return report
 
 
+def restart_kafka(state_dir: Path, log: Log = _print_to_stderr, *, kill: bool = False, pause: float = 0.0) -> None:
+    """Stop the stack's broker (SIGTERM, or SIGKILL with ``kill``), wait ``pause`` seconds, start it
+    again with the same command line and data, and wait until it answers. For failure tests."""
+    state_dir = state_dir.resolve()
+    services = _load_state(state_dir)
+    kafka = next((s for s in services if s.name == "kafka"), None)
+    if kafka is None or not _is_alive(kafka):
+        raise StackError(f"no running Kafka recorded in {_state_path(state_dir)}")
+    if kill:
+        _signal_group(kafka.pid, signal.SIGKILL)
+        _wait_until_gone([kafka], time.monotonic() + 10.0)
+    else:
+        _stop_services([kafka], log)
+    time.sleep(pause)
+    restarted = _start_process(
+        "kafka",
+        list(kafka.cmdline),
+        port=kafka.port,
+        address=kafka.address,
+        log_path=kafka.log.with_suffix(".restarted.log"),
+        cwd=kafka.log.parent,
+        env=dict(os.environ),
+    )
+    services = [restarted if s.name == "kafka" else s for s in services]
+    _save_state(state_dir, services)
+    _wait_until_ready([restarted], log)
+
+
 # ----------------------------------------------------------------- state file
 
 

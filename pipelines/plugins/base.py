@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
 from pipelines.error_output import ErrorSink
@@ -34,8 +35,12 @@ class InputPlugin(Plugin):
         """Everything to read, checked to exist and be non-empty before anything is written."""
         raise NotImplementedError
 
-    def open(self, source: Source) -> IO[bytes]:
-        """A binary stream of the source's bytes, read in chunks (never the whole object at once)."""
+    def open(self, source: Source, offset: int = 0) -> IO[bytes]:
+        """A binary stream of the source's bytes from `offset`, read in chunks (never the whole object at once)."""
+        raise NotImplementedError
+
+    def current(self, source: Source) -> Source | None:
+        """The source as it is now (size, ETag), or None if it is gone."""
         raise NotImplementedError
 
 
@@ -48,8 +53,16 @@ class ParserPlugin(Plugin):
     def schema(self) -> Schema:
         raise NotImplementedError
 
-    def batches(self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int) -> Iterator[tuple[Batch, int]]:
-        """Yields (batch of good rows, rows consumed including bad ones sent to `errors`)."""
+    splittable = False  # whether an uncompressed object may be read as several byte ranges
+
+    def batches(
+        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
+    ) -> Iterator[tuple[Batch, int]]:
+        """Yields (batch of good rows, rows consumed including bad ones sent to `errors`).
+
+        `header`: the stream starts at the object's start (header lines to skip); `split`: it is
+        one byte range of a split object (`source.uri` names the range, lines count from it).
+        """
         raise NotImplementedError
 
 
@@ -63,7 +76,15 @@ class FilterPlugin(Plugin):
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class OutputResult:
+    rows_written: int  # acknowledged by the destination
+    partition_rows: list[int] | None = None  # rows per partition, for outputs that have partitions
+
+
 class OutputPlugin(Plugin):
+    """open -> write* -> flush -> commit, or abort on any failure."""
+
     def bind(self, schema: Schema) -> None:
         """Checks the output's options against the schema it will receive."""
 
@@ -73,8 +94,12 @@ class OutputPlugin(Plugin):
     def write(self, batch: Batch, errors: ErrorSink) -> None:
         raise NotImplementedError
 
-    def commit(self) -> int:
-        """Makes the written rows visible; returns how many the destination acknowledged."""
+    def flush(self) -> OutputResult:
+        """Waits until everything written is acknowledged; says how much."""
+        raise NotImplementedError
+
+    def commit(self, record: str | None = None) -> None:
+        """Makes the written rows visible, with `record` (the shard report) where the output can keep it atomically."""
         raise NotImplementedError
 
     def abort(self) -> int:
@@ -83,3 +108,11 @@ class OutputPlugin(Plugin):
 
     def close(self) -> None:
         pass
+
+    def committed_record(self, job_id: str, shard: int | None) -> str | None:
+        """The record an earlier commit of this shard kept, if the output keeps them (for resume)."""
+        return None
+
+    def finish(self, job_id: str, shard_count: int, partition_rows: list[int] | None, total_rows: int) -> dict[str, Any] | None:
+        """Once every shard has committed: what completes the job at the destination (Kafka: end markers)."""
+        return None

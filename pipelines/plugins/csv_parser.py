@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from pipelines.columns import ColumnSettings, schema_of, text_converter
 from pipelines.error_output import ErrorSink
+from pipelines.errors import DataError
 from pipelines.plugins.base import ParserPlugin
 from pipelines.records import Batch, Schema, Source
 from pipelines.textio import TextChunks, check_charset
@@ -29,6 +30,8 @@ class CsvParserSettings:
     null_string: str | None = None
     allow_extra_columns: bool = False
     allow_optional_columns: bool = False
+    # Quoted values may hold line breaks: then objects are never split by byte range.
+    newlines_in_values: bool = False
 
     def __post_init__(self) -> None:
         if not self.columns:
@@ -70,13 +73,19 @@ class CsvParser(ParserPlugin):
     def schema(self) -> Schema:
         return self._schema
 
-    def batches(self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int) -> Iterator[tuple[Batch, int]]:
+    @property
+    def splittable(self) -> bool:
+        return not self.settings.newlines_in_values
+
+    def batches(
+        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
+    ) -> Iterator[tuple[Batch, int]]:
         s = self.settings
         chunks = TextChunks(stream, self.charset, source, errors)
         lines = chain.from_iterable(map(io.StringIO, chunks))
         # Counted from here: skipping the header decodes the first chunk, whose bad-charset lines go to `errors`.
         errors_before = errors.count
-        skip = s.skip_header_lines
+        skip = s.skip_header_lines if header else 0
         for _ in range(skip):
             if next(lines, None) is None:
                 if errors.count > errors_before:  # header lines with bad bytes still count as read
@@ -96,6 +105,8 @@ class CsvParser(ParserPlugin):
             try:
                 for fields in reader:
                     start, prev = prev + 1, skip + reader.line_num
+                    if prev != start and split:
+                        raise _spans_lines(uri, start)
                     if not fields:
                         continue  # a blank line is not a row
                     if len(fields) != ncols:
@@ -125,7 +136,17 @@ class CsvParser(ParserPlugin):
                 break
             except csv.Error as exc:
                 start, prev = prev + 1, skip + reader.line_num
+                if split:
+                    raise _spans_lines(uri, start) from None
                 bad(start, prev, f"malformed CSV: {exc}")
         consumed = len(rows) + errors.count - errors_before
         if consumed:
             yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
+
+
+def _spans_lines(label: str, line: int) -> DataError:
+    return DataError(
+        f"line {line}: a quoted value spans lines (or the byte range starts inside one), so this object cannot be "
+        "split by byte range; set newlines_in_values: true in the csv parser and plan again",
+        where=label,
+    )

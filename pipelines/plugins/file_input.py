@@ -35,14 +35,26 @@ class FileInput(InputPlugin):
         paths = sorted(
             p for p in folder_path.rglob("*") if p.is_file() and str(p.relative_to(folder_path)).startswith(base)
         )
-        sources = [Source(str(p), p.stat().st_size) for p in paths if self.pattern is None or self.pattern.search(str(p))]
+        sources = [file_source(p) for p in paths if self.pattern is None or self.pattern.search(str(p))]
         return checked_sources(sources, f"path_prefix {prefix}", "file")
 
-    def open(self, source: Source) -> IO[bytes]:
+    def open(self, source: Source, offset: int = 0) -> IO[bytes]:
         try:
-            return open(source.uri, "rb")
+            stream = open(source.uri, "rb")
         except OSError as exc:
             raise RunError(f"cannot open: {exc.strerror}", where=source.uri) from None
+        stream.seek(offset)
+        return stream
+
+    def current(self, source: Source) -> Source | None:
+        path = Path(source.uri)
+        return file_source(path) if path.is_file() else None
+
+
+def file_source(path: Path) -> Source:
+    """A local file, versioned by its modification time and size (its "ETag")."""
+    stat = path.stat()
+    return Source(str(path), stat.st_size, f"{stat.st_mtime_ns}-{stat.st_size}")
 
 
 def compile_pattern(pattern: str | None, where: str) -> re.Pattern[str] | None:

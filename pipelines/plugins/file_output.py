@@ -12,7 +12,7 @@ from typing import IO, Literal
 from pipelines.error_output import ErrorSink
 from pipelines.errors import RunError
 from pipelines.formatting import csv_formatter, jsonl_formatter
-from pipelines.plugins.base import OutputPlugin
+from pipelines.plugins.base import OutputPlugin, OutputResult
 from pipelines.records import Batch, Schema
 from pipelines.settings import option
 
@@ -61,17 +61,23 @@ class FileOutput(OutputPlugin):
         self.file.write(self.format_rows(batch.rows))
         self.rows += len(batch.rows)
 
-    def commit(self) -> int:
+    def flush(self) -> OutputResult:
         assert self.file is not None
         try:
             self.file.flush()
             os.fsync(self.file.fileno())
+        except OSError as exc:
+            raise RunError(f"cannot write the output file: {exc.strerror or exc}", where=self.path) from None
+        return OutputResult(self.rows)
+
+    def commit(self, record: str | None = None) -> None:
+        assert self.file is not None
+        try:
             self.file.close()
             self.file = None
             os.replace(self.tmp_path, self.path)
         except OSError as exc:
             raise RunError(f"cannot write the output file: {exc.strerror or exc}", where=self.path) from None
-        return self.rows
 
     def abort(self) -> int:
         if getattr(self, "file", None) is not None:

@@ -40,7 +40,11 @@ class JsonlParser(ParserPlugin):
     def schema(self) -> Schema:
         return self._schema
 
-    def batches(self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int) -> Iterator[tuple[Batch, int]]:
+    splittable = True  # a JSON line never holds a raw line break
+
+    def batches(
+        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
+    ) -> Iterator[tuple[Batch, int]]:
         import orjson
 
         chunks = TextChunks(stream, self.charset, source, errors)

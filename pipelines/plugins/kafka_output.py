@@ -14,12 +14,15 @@ from typing import Any, Literal
 
 from pipelines.error_output import ErrorSink
 from pipelines.errors import ConfigError, RunError, TransientRunError
-from pipelines.plugins.base import OutputPlugin
+from pipelines.plugins.base import OutputPlugin, OutputResult
 from pipelines.plugins.column_filters import require_columns
 from pipelines.records import Batch, Schema
 from pipelines.settings import option
 
 JOB_ID_HEADER = "pipelines.job_id"
+MARKER_HEADER = "pipelines.marker"
+# Kafka keeps at most this much metadata with a committed offset (offset.metadata.max.bytes).
+MAX_RECORD_BYTES = 4096
 TRANSACTION_TIMEOUT_MS = 900_000  # the broker's default transaction.max.timeout.ms
 
 # Chosen for throughput with bounded memory; `other_producer_configs` overrides any of them.
@@ -33,9 +36,8 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "queue.buffering.max.messages": 500_000,
     "queue.buffering.max.kbytes": 65_536,
     "message.timeout.ms": 300_000,
-    "delivery.report.only.error": True,
 }
-FORCED = ("enable.idempotence", "acks", "partitioner", "delivery.report.only.error")
+FORCED = ("enable.idempotence", "acks", "partitioner", "delivery.report.only.error", "transactional.id")
 
 
 def librdkafka_logger() -> logging.Logger:
@@ -101,57 +103,73 @@ class KafkaOutput(OutputPlugin):
             **dict(s.other_producer_configs),
         }
         if s.transactional:
-            config["transactional.id"] = f"pipelines-{job_id}-{shard or 0}"
+            config["transactional.id"] = f"pipelines-{job_id}-{shard if shard is not None else 'finish'}"
             config["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
         return config
 
     def open(self, job_id: str, shard: int | None) -> None:
-        from confluent_kafka import KafkaException, Producer
-
+        """Connects, checks the topic and begins the shard's transaction (fencing any earlier attempt)."""
+        self.job_id, self.shard_index = job_id, shard
         self.produced = 0
         self.failed = 0
         self.first_failure: str | None = None
         self.fatal: str | None = None
         self.headers = [(JOB_ID_HEADER, job_id.encode())]
+        self.producer = self._producer(job_id, shard)
+        self.partition_rows = [0] * self.partitions
+        if self.settings.transactional:
+            self._transaction(lambda timeout: (self.producer.init_transactions(timeout), self.producer.begin_transaction()))
+
+    def _producer(self, job_id: str, shard: int | None) -> Any:
+        from confluent_kafka import KafkaException, Producer
+
         config = self.producer_config(job_id, shard)
         config["on_delivery"] = self._on_delivery
         config["error_cb"] = self._on_error
         config["logger"] = librdkafka_logger()
         try:
-            self.producer = Producer(config)
+            producer = Producer(config)
         except KafkaException as exc:
             raise ConfigError(f"invalid producer setting: {exc.args[0].str()}", where=self.where) from None
-        self._check_topic()
-        if self.settings.transactional:
-            timeout = self.settings.connect_timeout_seconds
-            try:
-                self.producer.init_transactions(timeout)
-                self.producer.begin_transaction()
-            except KafkaException as exc:
-                raise TransientRunError(f"cannot start a Kafka transaction: {exc.args[0].str()}", where=self._brokers) from None
+        self.partitions = self._check_topic(producer)
+        return producer
+
+    def _transaction(self, step: Any) -> None:
+        from confluent_kafka import KafkaException
+
+        try:
+            step(self.settings.connect_timeout_seconds)
+        except KafkaException as exc:
+            raise TransientRunError(f"Kafka transaction failed: {exc.args[0].str()}", where=self._brokers) from None
+
+    def _unreachable(self) -> TransientRunError:
+        return TransientRunError(
+            f"cannot reach the brokers within {self.settings.connect_timeout_seconds:g} s "
+            "(is Kafka running, and is the address right?)",
+            where=self._brokers,
+        )
 
     @property
     def _brokers(self) -> str:
         return "Kafka " + ",".join(self.settings.brokers)
 
-    def _check_topic(self) -> None:
+    def _check_topic(self, client: Any) -> int:
         from confluent_kafka import KafkaException
 
         timeout = self.settings.connect_timeout_seconds
         try:
-            metadata = self.producer.list_topics(self.settings.topic, timeout=timeout)
+            metadata = client.list_topics(self.settings.topic, timeout=timeout)
         except KafkaException:
-            raise TransientRunError(
-                f"cannot reach the brokers within {timeout:g} s (is Kafka running, and is the address right?)",
-                where=self._brokers,
-            ) from None
+            raise self._unreachable() from None
         topic = metadata.topics.get(self.settings.topic)
         if topic is None or topic.error is not None:
             raise RunError(f"topic '{self.settings.topic}' does not exist (create it first)", where=self._brokers)
-        self.partitions = len(topic.partitions)
+        return len(topic.partitions)
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
-        # Called only for failed messages (delivery.report.only.error).
+        if err is None:
+            self.partition_rows[msg.partition()] += 1
+            return
         self.failed += 1
         if self.first_failure is None:
             self.first_failure = f"{err.str()} (partition {msg.partition()})"
@@ -196,21 +214,55 @@ class KafkaOutput(OutputPlugin):
         poll(0)
         self._raise_if_failed()
 
-    def commit(self) -> int:
-        from confluent_kafka import KafkaException
-
-        if self.settings.transactional:
-            try:
-                self.producer.commit_transaction()
-            except KafkaException as exc:
-                self._raise_if_failed()
-                raise RunError(f"the transaction did not commit: {exc.args[0].str()}", where=self._brokers) from None
-        else:
-            remaining = self.producer.flush()
-            if remaining:
-                raise RunError(f"{remaining} row(s) were not acknowledged in time", where=self._brokers)
+    def flush(self) -> OutputResult:
+        """Waits until the brokers acknowledged every row (or the delivery timeout failed it)."""
+        remaining = self.producer.flush(self.settings.connect_timeout_seconds + PRODUCER_DEFAULTS["message.timeout.ms"] / 1000)
         self._raise_if_failed()
-        return self.produced
+        if remaining:
+            raise TransientRunError(f"{remaining} row(s) were not acknowledged in time", where=self._brokers)
+        return OutputResult(self.produced, list(self.partition_rows))
+
+    def commit(self, record: str | None = None) -> None:
+        """Commits the transaction; `record` (the shard report) is committed atomically with the rows."""
+        if not self.settings.transactional:
+            return
+        if record is not None:
+            self._send_record(self.job_id, self.shard_group(self.job_id, self.shard_index), record)
+        self._transaction(lambda timeout: self.producer.commit_transaction(timeout))
+
+    def _send_record(self, job_id: str, group: str, record: str) -> None:
+        """Stores `record` as the metadata of an offset committed in the transaction by `group`."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        if len(record.encode()) > MAX_RECORD_BYTES:
+            raise RunError(f"the shard report is {len(record)} bytes, more than Kafka keeps with an offset ({MAX_RECORD_BYTES})")
+        consumer = Consumer({"bootstrap.servers": ",".join(self.settings.brokers), "group.id": group})
+        try:
+            offsets = [TopicPartition(self.settings.topic, 0, 0, metadata=record)]
+            self._transaction(lambda timeout: self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), timeout))
+        finally:
+            consumer.close()
+
+    @staticmethod
+    def shard_group(job_id: str, shard: int | None) -> str:
+        return f"pipelines.{job_id}." + ("finish" if shard is None else f"shard-{shard:05d}")
+
+    def committed_record(self, job_id: str, shard: int | None) -> str | None:
+        """The record a committed transaction of this shard (None: of the finish step) stored, if any."""
+        if not self.settings.transactional:
+            return None
+        from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": ",".join(self.settings.brokers), "group.id": self.shard_group(job_id, shard), "logger": librdkafka_logger()})
+        try:
+            (committed,) = consumer.committed([TopicPartition(self.settings.topic, 0)], timeout=self.settings.connect_timeout_seconds)
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError._TIMED_OUT:
+                raise self._unreachable() from None
+            raise TransientRunError(f"cannot read committed shard reports: {exc.args[0].str()}", where=self._brokers) from None
+        finally:
+            consumer.close()
+        return committed.metadata if committed.offset >= 0 and committed.metadata else None
 
     def abort(self) -> int:
         from confluent_kafka import KafkaException
@@ -231,3 +283,41 @@ class KafkaOutput(OutputPlugin):
 
     def close(self) -> None:
         self.producer = None
+
+    def finish(self, job_id: str, shard_count: int, partition_rows: list[int] | None, total_rows: int) -> dict[str, Any]:
+        """Sends one end marker to every partition, once: a second finish of the same job sends none."""
+        import orjson
+
+        done = self.committed_record(job_id, None)
+        if done is not None:
+            return {**orjson.loads(done), "already_finished": True}
+        self.job_id, self.shard_index = job_id, None
+        self.produced, self.failed, self.first_failure, self.fatal = 0, 0, None, None
+        self.producer = self._producer(job_id, None)
+        if partition_rows is None or len(partition_rows) != self.partitions:
+            raise RunError(
+                f"topic '{self.settings.topic}' has {self.partitions} partitions, but the shards counted rows in "
+                f"{len(partition_rows or [])}: were partitions added during the job?",
+                where=self._brokers,
+            )
+        self.partition_rows = [0] * self.partitions
+        transactional = self.settings.transactional
+        if transactional:
+            self._transaction(lambda timeout: (self.producer.init_transactions(timeout), self.producer.begin_transaction()))
+        headers = [(MARKER_HEADER, b"end"), (JOB_ID_HEADER, job_id.encode())]
+        for partition, rows in enumerate(partition_rows):
+            value = {"job_id": job_id, "partition": partition, "partition_rows": rows, "total_rows": total_rows, "shard_count": shard_count}
+            self.producer.produce(self.settings.topic, orjson.dumps(value), None, partition=partition, headers=headers)
+            self.produced += 1
+        self.flush()
+        record = orjson.dumps({"markers": self.partitions, "total_rows": total_rows}).decode()
+        try:
+            if transactional:
+                self._send_record(job_id, self.shard_group(job_id, None), record)
+                self._transaction(lambda timeout: self.producer.commit_transaction(timeout))
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self.close()
+        return {"markers": self.partitions, "total_rows": total_rows, "already_finished": False}

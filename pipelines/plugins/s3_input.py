@@ -57,7 +57,7 @@ def s3_error(exc: Exception, uri: str) -> RunError:
         if code in ("NoSuchKey", "404", "NotFound"):
             return RunError("the object does not exist", where=uri)
         if code in ("PreconditionFailed", "412"):
-            return RunError("the object changed while it was being read (its ETag differs)", where=uri)
+            return RunError("the object changed since it was listed (its ETag differs)", where=uri)
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return RunError(f"access denied ({code})", where=uri)
         return RunError(f"S3 error {code}: {exc.response.get('Error', {}).get('Message', '')}", where=uri)
@@ -112,17 +112,30 @@ class S3Input(InputPlugin):
                 sources.append(Source(f"s3://{self.settings.bucket}/{key}", item["Size"], item.get("ETag")))
         return sources
 
-    def open(self, source: Source) -> IO[bytes]:
-        return ResumingS3Body(self.client, source)
+    def open(self, source: Source, offset: int = 0) -> IO[bytes]:
+        return ResumingS3Body(self.client, source, offset)
+
+    def current(self, source: Source) -> Source | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, _, key = source.uri.removeprefix("s3://").partition("/")
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            error = s3_error(exc, source.uri)
+            if error.message == "the object does not exist":
+                return None
+            raise error from None
+        return Source(source.uri, head["ContentLength"], head.get("ETag"))
 
 
 class ResumingS3Body(Readable):
     """Streams an object; a dropped connection resumes from the last byte read, pinned to the listed ETag."""
 
-    def __init__(self, client: Any, source: Source) -> None:
+    def __init__(self, client: Any, source: Source, offset: int = 0) -> None:
         bucket, _, key = source.uri.removeprefix("s3://").partition("/")
         self.client, self.source, self.bucket, self.key = client, source, bucket, key
-        self.offset = 0
+        self.offset = offset
         self.body: Any = None
 
     def _open(self) -> None:

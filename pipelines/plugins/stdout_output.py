@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pipelines.error_output import ErrorSink
 from pipelines.formatting import jsonl_formatter
-from pipelines.plugins.base import OutputPlugin
+from pipelines.plugins.base import OutputPlugin, OutputResult
 from pipelines.records import Batch, Schema
 
 
@@ -29,9 +29,12 @@ class StdoutOutput(OutputPlugin):
         sys.stdout.buffer.write(self.format_rows(batch.rows))
         self.rows += len(batch.rows)
 
-    def commit(self) -> int:
+    def flush(self) -> OutputResult:
         sys.stdout.buffer.flush()
-        return self.rows
+        return OutputResult(self.rows)
+
+    def commit(self, record: str | None = None) -> None:
+        pass
 
     def abort(self) -> int:
         sys.stdout.buffer.flush()
