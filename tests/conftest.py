@@ -98,11 +98,31 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     raise AssertionError(f"topic {name} has no leaders after 30 s")
 
 
+def wait_for_rows(bootstrap: str, topic: str, rows: int, process, timeout: float = 60) -> None:
+    """Waits until `rows` records (committed or not) are in the topic while `process` still runs."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "watch", "enable.auto.commit": False, "isolation.level": "read_uncommitted"}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        deadline = time.monotonic() + timeout
+        while sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in partitions) < rows:
+            assert process.poll() is None, "the process finished before the rows were in the topic"
+            assert time.monotonic() < deadline, f"fewer than {rows} rows in {topic} after {timeout} s"
+            time.sleep(0.005)
+    finally:
+        consumer.close()
+
+
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """High watermarks: everything ever written, committed or not."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets", "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "offsets", "enable.auto.commit": False, "isolation.level": "read_uncommitted"}
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
