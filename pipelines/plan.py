@@ -90,10 +90,14 @@ class Plan:
         return self.shards[index]
 
 
-def split_ranges(size: int, shard_bytes: int) -> list[tuple[int, int | None]]:
-    """[start, end) ranges of at most shard_bytes covering [0, size); the last ends at None."""
-    starts = list(range(0, size, shard_bytes))
-    return [(s, s + shard_bytes if s + shard_bytes < size else None) for s in starts]
+def split_ranges(size: int, shard_bytes: int, first_end: int = 0) -> list[tuple[int, int | None]]:
+    """[start, end) ranges of at most shard_bytes covering [0, size); the last ends at None.
+
+    The first range ends no sooner than `first_end` (then it may be longer than shard_bytes):
+    it must hold every header line, since only the range at 0 skips them.
+    """
+    starts = [0, *range(max(shard_bytes, first_end), size, shard_bytes)]
+    return list(zip(starts, [*starts[1:], None]))
 
 
 def pack(items: list[PlanItem], shard_bytes: int) -> tuple[ShardSpec, ...]:
@@ -114,9 +118,13 @@ def make_plan(job: Any, job_id: str, shard_bytes: int = DEFAULT_SHARD_BYTES) -> 
     if shard_bytes < 1:
         raise ConfigError(f"shard size must be at least 1 byte, got {shard_bytes}")
     items: list[PlanItem] = []
+    mode = job.parser.split_mode
     for source in job.input.list_sources():
-        if source.size > shard_bytes and job.parser.splittable and not is_compressed(job, source):
-            items += [PlanItem(source.uri, source.size, source.etag, s, e) for s, e in split_ranges(source.size, shard_bytes)]
+        if source.size > shard_bytes and mode is not None and not is_compressed(job, source):
+            ranges = split_ranges(source.size, shard_bytes, header_end(job, source))
+            if mode != "lines":  # CSV with quotes: a line break may sit inside a quoted value
+                ranges = align_to_records(job, source, ranges, mode.encode())
+            items += [PlanItem(source.uri, source.size, source.etag, s, e) for s, e in ranges]
         else:
             items.append(PlanItem(source.uri, source.size, source.etag))
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -135,3 +143,66 @@ def is_compressed(job: Any, source: Source) -> bool:
     finally:
         stream.close()
     return head.startswith(GZIP_MAGIC) or head.startswith(ZSTD_MAGIC)
+
+
+def align_to_records(job: Any, source: Source, ranges: list[tuple[int, int | None]], quote: bytes) -> list[tuple[int, int | None]]:
+    """Moves each range start forward to the first record start at or after it: just after a line break
+    outside quotes (an even count of quote characters before it, RFC 4180 style). One pass over the object."""
+    targets = [start for start, _ in ranges[1:]]
+    starts = [0]
+    stream = job.input.open(source)
+    try:
+        offset, odd = 0, 0  # offset of block[0] in the object; parity of quotes before block[at]
+        while targets:
+            block = stream.read(1 << 20)
+            if not block:
+                break
+            at = 0
+            while targets and at < len(block):
+                want = max(targets[0] - 1 - offset, at)  # the line break ending the record must be at target - 1 or later
+                if want >= len(block):
+                    break
+                odd ^= block.count(quote, at, want) & 1
+                at = want
+                cut = block.find(b"\n", at)
+                if cut < 0:
+                    break
+                odd ^= block.count(quote, at, cut) & 1
+                at = cut + 1
+                if not odd:
+                    boundary = offset + at
+                    if boundary < source.size:
+                        starts.append(boundary)
+                    targets = [t for t in targets if t > boundary]
+            odd ^= block.count(quote, at) & 1
+            offset += len(block)
+    finally:
+        stream.close()
+    return list(zip(starts, [*starts[1:], None]))
+
+
+def header_end(job: Any, source: Source) -> int:
+    """1 + the offset where the last header line (csv skip_header_lines) starts, or 0 without header lines.
+
+    A split range reads the lines that start in it and only the range at 0 skips header lines,
+    so that range must reach past the start of the last one (with skip_header_lines: 1 it always does).
+    """
+    lines = getattr(getattr(job.parser, "settings", None), "skip_header_lines", 0) or 0
+    if lines < 2:
+        return 0
+    stream = job.input.open(source)
+    try:
+        offset, newlines = 0, 0
+        while True:
+            block = stream.read(1 << 16)
+            if not block:
+                return source.size  # header lines only: the object goes whole
+            start = 0
+            while (cut := block.find(b"\n", start)) >= 0:
+                newlines += 1
+                if newlines == lines - 1:
+                    return offset + cut + 2
+                start = cut + 1
+            offset += len(block)
+    finally:
+        stream.close()

@@ -153,7 +153,7 @@ def next_attempt(plan_uri: str, index: int) -> int:
     """1 + the attempts this shard started before (each leaves a marker beside the reports)."""
     prefix = f"{index:05d}.attempt-"
     folder = storage.join(job_folder(plan_uri), "shards")
-    attempt = 1 + sum(1 for name in storage.list_names(folder) if name.startswith(prefix))
+    attempt = 1 + len(storage.list_names(folder, starting=prefix))
     storage.write_text(storage.join(folder, f"{prefix}{attempt}"), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return attempt
 
@@ -283,6 +283,7 @@ class AllShards:
             pending = list(range(len(plan.shards)))
         else:
             plan = Plan.from_json(text, self.plan_uri)
+            self.job_id = self.summary.job_id = plan.job_id  # an existing plan keeps its own job id
             pending = []
             for index in range(len(plan.shards)):
                 report = None if self.force else done_report(self.job, plan, self.plan_uri, index)

@@ -74,17 +74,17 @@ def write_text(uri: str, text: str) -> None:
         raise RunError(f"cannot write: {exc.strerror or exc}", where=uri) from None
 
 
-def list_names(prefix: str) -> list[str]:
-    """Names of the files directly under a folder or s3:// prefix."""
-    if prefix.startswith("s3://"):
-        bucket, key = _split(prefix.rstrip("/") + "/")
+def list_names(folder: str, starting: str = "") -> list[str]:
+    """Names of the files directly under a folder or s3:// prefix that start with `starting`."""
+    if folder.startswith("s3://"):
+        bucket, key = _split(folder.rstrip("/") + "/")
         paginator = _client().get_paginator("list_objects_v2")
         return [
             item["Key"][len(key):]
-            for page in paginator.paginate(Bucket=bucket, Prefix=key, Delimiter="/")
+            for page in paginator.paginate(Bucket=bucket, Prefix=key + starting, Delimiter="/")
             for item in page.get("Contents", [])
         ]
     try:
-        return sorted(os.listdir(prefix))
+        return sorted(name for name in os.listdir(folder) if name.startswith(starting))
     except FileNotFoundError:
         return []

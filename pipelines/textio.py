@@ -200,6 +200,8 @@ class LineRange(Readable):
         self.done = False
 
     def read(self, size: int = -1) -> bytes:
+        if size == 0:
+            return b""  # (reading 0 bytes from raw would look like its end)
         wanted = CHUNK_BYTES if size is None or size < 0 else size
         while not self.done:
             data = self.raw.read(wanted)

@@ -53,7 +53,9 @@ class ParserPlugin(Plugin):
     def schema(self) -> Schema:
         raise NotImplementedError
 
-    splittable = False  # whether an uncompressed object may be read as several byte ranges
+    # How an uncompressed object may be read as several byte ranges: "lines" (at line starts), a quote
+    # character (at record starts, found by counting quotes at plan time), or None (never).
+    split_mode: str | None = None
 
     def batches(
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False

@@ -30,8 +30,6 @@ class CsvParserSettings:
     null_string: str | None = None
     allow_extra_columns: bool = False
     allow_optional_columns: bool = False
-    # Quoted values may hold line breaks: then objects are never split by byte range.
-    newlines_in_values: bool = False
 
     def __post_init__(self) -> None:
         if not self.columns:
@@ -74,8 +72,14 @@ class CsvParser(ParserPlugin):
         return self._schema
 
     @property
-    def splittable(self) -> bool:
-        return not self.settings.newlines_in_values
+    def split_mode(self) -> str | None:
+        """How an uncompressed object may be split: at record starts found by counting quotes (the quote
+        character), at line starts without quoting, or (None) not at all when an escape character could
+        hide a quote."""
+        s = self.settings
+        if s.escape and s.escape != s.quote:
+            return None
+        return s.quote or "lines"
 
     def batches(
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
@@ -105,8 +109,6 @@ class CsvParser(ParserPlugin):
             try:
                 for fields in reader:
                     start, prev = prev + 1, skip + reader.line_num
-                    if prev != start and split:
-                        raise _spans_lines(uri, start)
                     if not fields:
                         continue  # a blank line is not a row
                     if len(fields) != ncols:
@@ -137,16 +139,13 @@ class CsvParser(ParserPlugin):
             except csv.Error as exc:
                 start, prev = prev + 1, skip + reader.line_num
                 if split:
-                    raise _spans_lines(uri, start) from None
+                    raise _range_ends_in_quotes(uri, start, exc) from None
                 bad(start, prev, f"malformed CSV: {exc}")
         consumed = len(rows) + errors.count - errors_before
         if consumed:
             yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
 
 
-def _spans_lines(label: str, line: int) -> DataError:
-    return DataError(
-        f"line {line}: a quoted value spans lines (or the byte range starts inside one), so this object cannot be "
-        "split by byte range; set newlines_in_values: true in the csv parser and plan again",
-        where=label,
-    )
+def _range_ends_in_quotes(label: str, line: int, exc: Exception) -> DataError:
+    # The plan puts range boundaries at record starts; reaching this means the bytes differ from the plan's.
+    return DataError(f"line {line}: the byte range ends inside a quoted value ({exc}); make a new plan", where=label)

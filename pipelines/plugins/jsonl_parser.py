@@ -40,7 +40,7 @@ class JsonlParser(ParserPlugin):
     def schema(self) -> Schema:
         return self._schema
 
-    splittable = True  # a JSON line never holds a raw line break
+    split_mode = "lines"  # a JSON line never holds a raw line break
 
     def batches(
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
