@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pipelines import storage
 from pipelines.config import Job
@@ -101,8 +100,10 @@ class JobSummary:
         return self
 
     def to_json(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None or k == "error"} if self.error else
-                          {k: v for k, v in asdict(self).items() if k != "error"}, separators=(",", ":"))
+        data = asdict(self)
+        if self.error is None:
+            del data["error"]
+        return json.dumps(data, separators=(",", ":"))
 
 
 def job_folder(plan_uri: str) -> str:
