@@ -220,6 +220,8 @@ class KafkaOutput(OutputPlugin):
         self._raise_if_failed()
         if remaining:
             raise TransientRunError(f"{remaining} row(s) were not acknowledged in time", where=self._brokers)
+        if sum(self.partition_rows) != self.produced:
+            raise RunError(f"{self.produced} row(s) sent but {sum(self.partition_rows)} acknowledged", where=self._brokers)
         return OutputResult(self.produced, list(self.partition_rows))
 
     def commit(self, record: str | None = None) -> None:
