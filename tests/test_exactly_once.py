@@ -198,3 +198,19 @@ def test_broker_restart_during_a_run(stack, s3, bucket, topic, tmp_path, kill):
     assert rerun.returncode == 0, rerun.stderr
     assert summary_of(rerun)["rows_written"] == len(ids)
     assert_exactly_once(streams_style_read(stack.kafka_bootstrap, topic, job_id), ids)
+
+
+def test_s3_object_changed_or_gone_between_plan_and_run(stack, s3, bucket, topic, tmp_path):
+    put_audiences(s3, bucket, count=2, rows=100)
+    config = config_with(tmp_path)
+    plan = f"s3://{bucket}/_jobs/changed/plan.json"
+    assert run_cli("plan", config, *job_vars(bucket, topic), "--out", plan, "--job-id", "changed", "--shard-size", "1").returncode == 0
+    s3.put_object(Bucket=bucket, Key="in/part-0.csv.gz", Body=gzip.compress(b"user_id,country,score,opted_in,updated_at\n"))
+    s3.delete_object(Bucket=bucket, Key="in/part-1.csv.gz")
+
+    changed = run_cli("run", config, *job_vars(bucket, topic), "--plan", plan, "--shard", "0")
+    gone = run_cli("run", config, *job_vars(bucket, topic), "--plan", plan, "--shard", "1")
+    assert changed.returncode == gone.returncode == 1
+    assert f"error: s3://{bucket}/in/part-0.csv.gz: the object changed since the plan was made (ETag " in changed.stderr
+    assert f"error: s3://{bucket}/in/part-1.csv.gz: the object is gone since the plan was made" in gone.stderr
+    assert set(end_offsets(stack.kafka_bootstrap, topic).values()) == {0}  # nothing sent
