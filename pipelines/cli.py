@@ -58,12 +58,24 @@ def fail(exc: Exception) -> None:
     raise exc
 
 
+def with_params(variables: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """$PIPELINES_PARAMS (a JSON object) overlaid with the --var values."""
+    from pipelines.config import params_from_env
+    from pipelines.errors import PipelineError
+
+    try:
+        return {**params_from_env(), **dict(variables)}
+    except PipelineError as exc:
+        fail(exc)
+        raise
+
+
 def load(config: Path, variables: tuple[tuple[str, str], ...]) -> Any:
     from pipelines.config import load_job
     from pipelines.errors import PipelineError
 
     try:
-        return load_job(config, dict(variables))
+        return load_job(config, with_params(variables))
     except PipelineError as exc:
         fail(exc)
 
@@ -148,7 +160,7 @@ def run(
         if shard is not None:
             _run_one_shard(job, plan_uri, shard, force, attempt)
         else:
-            _run_all_shards(job, config, dict(variables), plan_uri, force, job_id, shard_bytes)
+            _run_all_shards(job, config, with_params(variables), plan_uri, force, job_id, shard_bytes)
     except PipelineError as exc:
         fail(exc)
 
@@ -289,11 +301,12 @@ def render(config: Path, variables: tuple[tuple[str, str], ...]) -> None:
     from pipelines.errors import PipelineError
     from pipelines.redact import redact, secret_values
 
+    variables_given = with_params(variables)
     try:
-        text = render_config(config, dict(variables))
+        text = render_config(config, variables_given)
     except PipelineError as exc:
         fail(exc)
-    env = template_variables(dict(variables))["env"]
+    env = template_variables(variables_given)["env"]
     try:
         data = parse_yaml(text, str(config))
     except PipelineError as exc:

@@ -61,6 +61,26 @@ class Job:
     schema: Schema  # what reaches the output
 
 
+PARAMS_ENV = "PIPELINES_PARAMS"
+
+
+def params_from_env() -> dict[str, str]:
+    """Variables given as one JSON object in $PIPELINES_PARAMS (how the workflow passes a job's params
+    to a Fargate task); --var values override them."""
+    import json
+
+    text = os.environ.get(PARAMS_ENV)
+    if not text:
+        return {}
+    try:
+        params = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"not a JSON object: {exc}", where=f"${PARAMS_ENV}") from None
+    if not isinstance(params, dict) or not all(isinstance(v, str | int | float | bool) for v in params.values()):
+        raise ConfigError('expected a JSON object of strings, like {"S3_KEY": "drops/a.csv.gz"}', where=f"${PARAMS_ENV}")
+    return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+
+
 def template_variables(cli_vars: Mapping[str, str]) -> dict[str, Any]:
     """`env` is the environment overlaid with --var values; `var` holds the --var values."""
     return {"env": {**os.environ, **cli_vars}, "var": dict(cli_vars)}

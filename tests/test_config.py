@@ -733,3 +733,26 @@ def test_render_shows_the_rendered_text_when_its_yaml_is_invalid(tmp_path: Path)
     assert result.exit_code == 2
     assert result.stdout == "in: {type: file\n  x: here\n"
     assert result.stderr.startswith(f"error: {config}: invalid YAML at line 2")
+
+
+def test_params_from_the_environment_are_variables_and_var_overrides_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "p.yml.liquid"
+    config.write_text("in: {{ var.A }}-{{ env.B }}-{{ var.C }}\n")
+    monkeypatch.setenv("PIPELINES_PARAMS", '{"A": "from-params", "B": 7, "C": true}')
+
+    result = CliRunner().invoke(cli, ["render", str(config), "--var", "A=from-var"])
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "in: from-var-7-true\n"
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{not json", '{"A": {"nested": 1}}'])
+def test_bad_params_in_the_environment_are_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    config = tmp_path / "p.yml"
+    config.write_text("in: {}\n")
+    monkeypatch.setenv("PIPELINES_PARAMS", text)
+
+    result = CliRunner().invoke(cli, ["validate", str(config)])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: $PIPELINES_PARAMS: ")
