@@ -174,3 +174,35 @@ def test_integration_up_kafka_topic_and_moto_s3_then_down(tmp_path: Path) -> Non
     assert not _runs(info.moto_pid, "moto.server")
     assert not (config.state_dir / "stack.json").exists()
     assert stack.status(config.state_dir)["kafka"]["running"] is False
+
+
+def test_missing_maven_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    java = shutil.which("java")
+    assert java, "java is on the machine"
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "java").symlink_to(java)
+    monkeypatch.setenv("PIPELINES_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # java, but no mvn
+
+    with pytest.raises(StackError, match=r"Maven \(mvn\) is required"):
+        stack.ensure_kafka_jars(log=lambda message: None)
+
+
+@pytest.mark.integration
+def test_broker_that_does_not_come_up_is_a_clear_error_and_nothing_is_left_running(tmp_path: Path) -> None:
+    """`pipelines dev up` with a heap size Java refuses: exit 1, the message names Kafka and its log."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+
+    kafka_port, controller_port, moto_port = free_ports(3)
+    config = StackConfig(tmp_path, kafka_port, controller_port, moto_port, kafka_heap="not-a-size")
+    with pytest.raises(StackError, match=r"kafka did not come up.*kafka\.log") as info:
+        stack.up(config, log=lambda message: None)
+    assert "Invalid" in str(info.value) or "heap" in str(info.value).lower()
+    assert stack.status(tmp_path)["moto"]["running"] is False  # what it started is stopped again
+    result = CliRunner().invoke(
+        cli, ["dev", "up", "--state-dir", str(tmp_path / "other"), "--kafka-port", str(kafka_port), "--moto-port", str(moto_port),
+              "--controller-port", str(kafka_port)],
+    )
+    assert result.exit_code == 1 and result.stderr.startswith("error: ")
