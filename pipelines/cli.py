@@ -335,5 +335,15 @@ def _add_dev_commands() -> None:
 _add_dev_commands()
 
 
+def _add_workflow_commands() -> None:
+    from pipelines.jobs_cli import api, jobs
+
+    cli.add_command(jobs)
+    cli.add_command(api)
+
+
+_add_workflow_commands()
+
+
 def main() -> None:
     cli(prog_name="pipelines")
