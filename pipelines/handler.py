@@ -4,6 +4,8 @@
     {"task": "plan", "job_id", "pipeline", "params"}                       -> plan_uri, shards_bucket/key, shard_count, bytes
     {"task": "run_shard", "job_id", "pipeline", "params", "plan_uri", "shard"}  a small job's shard, in the Lambda
     {"task": "finish", "job_id", "pipeline", "params", "plan_uri"}         -> end markers, summed counts
+    {"task": "trigger", "pipeline", "params", "trigger"}                   an S3 drop or a schedule: create the job, start it
+    an API Gateway HTTP API event ("requestContext")                       POST /imports, GET /jobs/{id}, GET /jobs
 
 Each returns a small JSON object: the state machine's payloads stay far below 256 KB whatever
 the job's size (file lists live in the plan in S3). Errors propagate as exceptions, so their class
@@ -22,6 +24,7 @@ from pipelines.errors import ConfigError
 
 PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 CONFIGS_ENV = "PIPELINES_CONFIGS"
+SHARD_BYTES_ENV = "PIPELINES_SHARD_BYTES"
 
 
 def configs_dir() -> Path:
@@ -60,6 +63,18 @@ def require(event: dict[str, Any], *keys: str) -> list[Any]:
     return [event[k] for k in keys]
 
 
+def shard_bytes() -> int:
+    """The plan's shard size: $PIPELINES_SHARD_BYTES (tests set it small to get several shards), else the default."""
+    from pipelines.plan import DEFAULT_SHARD_BYTES
+
+    raw = os.environ.get(SHARD_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SHARD_BYTES
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{SHARD_BYTES_ENV} must be a whole number of bytes >= 1, got {raw!r}")
+    return int(raw)
+
+
 def plan_task(event: dict[str, Any]) -> dict[str, Any]:
     """Writes the plan (or finds the one a retried Plan step already wrote) and the Map's item list."""
     from pipelines import storage
@@ -70,7 +85,7 @@ def plan_task(event: dict[str, Any]) -> dict[str, Any]:
     plan_uri = default_plan_uri(job, job_id)
     if not plan_uri.startswith("s3://"):
         raise ConfigError(f"the workflow needs exec.work_dir on S3 (the Map reads the shard list there), not {job.exec.work_dir!r}")
-    plan = read_plan(plan_uri) if storage.read_text(plan_uri) is not None else write_plan(job, job_id, plan_uri)
+    plan = read_plan(plan_uri) if storage.read_text(plan_uri) is not None else write_plan(job, job_id, plan_uri, shard_bytes())
     shards_uri = storage.join(storage.parent(plan_uri), "shards.json")
     storage.write_text(shards_uri, json.dumps([{"shard": s.index} for s in plan.shards]))
     bucket, _, key = shards_uri.removeprefix("s3://").partition("/")
@@ -119,11 +134,21 @@ def status_task(event: dict[str, Any]) -> dict[str, Any]:
     return {"job_id": job_id, "status": job.status}
 
 
-TASKS = {"status": status_task, "plan": plan_task, "run_shard": run_shard_task, "finish": finish_task}
+def trigger_task(event: dict[str, Any]) -> dict[str, Any]:
+    from pipelines.triggers import trigger_task as start_triggered_job
+
+    return start_triggered_job(event)
+
+
+TASKS = {"status": status_task, "plan": plan_task, "run_shard": run_shard_task, "finish": finish_task, "trigger": trigger_task}
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda function's entry point (pipelines.handler.handler)."""
+    if isinstance(event, dict) and "requestContext" in event:
+        from pipelines.api import lambda_api
+
+        return lambda_api(event)
     task = event.get("task") if isinstance(event, dict) else None
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
