@@ -14,8 +14,9 @@ import click
 EPILOG = """\b
 Exit codes:
   0  success
-  1  the run failed (bad rows past max_errors, missing object, broker unreachable, ...)
+  1  the run failed (bad rows past max_errors, truncated input, missing object, ...)
   2  the config or the command line is wrong; nothing was read or written
+  75 the run failed for a reason that may pass (broker or S3 not answering): retry it
 \b
 Examples:
   eval "$(pipelines dev up)"

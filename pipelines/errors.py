@@ -2,8 +2,9 @@
 
 Exit codes (documented in the README and `pipelines --help`):
   0  the run succeeded
-  1  the run failed (bad data past the threshold, unreachable broker, missing object, ...)
+  1  the run failed (bad data past the threshold, missing object, ...)
   2  the config or the command line is wrong (nothing was read or written)
+  75 the run failed for a reason that may pass (a broker or endpoint not answering): retry it
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_RETRYABLE = 75  # EX_TEMPFAIL: the workflow retries shards that exit with it
 
 
 class PipelineError(Exception):
@@ -38,6 +40,8 @@ class RunError(PipelineError):
 
 class TransientRunError(RunError):
     """A run failure that may pass if retried (a broker or endpoint not answering)."""
+
+    exit_code = EXIT_RETRYABLE
 
 
 class DataError(RunError):

@@ -189,8 +189,8 @@ def test_broker_restart_during_a_run(stack, s3, bucket, topic, tmp_path, kill):
     print(f"broker restart: exit {running.returncode}; {[l for l in stderr.splitlines() if l.startswith('error: ')]}")
     # Completed, or failed cleanly: one error line, a failed summary, no traceback.
     assert "Traceback" not in stderr, stderr
-    assert running.returncode in (0, 1), stderr
-    if running.returncode == 1:
+    assert running.returncode in (0, 1, 75), stderr
+    if running.returncode != 0:
         assert json.loads(stdout.splitlines()[-1])["status"] == "failed"
         assert len([line for line in stderr.splitlines() if line.startswith("error: ")]) == 1, stderr
 

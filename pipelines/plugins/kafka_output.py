@@ -255,13 +255,25 @@ class KafkaOutput(OutputPlugin):
             return None
         from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-        consumer = Consumer({"bootstrap.servers": ",".join(self.settings.brokers), "group.id": self.shard_group(job_id, shard), "logger": librdkafka_logger()})
+        import time
+
+        group = self.shard_group(job_id, shard)
+        consumer = Consumer({"bootstrap.servers": ",".join(self.settings.brokers), "group.id": group, "logger": librdkafka_logger()})
+        # A group coordinator that is loading or moving answers "not coordinator" for a moment: ask again.
+        passing = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE)
+        deadline = time.monotonic() + self.settings.connect_timeout_seconds
         try:
-            (committed,) = consumer.committed([TopicPartition(self.settings.topic, 0)], timeout=self.settings.connect_timeout_seconds)
-        except KafkaException as exc:
-            if exc.args[0].code() == KafkaError._TIMED_OUT:
-                raise self._unreachable() from None
-            raise TransientRunError(f"cannot read committed shard reports: {exc.args[0].str()}", where=self._brokers) from None
+            while True:
+                try:
+                    (committed,) = consumer.committed([TopicPartition(self.settings.topic, 0)], timeout=self.settings.connect_timeout_seconds)
+                    break
+                except KafkaException as exc:
+                    code = exc.args[0].code()
+                    if code == KafkaError._TIMED_OUT:
+                        raise self._unreachable() from None
+                    if code not in passing or time.monotonic() > deadline:
+                        raise TransientRunError(f"cannot read committed shard reports: {exc.args[0].str()}", where=self._brokers) from None
+                    time.sleep(0.2)
         finally:
             consumer.close()
         return committed.metadata if committed.offset >= 0 and committed.metadata else None
