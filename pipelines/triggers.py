@@ -149,7 +149,11 @@ def trigger_job_id(pipeline: str, trigger: dict[str, Any]) -> str:
     kind = trigger.get("type") if isinstance(trigger, dict) else None
     if kind == "s3":
         obj = trigger.get("object") if isinstance(trigger.get("object"), dict) else {}
-        version = obj.get("version-id") or obj.get("etag") or ""
+        # Unversioned buckets send "version-id": "null" (moto does; guard against it on AWS too), and
+        # moto spells the ETag field "eTag": fall back to the ETag so new content under the same key imports.
+        version = obj.get("version-id")
+        if version in (None, "", "null"):
+            version = obj.get("etag") or obj.get("eTag") or ""
         return s3_drop_job_id(str(trigger.get("bucket") or ""), str(obj.get("key") or ""), str(version), pipeline)
     if kind == "schedule":
         return schedule_job_id(schedule_name(str(trigger.get("schedule_arn") or "")), str(trigger.get("scheduled_time") or ""))

@@ -1,4 +1,4 @@
-"""Tests for the local dev stack (Kafka + moto). The last test starts the real stack."""
+"""Tests for the local dev stack (Kafka + the AWS emulator, i.e. the workflow server). The integration tests start the real stack."""
 
 from __future__ import annotations
 
@@ -92,6 +92,31 @@ def test_env_points_at_stack() -> None:
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
 
 
+def test_env_includes_the_workflow_once_created() -> None:
+    import dataclasses
+
+    workflow = {"PIPELINES_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:x", "PIPELINES_JOBS_TABLE": "t"}
+    info = dataclasses.replace(_sample_info(), workflow=workflow)
+
+    assert "PIPELINES_JOBS_TABLE" not in _sample_info().env()
+    assert info.env()["PIPELINES_STATE_MACHINE_ARN"].endswith(":stateMachine:x") and info.env()["KAFKA_BOOTSTRAP"] == "127.0.0.1:19092"
+    assert "export PIPELINES_JOBS_TABLE=t" in info.shell_lines().splitlines()
+
+
+def test_emulator_env_has_what_the_workflow_needs(tmp_path: Path) -> None:
+    from pipelines.devstack.resources import JOBS_TABLE, state_machine_arn
+
+    base = {"PATH": "/usr/bin", "PIPELINES_SHARD_BYTES": "1", "PIPELINES_JOBS_TABLE": "someone-elses", "PYTHONPATH": "/x"}
+    env = stack.emulator_env(15000, "127.0.0.1:19092", tmp_path, base)
+
+    assert env["KAFKA_BOOTSTRAP"] == "127.0.0.1:19092" and env["MOTO_PORT"] == "15000"
+    assert env["PIPELINES_JOBS_TABLE"] == JOBS_TABLE and env["PIPELINES_STATE_MACHINE_ARN"] == state_machine_arn()
+    assert env["PIPELINES_WORKFLOW_LOGS"] == str(tmp_path / "workflow-logs")
+    repo = Path(stack.__file__).resolve().parent.parent.parent
+    assert env["PIPELINES_REPO"] == str(repo) and env["PYTHONPATH"].split(":") == [str(repo), "/x"]
+    assert env["PIPELINES_SHARD_BYTES"] == "1" and env["PATH"] == "/usr/bin"  # the caller's environment passes through
+
+
 @pytest.mark.parametrize("bootstrap", ["127.0.0.1:19092", 'it\'s $(echo odd); `x` "y"'])
 def test_shell_lines_are_evalable(bootstrap: str) -> None:
     lines = _sample_info(bootstrap).shell_lines()
@@ -163,6 +188,8 @@ def test_integration_up_kafka_topic_and_moto_s3_then_down(tmp_path: Path) -> Non
         s3.put_object(Bucket="devstack-test", Key="hello.txt", Body=b"hello")
         assert s3.get_object(Bucket="devstack-test", Key="hello.txt")["Body"].read() == b"hello"
 
+        assert _runs(info.moto_pid, "pipelines.devstack.workflow_server")  # the AWS emulator runs the workflow
+
         report = stack.status(config.state_dir)
         assert report["kafka"]["running"] and report["kafka"]["answers"]
         assert report["moto"]["running"] and report["moto"]["answers"]
@@ -171,7 +198,7 @@ def test_integration_up_kafka_topic_and_moto_s3_then_down(tmp_path: Path) -> Non
 
     assert len(stopped) == 2
     assert not _runs(info.kafka_pid, "kafka.Kafka")
-    assert not _runs(info.moto_pid, "moto.server")
+    assert not _runs(info.moto_pid, "pipelines.devstack.workflow_server")
     assert not (config.state_dir / "stack.json").exists()
     assert stack.status(config.state_dir)["kafka"]["running"] is False
 

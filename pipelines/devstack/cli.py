@@ -17,10 +17,10 @@ def _stack_error(exc: Exception) -> None:
 
 @click.group()
 def dev() -> None:
-    """The local stack: Apache Kafka (KRaft, from its jars) and a moto server, on 127.0.0.1.
+    """The local stack: Apache Kafka (KRaft, from its jars) and a moto server running the workflow, on 127.0.0.1.
 
     \b
-    eval "$(pipelines dev up)"    # start both; exports KAFKA_BOOTSTRAP, AWS_ENDPOINT_URL, credentials
+    eval "$(pipelines dev up)"    # start both; exports KAFKA_BOOTSTRAP, AWS_ENDPOINT_URL, credentials, PIPELINES_*
     pipelines dev status
     pipelines dev down
     """
@@ -41,9 +41,15 @@ state_dir_option = click.option(
 @click.option("--kafka-port", default=9092, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--controller-port", default=9093, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--moto-port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int) -> None:
-    """Start Kafka and moto (fetching Kafka's jars with Maven the first time), wait until both answer,
-    then print `export ...` lines for `eval`."""
+@click.option("--api-url", default="http://127.0.0.1:8080", show_default=True, help="Exported as PIPELINES_API_URL (where `pipelines api serve` listens).")
+def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, api_url: str) -> None:
+    """Start Kafka and the AWS emulator (moto with Step Functions execution and the workflow's
+    bridges; Kafka's jars are fetched with Maven the first time), wait until both answer, create
+    the workflow's resources in it (jobs table, state machine, S3-drop rule, ... from the files
+    Terraform uses), then print `export ...` lines for `eval`."""
+    import dataclasses
+
+    from pipelines.devstack.resources import create_local_workflow
     from pipelines.devstack.stack import StackConfig, StackError, up as stack_up
 
     config = StackConfig(state_dir.resolve(), kafka_port, controller_port, moto_port)
@@ -51,7 +57,12 @@ def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int) -
         info = stack_up(config)
     except StackError as exc:
         _stack_error(exc)
-    click.echo(info.shell_lines())
+    try:
+        workflow = create_local_workflow(info.aws_endpoint_url, api_url=api_url)
+    except Exception as exc:  # noqa: BLE001 - any failure here is reported in one line
+        _stack_error(Exception(f"the stack runs, but the workflow's resources could not be created in {info.aws_endpoint_url}: {exc}"))
+    click.echo("workflow ready: state machine, jobs table, S3-drop rule (s3://audiences/drops/*.csv.gz)", err=True)
+    click.echo(dataclasses.replace(info, workflow=workflow).shell_lines())
 
 
 @dev.command()

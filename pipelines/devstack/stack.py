@@ -1,8 +1,14 @@
-"""Start and stop the local development stack: a single-node Kafka broker and a moto server.
+"""Start and stop the local development stack: a single-node Kafka broker and the AWS emulator.
 
 Kafka runs from its jars on Maven Central (fetched once with Maven into the cache
-directory) in KRaft combined mode, i.e. broker and controller in one JVM. moto runs as
-``python -m moto.server``. Both listen on 127.0.0.1 only, each in its own process group,
+directory) in KRaft combined mode, i.e. broker and controller in one JVM. The AWS emulator
+is the workflow server (``python -m pipelines.devstack.workflow_server --port N``): a moto
+server with Step Functions execution on and the bridges that run the real statemachine.json
+(Lambda tasks -> ``pipelines.handler`` in its process, ECS tasks -> ``python -m pipelines``
+subprocesses that reach Kafka through ``KAFKA_BOOTSTRAP``). It is recorded as the service
+``moto``. The resources the workflow needs (jobs table, state machine, S3-drop rule, ...) are
+created in it by :func:`pipelines.devstack.resources.create_local_workflow`, which
+``pipelines dev up`` calls once both services answer. Both listen on 127.0.0.1 only, each in its own process group,
 and are recorded in ``<state_dir>/stack.json`` so that :func:`down` stops exactly what
 :func:`up` started: a process is only signalled while its ``/proc/<pid>/cmdline`` still
 matches the recorded one, so a reused pid is never killed.
@@ -30,7 +36,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +184,9 @@ class StackInfo:
     kafka_pid: int
     moto_pid: int
     state_dir: Path
+    # What create_local_workflow returned (PIPELINES_STATE_MACHINE_ARN, PIPELINES_JOBS_TABLE,
+    # PIPELINES_EVENT_BUS, PIPELINES_API_URL); empty until the workflow's resources are created.
+    workflow: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         """Environment variables that point clients (and our pipelines) at this stack."""
@@ -190,6 +199,7 @@ class StackInfo:
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
             "MOTO_PORT": str(moto_port),
+            **self.workflow,
         }
 
     def shell_lines(self) -> str:
@@ -230,7 +240,8 @@ class _Service:
 
 
 def up(config: StackConfig, log: Log = _print_to_stderr) -> StackInfo:
-    """Start Kafka and moto (or return the already running stack) and wait until both answer."""
+    """Start Kafka and the AWS emulator (the workflow server; or return the already running stack)
+    and wait until both answer. Creates no AWS resources: see resources.create_local_workflow."""
     state_dir = config.state_dir.resolve()
     running = _running_stack(state_dir)
     if running is not None:
@@ -247,9 +258,9 @@ def up(config: StackConfig, log: Log = _print_to_stderr) -> StackInfo:
     services: list[_Service] = []
     try:
         services.append(_start_kafka(java, libs, properties, config, kafka_dir))
-        services.append(_start_moto(config.moto_port, state_dir / "moto"))
+        services.append(_start_moto(config.moto_port, state_dir / "moto", kafka_bootstrap=services[0].address, state_dir=state_dir))
         _save_state(state_dir, services)
-        log(f"started kafka (pid {services[0].pid}) and moto (pid {services[1].pid}); waiting for them")
+        log(f"started kafka (pid {services[0].pid}) and the workflow server (moto, pid {services[1].pid}); waiting for them")
         _wait_until_ready(services, log)
     except BaseException:
         _stop_services(services, log)
@@ -484,9 +495,38 @@ def _start_kafka(java: str, libs: Path, properties: Path, config: StackConfig, k
 
 # ----------------------------------------------------------------------- moto
 
+WORKFLOW_SERVER = "pipelines.devstack.workflow_server"
 
-def _start_moto(port: int, moto_dir: Path) -> _Service:
-    command = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
+
+def _package_root() -> Path:
+    """The folder holding the ``pipelines`` package (the repository root in a checkout)."""
+    return _HERE.parent.parent
+
+
+def emulator_env(port: int, kafka_bootstrap: str, state_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The AWS emulator's environment: the caller's (so e.g. ``PIPELINES_SHARD_BYTES`` passes
+    through to the Plan step it runs) plus what the workflow running inside it needs."""
+    from pipelines.devstack.resources import EVENT_BUS, JOBS_TABLE, state_machine_arn
+
+    base = dict(os.environ if base is None else base)
+    root = _package_root()
+    python_path = os.pathsep.join(filter(None, [str(root), base.get("PYTHONPATH")]))
+    return {
+        **base,
+        "MOTO_PORT": str(port),
+        "PYTHONPATH": python_path,  # the emulator and its shard subprocesses import this very package
+        "KAFKA_BOOTSTRAP": kafka_bootstrap,  # shard subprocesses and the Lambda handler reach Kafka
+        "PIPELINES_REPO": base.get("PIPELINES_REPO") or str(root),  # cwd of shard subprocesses
+        "PIPELINES_JOBS_TABLE": JOBS_TABLE,
+        "PIPELINES_EVENT_BUS": EVENT_BUS,
+        "PIPELINES_STATE_MACHINE_ARN": state_machine_arn(),  # the trigger task starts executions
+        "PIPELINES_WORKFLOW_LOGS": str(state_dir / "workflow-logs"),
+    }
+
+
+def _start_moto(port: int, moto_dir: Path, *, kafka_bootstrap: str, state_dir: Path) -> _Service:
+    """The AWS emulator: the workflow server (moto with Step Functions execution and the bridges)."""
+    command = [sys.executable, "-m", WORKFLOW_SERVER, "--port", str(port)]
     return _start_process(
         "moto",
         command,
@@ -494,7 +534,7 @@ def _start_moto(port: int, moto_dir: Path) -> _Service:
         address=f"http://{HOST}:{port}",
         log_path=moto_dir / "moto.log",
         cwd=moto_dir,
-        env={**os.environ, "MOTO_PORT": str(port)},
+        env=emulator_env(port, kafka_bootstrap, state_dir),
     )
 
 

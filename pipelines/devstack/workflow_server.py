@@ -417,7 +417,8 @@ def bridge_events_to_sfn() -> None:
 
     def send_to_targets(self: Any, original_event: dict, transform_input: bool = True) -> None:
         machines = [t for t in self.targets if re.match(r"^arn:[^:]+:states:[^:]*:[^:]*:stateMachine:", t["Arn"])]
-        if machines and self.event_pattern.matches_event(original_event):
+        functions = [t for t in self.targets if re.match(r"^arn:[^:]+:lambda:[^:]*:[^:]*:function:", t["Arn"])]
+        if (machines or functions) and self.event_pattern.matches_event(original_event):
             event = {k: v for k, v in original_event.items() if k != "ingestion-time"}
             if isinstance(event.get("time"), int | float):  # moto keeps epoch seconds; events carry ISO 8601
                 event["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(event["time"]))
@@ -426,7 +427,16 @@ def bridge_events_to_sfn() -> None:
                 region, account = arn.split(":")[3], arn.split(":")[4]
                 digest = hashlib.sha256(json.dumps([self.arn, target["Id"], event], sort_keys=True, default=str).encode()).hexdigest()
                 get_backend(account, region).start_execution(arn, f"event-{digest[:40]}", _target_input(target, event))
-        others = [t for t in self.targets if t not in machines]
+            for target in functions:
+                # moto 5.2.5 raises NotImplementedError for Lambda targets too: invoke our handler
+                # in-process with what the target would receive, as the Lambda bridge does.
+                from pipelines.handler import handler
+
+                try:
+                    handler(json.loads(_target_input(target, event)))
+                except Exception as exc:  # an async Lambda invoke: AWS would retry, then drop or DLQ it
+                    print(f"lambda target {target['Arn']} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        others = [t for t in self.targets if t not in machines and t not in functions]
         if others:
             saved = self.targets
             self.targets = others

@@ -1,0 +1,291 @@
+"""The local workflow as `pipelines dev up` sets it up: the stack's AWS emulator (the workflow server,
+started by the session's `stack` fixture), the resources `create_local_workflow` makes in it from
+the files Terraform uses, and the HTTP API (`pipelines.api.make_server`) in a thread. A
+`POST /imports` then runs the real statemachine.json against the real Kafka broker.
+
+Bridges used (each documented in pipelines/devstack/workflow_server.py):
+  a. bridge_service_parameters   ecs:runTask.sync parameters reach moto's ECS with boto's names
+  b. bridge_lambda_invoke        MarkRunning / Plan / RunInLambda / Finish / Mark* / trigger run pipelines.handler
+  c. bridge_ecs_run_task         each shard's Fargate task is a `python -m pipelines run ...` subprocess
+     bridge_ecs_sync_exit_code   (a shard's exit code decides its state)
+and one in this file, for the S3 drop:
+  f. S3 event -> rule -> SQS -> InputTransformer -> Lambda invoke: moto 5.2.5 cannot deliver an
+     EventBridge event to a Lambda target (Rule.send_to_targets raises NotImplementedError, which
+     S3's notification path swallows), and it passes S3 events to SQS targets untransformed. So
+     the rule rendered from workflow/s3_drop_rule.json gets an SQS target; the test applies the
+     target's InputTransformer (workflow/s3_drop_input.json, with the workflow server's own
+     `_target_input`) and invokes the Lambda with the result, as EventBridge would.
+     `test_the_s3_drop_rule_reaches_the_lambda` checks the direct path (rule -> Lambda target).
+
+Several shards without touching the shared emulator's environment (PIPELINES_SHARD_BYTES is read
+by the Plan step inside it): the test writes the job's plan (shard size 1 byte: one shard per
+object) where the Plan step looks for it, and submits the job under that id; the Plan step finds
+the plan, as it does when a retried Plan step finds its own earlier one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from conftest import consume_all, create_topic, rows_and_markers
+
+from pipelines.devstack.resources import EVENT_BUS, FUNCTION_NAME, create_local_workflow
+from pipelines.devstack.sample import write_audience_csv
+from pipelines.jobs import DETAIL_TYPE, JobStore
+
+PIPELINE = "send_audience_to_kafka"
+TIMEOUT_S = 240
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def client(service: str, endpoint: str):
+    return boto3.session.Session().client(service, region_name="us-east-1", endpoint_url=endpoint)
+
+
+@pytest.fixture(scope="module")
+def local(stack) -> Iterator[SimpleNamespace]:
+    """create_local_workflow on the stack's emulator (twice: it is idempotent) and the API on a free port."""
+    from pipelines.api import make_server, step_functions_starter
+
+    endpoint = stack.aws_endpoint_url
+    drop_bucket = f"drops-{uuid.uuid4().hex[:10]}"
+    first = create_local_workflow(endpoint, bucket=drop_bucket)
+    env = create_local_workflow(endpoint, bucket=drop_bucket)
+    assert env == first and set(env) == {"PIPELINES_STATE_MACHINE_ARN", "PIPELINES_JOBS_TABLE", "PIPELINES_EVENT_BUS", "PIPELINES_API_URL"}
+    store = JobStore(env["PIPELINES_JOBS_TABLE"], event_bus=env["PIPELINES_EVENT_BUS"])
+    starter = step_functions_starter(env["PIPELINES_STATE_MACHINE_ARN"], client("stepfunctions", endpoint))
+    server = make_server(0, store=store, start_execution=starter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    warm_up_group_coordinator(stack.kafka_bootstrap)
+    try:
+        yield SimpleNamespace(
+            endpoint=endpoint,
+            env=env,
+            store=store,
+            drop_bucket=drop_bucket,
+            api=f"http://127.0.0.1:{server.server_address[1]}",
+            logs=getattr(stack, "state_dir", None) and stack.state_dir / "workflow-logs",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def warm_up_group_coordinator(bootstrap: str) -> None:
+    """On a fresh broker the first reads of committed offsets fail with NOT_COORDINATOR while
+    __consumer_offsets is created; a shard hitting that fails (and is retried after 10 s)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    topic = f"warm-up-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic, 1)
+    deadline, ready = time.monotonic() + 60, 0
+    while ready < 3:
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"warm-up-{uuid.uuid4().hex}"})
+        try:
+            consumer.committed([TopicPartition(topic, 0)], timeout=10)
+            ready += 1
+        except KafkaException:
+            assert time.monotonic() < deadline, "no group coordinator after 60 s"
+            time.sleep(0.2)
+        finally:
+            consumer.close()
+
+
+def api(local: SimpleNamespace, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(local.api + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with OPENER.open(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_for_job(local: SimpleNamespace, job_id: str) -> dict:
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        status, answer = api(local, "GET", f"/jobs/{job_id}")
+        assert status == 200, answer
+        if answer["status"] in ("SUCCEEDED", "FAILED"):
+            return answer
+        assert time.monotonic() < deadline, f"job {job_id} still {answer['status']} after {TIMEOUT_S} s"
+        time.sleep(0.25)
+
+
+def gzip_audience(rows: int, tag: str) -> bytes:
+    raw = io.BytesIO()
+    write_audience_csv(raw, rows, seed=len(tag))
+    return gzip.compress(raw.getvalue().replace(b"\nu", f"\nu{tag}-".encode()))
+
+
+def status_queue(endpoint: str, job_id: str) -> str:
+    """An SQS queue receiving the job's status events (a rule on the bus they are published to)."""
+    events, sqs = client("events", endpoint), client("sqs", endpoint)
+    name = f"status-{uuid.uuid4().hex[:10]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {"source": ["audience-pipelines"], "detail-type": [DETAIL_TYPE], "detail": {"job_id": [job_id]}}
+    events.put_rule(Name=name, EventBusName=EVENT_BUS, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, EventBusName=EVENT_BUS, Targets=[{"Id": "observer", "Arn": arn}])
+    return url
+
+
+def drain(endpoint: str, queue_url: str, wanted: int, timeout: float = 10) -> list[dict]:
+    sqs, bodies = client("sqs", endpoint), []
+    deadline = time.monotonic() + timeout
+    while len(bodies) < wanted and time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            bodies.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return bodies
+
+
+def largest_payload(endpoint: str, execution_arn: str) -> tuple[int, str]:
+    """The largest input/output/parameters string in the execution's history, and where it was."""
+    history = client("stepfunctions", endpoint).get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    best = (0, "")
+    for event in history:
+        for key, details in event.items():
+            if key.endswith("EventDetails") and isinstance(details, dict):
+                for field in ("input", "output", "parameters"):
+                    text = details.get(field)
+                    if isinstance(text, str) and len(text.encode()) > best[0]:
+                        best = (len(text.encode()), f"{event['type']}.{field}")
+    return best
+
+
+def job_records(bootstrap: str, topic: str, job_id: str) -> list:
+    return [m for m in consume_all(bootstrap, topic) if ("pipelines.job_id", job_id.encode()) in (m.headers() or [])]
+
+
+def test_api_import_of_three_objects_over_three_shards_end_to_end(local, stack, capsys):
+    from pipelines.config import load_job
+    from pipelines.handler import config_path
+    from pipelines.shards import default_plan_uri, write_plan
+
+    bucket, topic = f"data-{uuid.uuid4().hex[:10]}", f"audience-{uuid.uuid4().hex[:10]}"
+    create_topic(stack.kafka_bootstrap, topic, 6)
+    s3 = client("s3", local.endpoint)
+    s3.create_bucket(Bucket=bucket)
+    counts = [1000, 1500, 2000]
+    for n, rows in enumerate(counts):
+        s3.put_object(Bucket=bucket, Key=f"in/{n}.csv.gz", Body=gzip_audience(rows, f"o{n}"))
+    params = {"S3_BUCKET": bucket, "S3_KEY": "in/", "KAFKA_TOPIC": topic}
+    job_id = f"local-{uuid.uuid4().hex[:12]}"
+    job = load_job(config_path(PIPELINE), params)
+    assert len(write_plan(job, job_id, default_plan_uri(job, job_id), shard_bytes=1).shards) == 3
+    events_queue = status_queue(local.endpoint, job_id)
+
+    started = time.monotonic()
+    status, answer = api(local, "POST", "/imports", {"pipeline": PIPELINE, "params": params, "job_id": job_id})
+    assert status == 202 and answer["job_id"] == job_id, answer
+    final = wait_for_job(local, job_id)
+    wall = time.monotonic() - started
+
+    assert (final["status"], final["rows_read"], final["rows_written"], final["rows_skipped"], final["error"]) == ("SUCCEEDED", 4500, 4500, 0, None), final
+    sfn = client("stepfunctions", local.endpoint)
+    execution = sfn.describe_execution(executionArn=answer["execution_arn"])
+    assert execution["status"] == "SUCCEEDED"
+    history = sfn.get_execution_history(executionArn=answer["execution_arn"], maxResults=1000)["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert "Shards" in entered and "RunInLambda" not in entered and entered[-2:] == ["MarkSucceeded", "Succeeded"], entered
+    if local.logs is not None:  # the shards ran as three `pipelines run` subprocesses (bridge c)
+        logs = [p.read_text() for p in local.logs.glob("task-*.log")]
+        assert sum(f"/_jobs/{job_id}/plan.json" in text for text in logs) == 3
+
+    rows, markers = rows_and_markers(job_records(stack.kafka_bootstrap, topic, job_id))
+    keys = Counter(msg.key() for msg in rows)
+    assert len(keys) == 4500 and set(keys.values()) == {1}  # every row once
+    assert sorted(markers) == list(range(6)) and sum(m["partition_rows"] for m in markers.values()) == 4500
+    assert {m["shard_count"] for m in markers.values()} == {3}
+
+    published = drain(local.endpoint, events_queue, 3)
+    statuses = sorted(e["detail"]["status"] for e in published)
+    assert statuses == ["QUEUED", "RUNNING", "SUCCEEDED"], published
+    assert next(e for e in published if e["detail"]["status"] == "SUCCEEDED")["detail"]["rows_written"] == 4500
+
+    size, where = largest_payload(local.endpoint, answer["execution_arn"])
+    assert size < 256 * 1024
+    with capsys.disabled():
+        print(f"\nlocal workflow e2e (POST /imports -> SUCCEEDED, 3 objects, 3 shards, 4500 rows): {wall:.1f} s wall; "
+              f"largest state payload {size} bytes ({where})")
+
+
+def test_an_s3_drop_delivered_twice_imports_once(local, stack):
+    from pipelines.devstack.workflow_server import _target_input
+    from pipelines.triggers import render_trigger
+
+    endpoint, bucket = local.endpoint, f"drop2-{uuid.uuid4().hex[:10]}"
+    create_topic_if_missing(stack.kafka_bootstrap, "audience-members", 6)  # the drop input's params carry no topic
+    s3, events, sqs = (client(name, endpoint) for name in ("s3", "events", "sqs"))
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+    queue_url = sqs.create_queue(QueueName=bucket)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = render_trigger("s3_drop_rule", {"bucket": bucket, "prefix": "drops/", "suffix": ".csv.gz"})
+    target = {"Id": "importer", "Arn": queue_arn, "InputTransformer": render_trigger("s3_drop_input", {"pipeline": PIPELINE})}
+    events.put_rule(Name=bucket, EventBusName=EVENT_BUS, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=bucket, EventBusName=EVENT_BUS, Targets=[target])
+
+    body = gzip_audience(800, bucket)
+    for _ in range(2):  # the same object PUT twice: the same ETag
+        s3.put_object(Bucket=bucket, Key="drops/audience.csv.gz", Body=body)
+    s3.put_object(Bucket=bucket, Key="drops/notes.txt", Body=b"not a drop")  # no match: wrong suffix
+    delivered = drain(endpoint, queue_url, 3, timeout=5)
+    assert len(delivered) == 2 and {e["detail"]["object"]["key"] for e in delivered} == {"drops/audience.csv.gz"}
+
+    lam, answers = client("lambda", endpoint), []
+    for event in delivered:  # bridge f: what EventBridge hands the Lambda target
+        response = lam.invoke(FunctionName=FUNCTION_NAME, Payload=_target_input(target, event).encode())
+        assert "FunctionError" not in response, response["Payload"].read()
+        answers.append(json.loads(response["Payload"].read()))
+    job_ids = {a["job_id"] for a in answers}
+    assert len(job_ids) == 1 and next(iter(job_ids)).startswith("s3-"), answers
+    job_id = job_ids.pop()
+
+    final = wait_for_job(local, job_id)
+    assert (final["status"], final["rows_written"]) == ("SUCCEEDED", 800), final
+    assert final["params"] == {"S3_BUCKET": bucket, "S3_KEY": "drops/audience.csv.gz"}
+    executions = client("stepfunctions", endpoint).list_executions(stateMachineArn=local.env["PIPELINES_STATE_MACHINE_ARN"])["executions"]
+    assert [e["name"] for e in executions].count(job_id) == 1
+    rows, markers = rows_and_markers(job_records(stack.kafka_bootstrap, "audience-members", job_id))
+    assert len(rows) == len({m.key() for m in rows}) == 800 and len(markers) == 6
+
+
+def test_the_s3_drop_rule_reaches_the_lambda(local, stack):
+    """The rule create_local_workflow made (Lambda target, as Terraform wires it; the workflow server
+    bridges moto's missing Lambda-target delivery) imports a dropped object, once for two deliveries."""
+    create_topic_if_missing(stack.kafka_bootstrap, "audience-members", 6)
+    s3 = client("s3", local.endpoint)
+    body = gzip_audience(10, "probe")
+    s3.put_object(Bucket=local.drop_bucket, Key="drops/probe.csv.gz", Body=body)
+    s3.put_object(Bucket=local.drop_bucket, Key="drops/probe.csv.gz", Body=body)  # the same object again
+    deadline = time.monotonic() + 60
+    while True:
+        jobs = [j for j in local.store.list(limit=1000) if j.params.get("S3_KEY") == "drops/probe.csv.gz"]
+        if jobs and jobs[0].status in ("SUCCEEDED", "FAILED"):
+            break
+        assert time.monotonic() < deadline, f"no finished job for the drop after 60 s: {jobs}"
+        time.sleep(0.5)
+    assert len(jobs) == 1, jobs
+    assert (jobs[0].status, jobs[0].rows_written) == ("SUCCEEDED", 10), jobs[0]
+
+
+def create_topic_if_missing(bootstrap: str, name: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    if name not in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics:
+        create_topic(bootstrap, name, partitions)
