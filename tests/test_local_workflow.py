@@ -289,3 +289,34 @@ def create_topic_if_missing(bootstrap: str, name: str, partitions: int) -> None:
 
     if name not in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics:
         create_topic(bootstrap, name, partitions)
+
+
+def test_the_scheduled_export_runs_through_the_workflow(local, stack):
+    """The schedule create_local_workflow made from workflow/schedule_input.json targets the Lambda; moto stores
+    schedules but never fires them, so the test fires it: the Lambda gets the schedule's Input with the
+    Scheduler's <aws.scheduler.*> attributes filled in, as AWS would do."""
+    from pipelines.devstack.resources import EXPORT_SCHEDULE, EXPORT_SCHEDULE_NAME
+
+    schedule = client("scheduler", local.endpoint).get_schedule(Name=EXPORT_SCHEDULE_NAME)
+    assert schedule["ScheduleExpression"] == EXPORT_SCHEDULE and schedule["State"] == "ENABLED"
+    target = schedule["Target"]
+    assert target["Arn"].endswith(":function:audience-pipelines")
+    assert json.loads(target["Input"])["pipeline"] == "export_placeholder"
+
+    s3 = client("s3", local.endpoint)
+    if "audiences" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket="audiences")
+    s3.put_object(Bucket="audiences", Key="exports/placeholder/a.csv", Body=b"one\ntwo\nthree\n")
+    fired = (
+        target["Input"]
+        .replace("<aws.scheduler.scheduled-time>", "2026-11-22T03:00:00Z")
+        .replace("<aws.scheduler.schedule-arn>", schedule["Arn"])
+    )
+    answer = client("lambda", local.endpoint).invoke(FunctionName=target["Arn"], Payload=fired.encode())
+    assert "FunctionError" not in answer, answer["Payload"].read()
+    job_id = json.loads(answer["Payload"].read())["job_id"]
+    deadline = time.monotonic() + 60
+    while (job := local.store.get(job_id)) is None or job.status not in ("SUCCEEDED", "FAILED"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    assert (job.status, job.rows_written, job.pipeline) == ("SUCCEEDED", 3, "export_placeholder"), job
