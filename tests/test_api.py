@@ -95,7 +95,7 @@ def test_duplicate_job_id_is_409_and_not_started_again(store: JobStore) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"pipeline": "no_such_pipeline", "params": PARAMS}, "no pipeline 'no_such_pipeline' (known: send_audience_to_kafka)"),
+        ({"pipeline": "no_such_pipeline", "params": PARAMS}, "no pipeline 'no_such_pipeline' (known: "),
         ({"pipeline": "../etc/passwd", "params": PARAMS}, "pipeline must be a config name"),
         ({"params": PARAMS}, "pipeline must be a config name"),
         ({"pipeline": PIPELINE, "params": {"S3_KEY": "a.csv"}}, "S3_BUCKET"),  # an undefined template variable
