@@ -25,18 +25,7 @@ Examples:
 """
 
 
-class VarType(click.ParamType):
-    """KEY=VALUE, for --var."""
-
-    name = "KEY=VALUE"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, str]:
-        if isinstance(value, tuple):
-            return value
-        key, sep, val = str(value).partition("=")
-        if not sep or not key.strip():
-            self.fail(f"expected KEY=VALUE, got {value!r}", param, ctx)
-        return key.strip(), val
+from pipelines.cli_types import KeyValue as VarType  # noqa: E402  (KEY=VALUE, for --var)
 
 
 config_argument = click.argument("config", type=click.Path(path_type=Path, dir_okay=False))

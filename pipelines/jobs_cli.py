@@ -16,18 +16,7 @@ API_ENV = "PIPELINES_API_URL"
 DEFAULT_API = "http://127.0.0.1:8080"
 
 
-class ParamType(click.ParamType):
-    """KEY=VALUE, for --param."""
-
-    name = "KEY=VALUE"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, str]:
-        if isinstance(value, tuple):
-            return value
-        key, sep, val = str(value).partition("=")
-        if not sep or not key.strip():
-            self.fail(f"expected KEY=VALUE, got {value!r}", param, ctx)
-        return key.strip(), val
+from pipelines.cli_types import KeyValue as ParamType  # noqa: E402  (KEY=VALUE, for --param)
 
 
 def call_api(base: str, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from types import SimpleNamespace
 import boto3
 import pytest
 from conftest import consume_all, create_topic, rows_and_markers
+from workflow_setup import warm_up_group_coordinator
 
 from pipelines.devstack.resources import EVENT_BUS, FUNCTION_NAME, create_local_workflow
 from pipelines.devstack.sample import write_audience_csv
@@ -83,25 +84,6 @@ def local(stack) -> Iterator[SimpleNamespace]:
         server.shutdown()
         server.server_close()
 
-
-def warm_up_group_coordinator(bootstrap: str) -> None:
-    """On a fresh broker the first reads of committed offsets fail with NOT_COORDINATOR while
-    __consumer_offsets is created; a shard hitting that fails (and is retried after 10 s)."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-
-    topic = f"warm-up-{uuid.uuid4().hex[:8]}"
-    create_topic(bootstrap, topic, 1)
-    deadline, ready = time.monotonic() + 60, 0
-    while ready < 3:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"warm-up-{uuid.uuid4().hex}"})
-        try:
-            consumer.committed([TopicPartition(topic, 0)], timeout=10)
-            ready += 1
-        except KafkaException:
-            assert time.monotonic() < deadline, "no group coordinator after 60 s"
-            time.sleep(0.2)
-        finally:
-            consumer.close()
 
 
 def api(local: SimpleNamespace, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
