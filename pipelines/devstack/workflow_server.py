@@ -227,26 +227,40 @@ def bridge_ecs_run_task() -> None:
     EC2ContainerServiceBackend.describe_tasks = describe_tasks
 
 
-def bridge_ecs_sync_exit_code() -> None:
-    """moto's ``StateTaskServiceEcs._build_sync_resolver`` (``ecs:runTask.sync``) succeeds as soon
-    as the task is STOPPED, whatever its exit code. Step Functions fails the state with
-    ``States.TaskFailed`` (cause: the task's description as JSON) when an essential container
-    exited non-zero or never ran; this wraps the resolver to do the same."""
+def _task_failed(env: Any, error_type: Any, cause: str, **details: Any) -> Any:
+    """The FailureEventException moto's engine raises for a failed task: `error_type` (a
+    StatesErrorNameType) with `cause`, and extra TaskFailedEventDetails fields such as the resource."""
     from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent,
         FailureEventException,
     )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
-        StatesErrorName,
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    return FailureEventException(
+        FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=error_type),
+            event_type=HistoryEventType.TaskFailed,
+            event_details=EventDetails(
+                taskFailedEventDetails=TaskFailedEventDetails(error=error_type.to_name(), cause=cause, **details)
+            ),
+        )
     )
+
+
+def bridge_ecs_sync_exit_code() -> None:
+    """moto's ``StateTaskServiceEcs._build_sync_resolver`` (``ecs:runTask.sync``) succeeds as soon
+    as the task is STOPPED, whatever its exit code. Step Functions fails the state with
+    ``States.TaskFailed`` (cause: the task's description as JSON) when an essential container
+    exited non-zero or never ran; this wraps the resolver to do the same."""
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
         StatesErrorNameType,
     )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_ecs import (
         StateTaskServiceEcs,
     )
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
     original = StateTaskServiceEcs._build_sync_resolver
 
@@ -256,20 +270,12 @@ def bridge_ecs_sync_exit_code() -> None:
         def checked() -> Any:
             task = resolve()
             if task and any(c.get("ExitCode") != 0 for c in task.get("Containers", [])):
-                raise FailureEventException(
-                    FailureEvent(
-                        env=env,
-                        error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
-                        event_type=HistoryEventType.TaskFailed,
-                        event_details=EventDetails(
-                            taskFailedEventDetails=TaskFailedEventDetails(
-                                error=StatesErrorNameType.StatesTaskFailed.to_name(),
-                                cause=json.dumps(task, default=str),
-                                resource=self._get_sfn_resource(),
-                                resourceType=self._get_sfn_resource_type(),
-                            )
-                        ),
-                    )
+                raise _task_failed(
+                    env,
+                    StatesErrorNameType.StatesTaskFailed,
+                    json.dumps(task, default=str),
+                    resource=self._get_sfn_resource(),
+                    resourceType=self._get_sfn_resource_type(),
                 )
             return task
 
@@ -312,14 +318,6 @@ def bridge_map_failures() -> None:
     default to 0). This checks the map run's item counters after the run and raises that error;
     its cause names the first failed item's error and cause (recorded by wrapping
     ``DistributedItemProcessorWorker._eval_job``)."""
-    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-        FailureEventException,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
-        StatesErrorName,
-    )
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
         StatesErrorNameType,
     )
@@ -329,7 +327,6 @@ def bridge_map_failures() -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor.distributed_item_processor_worker import (
         DistributedItemProcessorWorker,
     )
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
     from moto.stepfunctions.parser.asl.eval.program_state import ProgramError
 
     original_eval_job = DistributedItemProcessorWorker._eval_job
@@ -360,18 +357,7 @@ def bridge_map_failures() -> None:
         if first:
             index, error, item_cause = first[0]
             cause += f" ({failed} of {total} items failed; item {index}: {error}: {item_cause})"
-        raise FailureEventException(
-            FailureEvent(
-                env=env,
-                error_name=StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold),
-                event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(
-                    taskFailedEventDetails=TaskFailedEventDetails(
-                        error=StatesErrorNameType.StatesExceedToleratedFailureThreshold.to_name(), cause=cause
-                    )
-                ),
-            )
-        )
+        raise _task_failed(env, StatesErrorNameType.StatesExceedToleratedFailureThreshold, cause)
 
     DistributedItemProcessorWorker._eval_job = _eval_job
     DistributedIterationComponent._map_run = _map_run
