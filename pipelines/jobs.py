@@ -170,8 +170,7 @@ class JobStore:
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise self._error(exc, f"cannot create job {job_id}") from exc
-            existing = exc.response.get("Item")
-            job = Job.from_item(existing) if existing else self.get(job_id)
+            job = self._refused_by(exc, job_id)
             if job is None:  # deleted right after the refusal
                 raise RunError(f"cannot create job {job_id}: it existed a moment ago and is gone now") from exc
             raise JobExists(job) from None
@@ -232,8 +231,7 @@ class JobStore:
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise self._error(exc, f"cannot mark job {job_id} {to_status}") from exc
-            existing = exc.response.get("Item")
-            current = Job.from_item(existing) if existing else self.get(job_id)
+            current = self._refused_by(exc, job_id)
             raise TransitionRejected(job_id, current.status if current else None, to_status) from None
         except BotoCoreError as exc:
             raise self._error(exc, f"cannot mark job {job_id} {to_status}") from exc
@@ -243,6 +241,11 @@ class JobStore:
         return job
 
     # ------------------------------------------------------------------- reads
+
+    def _refused_by(self, exc: Any, job_id: str) -> Job | None:
+        """The job as it was when a conditional write was refused (DynamoDB returns it with the refusal)."""
+        existing = exc.response.get("Item")
+        return Job.from_item(existing) if existing else self.get(job_id)
 
     def get(self, job_id: str) -> Job | None:
         from botocore.exceptions import BotoCoreError, ClientError
