@@ -123,6 +123,7 @@ def finish_task(event: dict[str, Any]) -> dict[str, Any]:
         "rows_written": summary.rows_written,
         "rows_skipped": summary.rows_skipped,
         "end_markers": summary.end_markers,
+        "manifest": summary.manifest,
     }
 
 

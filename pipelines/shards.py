@@ -19,11 +19,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipelines import storage
 from pipelines.config import Job
 from pipelines.error_output import ErrorSink, error_file_uri
 from pipelines.errors import ConfigError, RunError
+from pipelines.plugins.base import JobTotals
 from pipelines.plan import DEFAULT_SHARD_BYTES, Plan, make_plan
 from pipelines.progress import Progress, RunStats, log_event
 from pipelines.runner import read_items
@@ -42,6 +44,7 @@ class ShardReport:
     objects: int
     partition_rows: list[int] | None = None
     error_output: str | None = None
+    files: list[dict[str, Any]] | None = None  # what file and object outputs wrote: uri, rows, bytes, sha256
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -72,6 +75,8 @@ class JobSummary:
     plan: str | None = None
     error_outputs: list[str] = field(default_factory=list)
     end_markers: int | None = None
+    manifest: str | None = None
+    files: int | None = None
     error: str | None = None
 
     def add(self, report: ShardReport, skipped: bool = False) -> None:
@@ -101,8 +106,9 @@ class JobSummary:
 
     def to_json(self) -> str:
         data = asdict(self)
-        if self.error is None:
-            del data["error"]
+        for key in ("error", "manifest", "files"):  # only where they apply
+            if data[key] is None:
+                del data[key]
         return json.dumps(data, separators=(",", ":"))
 
 
@@ -206,7 +212,7 @@ def run_shard(
             )
         report = ShardReport(
             plan.job_id, index, attempt, stats.rows_read, result.rows_written, errors.count, stats.bytes_read,
-            round(stats.seconds, 3), stats.objects, result.partition_rows, errors.location,
+            round(stats.seconds, 3), stats.objects, result.partition_rows, errors.location, result.files,
         )
         output.commit(report.to_json())
     except BaseException:
@@ -241,10 +247,13 @@ def finish_job(job: Job, plan: Plan, plan_uri: str, summary: JobSummary | None =
             summary.add(report)
     summary.shards, summary.plan = len(plan.shards), plan_uri
     summary.objects = len({item.uri for shard in plan.shards for item in shard.items})
-    partition_rows = _sum_partitions(reports)
-    finished = job.output.finish(plan.job_id, len(plan.shards), partition_rows, summary.rows_written)
+    files = [f for r in reports for f in r.files or []] if any(r.files is not None for r in reports) else None
+    totals = JobTotals(plan.job_id, len(plan.shards), summary.rows_written, _sum_partitions(reports), files)
+    finished = job.output.finish(totals)
     if finished is not None:
-        summary.end_markers = finished["markers"]
+        summary.end_markers = finished.get("markers")
+        summary.manifest = finished.get("manifest")
+        summary.files = finished.get("files")
     seconds = time.monotonic() - started if started is not None else sum(r.seconds for r in reports)
     summary.close(seconds)
     storage.write_text(summary_uri(plan_uri), summary.to_json())

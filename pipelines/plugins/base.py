@@ -82,6 +82,20 @@ class FilterPlugin(Plugin):
 class OutputResult:
     rows_written: int  # acknowledged by the destination
     partition_rows: list[int] | None = None  # rows per partition, for outputs that have partitions
+    # Files the shard wrote (file and object outputs), each {"uri", "rows", "bytes", "sha256"}: they go
+    # into the shard report, and `finish` lists them all in the manifest.
+    files: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class JobTotals:
+    """What `finish` gets once every shard has committed: the sums of the shard reports."""
+
+    job_id: str
+    shard_count: int
+    total_rows: int
+    partition_rows: list[int] | None = None  # summed per partition (Kafka outputs)
+    files: list[dict[str, Any]] | None = None  # every shard's files, in shard order (file and object outputs)
 
 
 class OutputPlugin(Plugin):
@@ -115,6 +129,8 @@ class OutputPlugin(Plugin):
         """The record an earlier commit of this shard kept, if the output keeps them (for resume)."""
         return None
 
-    def finish(self, job_id: str, shard_count: int, partition_rows: list[int] | None, total_rows: int) -> dict[str, Any] | None:
-        """Once every shard has committed: what completes the job at the destination (Kafka: end markers)."""
+    def finish(self, totals: JobTotals) -> dict[str, Any] | None:
+        """Once every shard has committed: what completes the job at the destination (Kafka: end markers,
+        files: the manifest). Idempotent: a second call completes nothing twice. Returns what it did, for
+        the summary ({"markers": N} or {"manifest": uri, "files": N})."""
         return None

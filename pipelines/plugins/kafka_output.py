@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pipelines.error_output import ErrorSink
 from pipelines.errors import ConfigError, RunError, TransientRunError
-from pipelines.plugins.base import OutputPlugin, OutputResult
+from pipelines.plugins.base import JobTotals, OutputPlugin, OutputResult
 from pipelines.plugins.column_filters import require_columns
 from pipelines.records import Batch, Schema
 from pipelines.settings import option
@@ -298,10 +298,11 @@ class KafkaOutput(OutputPlugin):
     def close(self) -> None:
         self.producer = None
 
-    def finish(self, job_id: str, shard_count: int, partition_rows: list[int] | None, total_rows: int) -> dict[str, Any]:
+    def finish(self, totals: JobTotals) -> dict[str, Any]:
         """Sends one end marker to every partition, once: a second finish of the same job sends none."""
         import orjson
 
+        job_id, shard_count, partition_rows, total_rows = totals.job_id, totals.shard_count, totals.partition_rows, totals.total_rows
         done = self.committed_record(job_id, None)
         if done is not None:
             return {**orjson.loads(done), "already_finished": True}
