@@ -158,6 +158,22 @@ def _plugin(builder: SettingsBuilder, kind: str, raw: Any, path: str, ignore: tu
     return cls(settings, where)
 
 
+def _file_plugins(builder: SettingsBuilder, output: OutputPlugin, raw_out: Mapping[str, Any]) -> None:
+    """`out.formatter` and `out.encoders` of file and object outputs, from the registry."""
+    if not output.writes_files:
+        for key in ("formatter", "encoders"):
+            if key in raw_out:
+                raise builder.error(f"out.{key}", f"the {raw_out['type']} output takes no {key}")
+        return
+    output.formatter = _plugin(builder, "formatter", raw_out.get("formatter") or {"type": "jsonl"}, "out.formatter")
+    raw_encoders = raw_out.get("encoders") or []
+    if not isinstance(raw_encoders, list):
+        raise builder.error("out.encoders", "expected a list like [{type: gzip}]")
+    output.encoders = [_plugin(builder, "encoder", e, f"out.encoders[{i}]") for i, e in enumerate(raw_encoders)]
+    if output.encoders and output.formatter.compressed:
+        raise builder.error("out.encoders", f"the {raw_out['formatter']['type']} formatter compresses its own blocks; remove the encoders")
+
+
 def build_job(data: Mapping[str, Any], path: Path) -> Job:
     from pipelines.settings import did_you_mean
 
@@ -183,7 +199,8 @@ def build_job(data: Mapping[str, Any], path: Path) -> Job:
     if not isinstance(raw_filters, list):
         raise builder.error("filters", "expected a list of filters")
     filters = [_plugin(builder, "filter", f, f"filters[{i}]") for i, f in enumerate(raw_filters)]
-    output = _plugin(builder, "out", data["out"], "out")
+    output = _plugin(builder, "out", data["out"], "out", ignore=("type", "formatter", "encoders"))
+    _file_plugins(builder, output, data["out"])
     exec_settings = builder.build(ExecSettings, data.get("exec"), "exec", ignore=())
 
     schema = parser.schema()

@@ -12,7 +12,7 @@ import importlib
 from pipelines.errors import ConfigError
 from pipelines.settings import did_you_mean
 
-KINDS = ("in", "decoder", "parser", "filter", "out")
+KINDS = ("in", "decoder", "parser", "filter", "out", "formatter", "encoder")
 
 _PLUGINS: dict[tuple[str, str], str] = {}
 

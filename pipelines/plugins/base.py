@@ -68,6 +68,49 @@ class ParserPlugin(Plugin):
         raise NotImplementedError
 
 
+class FormatterPlugin(Plugin):
+    """Rows to the bytes of one file, for file and object outputs: `begin`, `rows` per batch, `end`.
+
+    One instance writes one file at a time; `begin` starts the next file (outputs rotate files).
+    """
+
+    file_ext: ClassVar[str] = ""  # the default file extension (csv, jsonl, avro)
+    compressed: ClassVar[bool] = False  # True for formats with their own compression (Avro): no encoders then
+
+    def bind(self, schema: Schema) -> None:
+        """Checks the formatter against the schema it will receive."""
+
+    def begin(self) -> bytes:
+        """A file's first bytes (CSV header line, Avro header)."""
+        return b""
+
+    def rows(self, rows: list[list[Any]]) -> bytes:
+        raise NotImplementedError
+
+    def end(self) -> bytes:
+        """A file's last bytes (an Avro block not yet written)."""
+        return b""
+
+
+class Compressor:
+    """A streaming compressor: `compress` may return b"" while it buffers; `finish` returns the rest."""
+
+    def compress(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def finish(self) -> bytes:
+        raise NotImplementedError
+
+
+class EncoderPlugin(Plugin):
+    """Bytes to bytes for file and object outputs (gzip, zstd), one compressor per file."""
+
+    file_ext: ClassVar[str] = ""  # added to the file name: gz, zst
+
+    def compressor(self) -> Compressor:
+        raise NotImplementedError
+
+
 class FilterPlugin(Plugin):
     def bind(self, schema: Schema) -> Schema:
         """Checks the filter against its input schema and returns its output schema."""
@@ -100,6 +143,12 @@ class JobTotals:
 
 class OutputPlugin(Plugin):
     """open -> write* -> flush -> commit, or abort on any failure."""
+
+    # File and object outputs take `formatter:` and `encoders:` (built by the config from the
+    # registry, set before `bind`); others refuse them.
+    writes_files: ClassVar[bool] = False
+    formatter: FormatterPlugin | None = None
+    encoders: list[EncoderPlugin] = []
 
     def bind(self, schema: Schema) -> None:
         """Checks the output's options against the schema it will receive."""
