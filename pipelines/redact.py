@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 MASK = "******"
-SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|credential|private[._-]?key|api[._-]?key|access[._-]?key|sasl\.jaas", re.I)
+SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|credential|private[._-]?key|api[._-]?key|access[._-]?key|user[._-]?info|sasl\.jaas", re.I)
 MIN_SECRET_LENGTH = 4
 _NOT_SECRET_TAGS = ("tag:yaml.org,2002:null", "tag:yaml.org,2002:bool")
 

@@ -43,12 +43,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         # Opt-in for quick iterations: a stack already started with `eval "$(pipelines dev up)"`.
         from types import SimpleNamespace
 
-        yield SimpleNamespace(kafka_bootstrap=os.environ["KAFKA_BOOTSTRAP"], aws_endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+        yield SimpleNamespace(
+            kafka_bootstrap=os.environ["KAFKA_BOOTSTRAP"],
+            aws_endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+            schema_registry_url=os.environ.get("SCHEMA_REGISTRY_URL"),
+        )
         return
     from pipelines.devstack.stack import StackConfig, down, up
 
     state_dir = tmp_path_factory.mktemp("stack")
-    info = up(StackConfig(state_dir, *free_ports(3), kafka_heap="384m"))
+    kafka_port, controller_port, moto_port, registry_port = free_ports(4)
+    info = up(StackConfig(state_dir, kafka_port, controller_port, moto_port, kafka_heap="384m", registry_port=registry_port))
     saved = {k: os.environ.get(k) for k in info.env()}
     os.environ.update(info.env())
     try:

@@ -17,10 +17,11 @@ def _stack_error(exc: Exception) -> None:
 
 @click.group()
 def dev() -> None:
-    """The local stack: Apache Kafka (KRaft, from its jars) and a moto server running the workflow, on 127.0.0.1.
+    """The local stack: Apache Kafka (KRaft, from its jars), a moto server running the workflow and a
+    schema registry (Apicurio, Confluent-compatible API), on 127.0.0.1.
 
     \b
-    eval "$(pipelines dev up)"    # start both; exports KAFKA_BOOTSTRAP, AWS_ENDPOINT_URL, credentials, PIPELINES_*
+    eval "$(pipelines dev up)"    # start them; exports KAFKA_BOOTSTRAP, AWS_ENDPOINT_URL, SCHEMA_REGISTRY_URL, credentials, PIPELINES_*
     pipelines dev status
     pipelines dev down
     """
@@ -41,8 +42,9 @@ state_dir_option = click.option(
 @click.option("--kafka-port", default=9092, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--controller-port", default=9093, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--moto-port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--registry-port", default=8081, show_default=True, type=click.IntRange(0, 65535), help="The schema registry's port (0: no schema registry).")
 @click.option("--api-url", default="http://127.0.0.1:8080", show_default=True, help="Exported as PIPELINES_API_URL (where `pipelines api serve` listens).")
-def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, api_url: str) -> None:
+def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, registry_port: int, api_url: str) -> None:
     """Start Kafka and the AWS emulator (moto with Step Functions execution and the workflow's
     bridges; Kafka's jars are fetched with Maven the first time), wait until both answer, create
     the workflow's resources in it (jobs table, state machine, S3-drop rule, ... from the files
@@ -52,7 +54,7 @@ def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, a
     from pipelines.devstack.resources import create_local_workflow
     from pipelines.devstack.stack import StackConfig, StackError, up as stack_up
 
-    config = StackConfig(state_dir.resolve(), kafka_port, controller_port, moto_port)
+    config = StackConfig(state_dir.resolve(), kafka_port, controller_port, moto_port, registry_port=registry_port or None)
     try:
         info = stack_up(config)
     except StackError as exc:
@@ -62,6 +64,8 @@ def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, a
     except Exception as exc:  # noqa: BLE001 - any failure here is reported in one line
         _stack_error(Exception(f"the stack runs, but the workflow's resources could not be created in {info.aws_endpoint_url}: {exc}"))
     click.echo("workflow ready: state machine, jobs table, S3-drop rule (s3://audiences/drops/*.csv.gz)", err=True)
+    if info.schema_registry_url:
+        click.echo(f"schema registry: {info.schema_registry_url} (Confluent-compatible API)", err=True)
     click.echo(dataclasses.replace(info, workflow=workflow).shell_lines())
 
 
@@ -81,7 +85,7 @@ def down(state_dir: Path) -> None:
 @dev.command()
 @state_dir_option
 def status(state_dir: Path) -> None:
-    """Show whether Kafka and moto are running and answering (JSON); exit 1 if not both."""
+    """Show whether Kafka, moto (and the schema registry, if started) are running and answering (JSON); exit 1 if not all."""
     import json
 
     from pipelines.devstack.stack import status as stack_status
@@ -95,11 +99,12 @@ def status(state_dir: Path) -> None:
 @dev.command()
 @state_dir_option
 def install(state_dir: Path) -> None:
-    """Fetch Kafka's jars with Maven into the cache (done by `up` too)."""
-    from pipelines.devstack.stack import StackError, ensure_kafka_jars
+    """Fetch Kafka's jars and the schema registry with Maven into the cache (done by `up` too)."""
+    from pipelines.devstack.stack import StackError, ensure_kafka_jars, ensure_schema_registry
 
     try:
         click.echo(str(ensure_kafka_jars()))
+        click.echo(str(ensure_schema_registry()))
     except StackError as exc:
         _stack_error(exc)
 

@@ -1,4 +1,4 @@
-"""Start and stop the local development stack: a single-node Kafka broker and the AWS emulator.
+"""Start and stop the local development stack: a single-node Kafka broker, the AWS emulator and a schema registry.
 
 Kafka runs from its jars on Maven Central (fetched once with Maven into the cache
 directory) in KRaft combined mode, i.e. broker and controller in one JVM. The AWS emulator
@@ -8,7 +8,12 @@ server with Step Functions execution on and the bridges that run the real statem
 subprocesses that reach Kafka through ``KAFKA_BOOTSTRAP``). It is recorded as the service
 ``moto``. The resources the workflow needs (jobs table, state machine, S3-drop rule, ...) are
 created in it by :func:`pipelines.devstack.resources.create_local_workflow`, which
-``pipelines dev up`` calls once both services answer. Both listen on 127.0.0.1 only, each in its own process group,
+``pipelines dev up`` calls once both services answer. The schema registry (when
+``StackConfig.registry_port`` is set, as ``pipelines dev up`` does) is Apicurio Registry 2.x
+from Maven Central (its ``-all`` tar.gz, unpacked once into the cache directory), in-memory
+storage, serving the Confluent-compatible API at ``/apis/ccompat/v7``: that URL is
+``SCHEMA_REGISTRY_URL``. It starts in parallel with Kafka and moto and is recorded as the service
+``schema-registry``. All listen on 127.0.0.1 only, each in its own process group,
 and are recorded in ``<state_dir>/stack.json`` so that :func:`down` stops exactly what
 :func:`up` started: a process is only signalled while its ``/proc/<pid>/cmdline`` still
 matches the recorded one, so a reused pid is never killed.
@@ -41,6 +46,10 @@ from pathlib import Path
 from typing import Any
 
 KAFKA_VERSION = "3.9.1"
+APICURIO_VERSION = "2.6.13.Final"  # 3.x needs Java 21; 2.6 runs on Java 17
+APICURIO_ARTIFACT = "io.apicurio:apicurio-registry-app:{version}:tar.gz:all"
+REGISTRY_API_PATH = "/apis/ccompat/v7"  # Apicurio's Confluent-compatible API
+REGISTRY_SERVICE = "schema-registry"
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
@@ -103,6 +112,52 @@ def ensure_kafka_jars(log: Log = _print_to_stderr, version: str = KAFKA_VERSION)
         (staging / _JARS_MARKER).write_text(f"kafka {version}\n")
         _move_into_place(staging, libs)
     return libs
+
+
+def ensure_schema_registry(log: Log = _print_to_stderr, version: str = APICURIO_VERSION) -> Path:
+    """Return the folder holding Apicurio Registry's runner jar, downloading it with Maven once.
+
+    Maven fetches the ``-all`` tar.gz (about 140 MB) into its local repository; it is unpacked
+    into a staging folder renamed into ``<cache>/apicurio-registry-<version>``, which is thus
+    either complete (it holds the marker file) or absent.
+    """
+    home = cache_dir() / f"apicurio-registry-{version}"
+    if (home / _JARS_MARKER).is_file():
+        return home
+    _require_java()
+    mvn = _require_tool("mvn", "Maven (mvn) is required to download the schema registry but was not found on PATH")
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    log(f"downloading Apicurio Registry {version} with Maven into {home} (only needed once)")
+    with tempfile.TemporaryDirectory(prefix="download-apicurio-", dir=cache_dir()) as tmp:
+        download = Path(tmp) / "download"
+        artifact = APICURIO_ARTIFACT.format(version=version)
+        command = [mvn, "-q", "-B", "-Dstyle.color=never", "dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={download}"]
+        result = subprocess.run(command, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        archives = list(download.glob("*.tar.gz"))
+        if result.returncode != 0 or not archives:
+            raise StackError(
+                f"Maven could not download {artifact} (exit code {result.returncode}); "
+                f"last lines of its output:\n{_tail(result.stdout)}"
+            )
+        staging = Path(tmp) / "registry"
+        _unpack(archives[0], staging)
+        if not (staging / _registry_jar(version)).is_file():
+            raise StackError(f"{archives[0].name} holds no {_registry_jar(version)}")
+        (staging / _JARS_MARKER).write_text(f"apicurio-registry {version}\n")
+        _move_into_place(staging, home)
+    return home
+
+
+def _registry_jar(version: str) -> str:
+    return f"apicurio-registry-app-{version}-runner.jar"
+
+
+def _unpack(archive: Path, into: Path) -> None:
+    import tarfile
+
+    into.mkdir(parents=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(into, filter="data")  # "data": no absolute paths, links out or device files
 
 
 def _require_tool(name: str, message: str) -> str:
@@ -173,6 +228,8 @@ class StackConfig:
     controller_port: int = 9093
     moto_port: int = 5000
     kafka_heap: str = "512m"
+    registry_port: int | None = None  # the schema registry's; None: no schema registry
+    registry_heap: str = "256m"
 
 
 @dataclass(frozen=True)
@@ -187,6 +244,9 @@ class StackInfo:
     # What create_local_workflow returned (PIPELINES_STATE_MACHINE_ARN, PIPELINES_JOBS_TABLE,
     # PIPELINES_EVENT_BUS, PIPELINES_API_URL); empty until the workflow's resources are created.
     workflow: dict[str, str] = field(default_factory=dict)
+    # The Confluent-compatible API of the schema registry (http://127.0.0.1:PORT/apis/ccompat/v7), if it runs.
+    schema_registry_url: str | None = None
+    schema_registry_pid: int | None = None
 
     def env(self) -> dict[str, str]:
         """Environment variables that point clients (and our pipelines) at this stack."""
@@ -199,6 +259,7 @@ class StackInfo:
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
             "MOTO_PORT": str(moto_port),
+            **({"SCHEMA_REGISTRY_URL": self.schema_registry_url} if self.schema_registry_url else {}),
             **self.workflow,
         }
 
@@ -243,13 +304,15 @@ def up(config: StackConfig, log: Log = _print_to_stderr) -> StackInfo:
     """Start Kafka and the AWS emulator (the workflow server; or return the already running stack)
     and wait until both answer. Creates no AWS resources: see resources.create_local_workflow."""
     state_dir = config.state_dir.resolve()
-    running = _running_stack(state_dir)
+    running = _running_stack(state_dir, with_registry=config.registry_port is not None)
     if running is not None:
-        log(f"stack already running: kafka at {running.kafka_bootstrap}, moto at {running.aws_endpoint_url}")
+        registry = f", schema registry at {running.schema_registry_url}" if running.schema_registry_url else ""
+        log(f"stack already running: kafka at {running.kafka_bootstrap}, moto at {running.aws_endpoint_url}{registry}")
         return running
     down(state_dir, log)  # a half-dead stack from before: stop the survivor, if any
     _check_ports(config)
     libs = ensure_kafka_jars(log)
+    registry_home = ensure_schema_registry(log) if config.registry_port is not None else None
     java = _require_java()
     kafka_dir = state_dir / "kafka"
     properties = _write_server_properties(config, kafka_dir)
@@ -259,8 +322,11 @@ def up(config: StackConfig, log: Log = _print_to_stderr) -> StackInfo:
     try:
         services.append(_start_kafka(java, libs, properties, config, kafka_dir))
         services.append(_start_moto(config.moto_port, state_dir / "moto", kafka_bootstrap=services[0].address, state_dir=state_dir))
+        if registry_home is not None and config.registry_port is not None:
+            services.append(_start_registry(java, registry_home, config.registry_port, config.registry_heap, state_dir / "schema-registry"))
         _save_state(state_dir, services)
-        log(f"started kafka (pid {services[0].pid}) and the workflow server (moto, pid {services[1].pid}); waiting for them")
+        registry = f" and the schema registry (pid {services[2].pid})" if len(services) > 2 else ""
+        log(f"started kafka (pid {services[0].pid}), the workflow server (moto, pid {services[1].pid}){registry}; waiting for them")
         _wait_until_ready(services, log)
     except BaseException:
         _stop_services(services, log)
@@ -288,6 +354,8 @@ def status(state_dir: Path) -> dict[str, dict[str, Any]]:
     """Report each service's pid, whether it runs and whether it answers. Never raises."""
     recorded = {service.name: service for service in _load_state(state_dir.resolve())}
     address_keys = {"kafka": "bootstrap", "moto": "endpoint"}
+    if REGISTRY_SERVICE in recorded:  # reported only when the stack was started with one
+        address_keys[REGISTRY_SERVICE] = "url"
     report: dict[str, dict[str, Any]] = {}
     for name, address_key in address_keys.items():
         service = recorded.get(name)
@@ -357,10 +425,11 @@ def _load_state(state_dir: Path) -> list[_Service]:
         return []
 
 
-def _running_stack(state_dir: Path) -> StackInfo | None:
+def _running_stack(state_dir: Path, with_registry: bool = False) -> StackInfo | None:
     services = _load_state(state_dir)
     names = {service.name for service in services}
-    if names != {"kafka", "moto"} or not all(_is_alive(service) for service in services):
+    wanted = {"kafka", "moto", REGISTRY_SERVICE} if with_registry else {"kafka", "moto"}
+    if names != wanted or not all(_is_alive(service) for service in services):
         return None
     return _stack_info(state_dir, services)
 
@@ -373,6 +442,8 @@ def _stack_info(state_dir: Path, services: Iterable[_Service]) -> StackInfo:
         kafka_pid=by_name["kafka"].pid,
         moto_pid=by_name["moto"].pid,
         state_dir=state_dir,
+        schema_registry_url=by_name[REGISTRY_SERVICE].address if REGISTRY_SERVICE in by_name else None,
+        schema_registry_pid=by_name[REGISTRY_SERVICE].pid if REGISTRY_SERVICE in by_name else None,
     )
 
 
@@ -385,9 +456,12 @@ def _check_ports(config: StackConfig) -> None:
         (config.controller_port, "kafka controller", "--controller-port"),
         (config.moto_port, "moto", "--moto-port"),
     ]
+    if config.registry_port is not None:
+        wanted.append((config.registry_port, "schema registry", "--registry-port"))
     ports = [port for port, _, _ in wanted]
     if len(set(ports)) != len(ports):
-        raise StackError(f"kafka, controller and moto ports must all differ (got {ports})")
+        names = "kafka, controller, moto and schema registry" if config.registry_port is not None else "kafka, controller and moto"
+        raise StackError(f"{names} ports must all differ (got {ports})")
     for port, what, option in wanted:
         if not _port_is_free(port):
             raise StackError(
@@ -538,6 +612,41 @@ def _start_moto(port: int, moto_dir: Path, *, kafka_bootstrap: str, state_dir: P
     )
 
 
+# ------------------------------------------------------------ schema registry
+
+
+def _start_registry(java: str, home: Path, port: int, heap: str, registry_dir: Path) -> _Service:
+    """Apicurio Registry (Quarkus) on 127.0.0.1:port, in-memory storage, run from its unpacked folder."""
+    command = [
+        java,
+        f"-Xmx{heap}",
+        "-XX:TieredStopAtLevel=1",  # C1 only: starts faster, and the registry is not a hot path here
+        f"-Dquarkus.http.host={HOST}",
+        f"-Dquarkus.http.port={port}",
+        "-Dquarkus.log.console.color=false",
+        "-jar",
+        str(home / _registry_jar(APICURIO_VERSION)),
+    ]
+    return _start_process(
+        REGISTRY_SERVICE,
+        command,
+        port=port,
+        address=f"http://{HOST}:{port}{REGISTRY_API_PATH}",
+        log_path=registry_dir / "schema-registry.log",
+        cwd=registry_dir,
+        env=dict(os.environ),
+    )
+
+
+def _registry_answers(url: str, timeout: float) -> bool:
+    try:
+        with _NO_PROXY.open(f"{url}/subjects", timeout=timeout) as response:
+            status: int = response.status
+            return status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
 # ------------------------------------------------------------------ processes
 
 
@@ -652,6 +761,8 @@ def _make_probe(service: _Service) -> Probe:
     """A function telling (within a timeout in seconds) whether ``service`` answers."""
     if service.name == "kafka":
         return _kafka_probe(service.address)
+    if service.name == REGISTRY_SERVICE:
+        return lambda timeout: _registry_answers(service.address, timeout)
     return lambda timeout: _moto_answers(service.address, timeout)
 
 
