@@ -1,11 +1,12 @@
-"""Rows to bytes for the file and stdout outputs: JSON lines or CSV."""
+"""Rows to bytes, a batch at a time: JSON lines (the stdout output and the jsonl formatter) and CSV.
+
+The file and object outputs take these as formatter plugins (`pipelines.plugins.jsonl_formatter`,
+`pipelines.plugins.csv_formatter`); these functions are for callers without a config.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from pipelines.records import Schema
@@ -16,34 +17,23 @@ def jsonl_formatter(schema: Schema) -> Callable[[list[list[Any]]], bytes]:
 
     names = schema.names
     dumps = orjson.dumps
+    newline = orjson.OPT_APPEND_NEWLINE
 
     def format_rows(rows: list[list[Any]]) -> bytes:
-        return b"".join([dumps(dict(zip(names, row))) + b"\n" for row in rows])
+        # Appended one by one: orjson's results hold several times their length until freed, so a
+        # list of them (for b"".join) costs far more memory, and time, than the bytes themselves.
+        out = bytearray()
+        for row in rows:
+            out += dumps(dict(zip(names, row)), option=newline)
+        return bytes(out)
 
     return format_rows
 
 
-def _csv_text(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict | list):
-        import orjson
-
-        return orjson.dumps(value).decode()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
-
-
 def csv_formatter(schema: Schema, header: bool = True) -> tuple[bytes, Callable[[list[list[Any]]], bytes]]:
-    """The header line (b'' without one) and a function formatting rows as CSV."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    """The header line (b'' without one) and a function formatting rows as CSV (the csv formatter's defaults)."""
+    from pipelines.plugins.csv_formatter import CsvFormatter, CsvFormatterSettings
 
-    def format_rows(rows: list[list[Any]]) -> bytes:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows([[_csv_text(v) for v in row] for row in rows])
-        return buffer.getvalue().encode()
-
-    return (format_rows([schema.names]) if header else b""), format_rows
+    formatter = CsvFormatter(CsvFormatterSettings(header_line=header), "csv_formatter")
+    formatter.bind(schema)
+    return formatter.begin(), formatter.rows

@@ -61,7 +61,7 @@ class Run:
 
     @property
     def output_path(self) -> Path:
-        return self.folder / "out" / "rows.000.jsonl"
+        return self.folder / "out" / JOB_ID / "part-00000-00000.jsonl"
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -102,7 +102,7 @@ def write_job(
         inputs[name].write_bytes(data)
     config: dict[str, Any] = {
         "in": {"type": "file", "path_prefix": f"{folder / 'in'}/", "parser": parser},
-        "out": {"type": "file", "path_prefix": str(folder / "out" / "rows"), "file_ext": "jsonl"},
+        "out": {"type": "file", "path_prefix": f"{folder / 'out'}/", "file_ext": "jsonl"},
         "exec": {"error_output": f"{folder / 'errors'}/", "work_dir": str(folder / "work"), **(exec_ or {})},
     }
     if decoders is not None:
@@ -612,7 +612,7 @@ def test_path_match_pattern_selects_files(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1])["objects"] == 2
-    rows = [json.loads(line) for line in (tmp_path / "out" / "rows.000.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "out" / JOB_ID / "part-00000-00000.jsonl").read_text().splitlines()]
     assert rows == [{"id": 1, "name": "a"}, {"id": 3, "name": "c"}]
 
 
@@ -637,13 +637,14 @@ def test_output_file_that_cannot_be_created_is_a_run_error(tmp_path: Path) -> No
     path, _ = write_job(tmp_path, {"a.csv": b"1,a\n"}, csv_parser())
     (tmp_path / "blocker").write_text("a file, not a folder")
     config = yaml.safe_load(path.read_text())
-    config["out"]["path_prefix"] = str(tmp_path / "blocker" / "rows")
+    config["out"]["path_prefix"] = f"{tmp_path / 'blocker' / 'rows'}/"
     path.write_text(yaml.safe_dump(config))
 
     result = CliRunner().invoke(cli, ["run", str(path), "--job-id", JOB_ID])
 
     assert result.exit_code == EXIT_RUN_FAILED, result.exception
-    assert result.stderr.splitlines()[-1].startswith(f"error: {tmp_path / 'blocker' / 'rows'}.000.jsonl: cannot create the output file: ")
+    created = tmp_path / "blocker" / "rows" / JOB_ID / "part-00000-00000.jsonl"
+    assert result.stderr.splitlines()[-1].startswith(f"error: {created}: cannot create the output file: ")
     assert json.loads(result.stdout.splitlines()[-1])["status"] == "failed"
 
 
@@ -1000,7 +1001,7 @@ def test_run_job_directly(tmp_path: Path) -> None:
     run_job(job, "direct", stats, errors)
 
     assert (stats.rows_read, stats.rows_written, stats.rows_skipped, stats.objects) == (7, 4, 3, 1)
-    written = [json.loads(line) for line in (tmp_path / "out" / "rows.000.jsonl").read_text().splitlines()]
+    written = [json.loads(line) for line in (tmp_path / "out" / "direct" / "part-00000-00000.jsonl").read_text().splitlines()]
     assert [r["id"] for r in written] == [1, 3, 5, 7]
     assert [json.loads(line)["line"] for line in (tmp_path / "bad.jsonl").read_text().splitlines()] == [3, 5, 7]
     assert str(inputs["data.csv"]) in (tmp_path / "bad.jsonl").read_text()
@@ -1014,4 +1015,4 @@ def test_run_job_directly_over_the_limit_raises_and_writes_nothing(tmp_path: Pat
     with pytest.raises(RunError, match="2 bad row\\(s\\), more than max_errors 1"):
         run_job(job, "direct", RunStats(), errors)
 
-    assert list((tmp_path / "out").iterdir()) == []  # the temporary file was removed
+    assert list((tmp_path / "out").iterdir()) == []  # the temporary file (and the job's folder) was removed

@@ -51,7 +51,7 @@ def jsonl_parser(**options: Any) -> dict[str, Any]:
 
 @dataclass
 class Job:
-    """A config in a folder: inputs under in/, outputs out/rows.NNN.jsonl, plan under work/."""
+    """A config in a folder: inputs under in/, outputs out/JOB_ID/part-NNNNN-00000.jsonl, plan under work/."""
 
     folder: Path
     config: Path
@@ -71,10 +71,10 @@ class Job:
 
     @property
     def out_folder(self) -> Path:
-        return self.folder / "out"
+        return self.folder / "out" / JOB_ID
 
     def output_path(self, shard: int) -> Path:
-        return self.out_folder / f"rows.{shard:03d}.jsonl"
+        return self.out_folder / f"part-{shard:05d}-00000.jsonl"
 
     def rows_of(self, shard: int) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.output_path(shard).read_text(encoding="utf-8").splitlines()]
@@ -104,7 +104,7 @@ def write_job(
         inputs[name].write_bytes(data)
     config: dict[str, Any] = {
         "in": {"type": "file", "path_prefix": f"{folder / 'in'}/", "parser": parser},
-        "out": {"type": "file", "path_prefix": str(folder / "out" / "rows"), "file_ext": "jsonl"},
+        "out": {"type": "file", "path_prefix": f"{folder / 'out'}/", "file_ext": "jsonl"},
         "exec": {"work_dir": str(folder / "work"), "error_output": f"{folder / 'errors'}/"},
     }
     if decoders is not None:
@@ -304,7 +304,7 @@ def test_split_shards_run_one_at_a_time_in_any_order(tmp_path: Path, shard_size:
     reports = [job.report(i) for i in range(shards)]
     assert sum(r["rows_read"] for r in reports) == len(expected)
     assert sum(r["bytes_read"] for r in reports) == len(data)
-    assert sorted(job.out_files()) == [f"rows.{i:03d}.jsonl" for i in range(shards)]  # no temporary file left
+    assert sorted(job.out_files()) == [f"part-{i:05d}-00000.jsonl" for i in range(shards)]  # no temporary file left
 
 
 def test_header_is_skipped_only_in_the_first_range_even_when_it_is_longer_than_a_shard(tmp_path: Path) -> None:

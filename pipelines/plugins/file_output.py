@@ -1,88 +1,38 @@
-"""`out: {type: file, path_prefix: ./out/audience, file_ext: jsonl, formatter: {type: jsonl}}`
+"""`out: {type: file, path_prefix: ./out/, formatter: {type: csv}, encoders: [{type: gzip}]}`
 
-The file is written under a temporary name and renamed on commit, so a failed run leaves no file.
+Files on a local disk, named, rotated and made visible on commit as pipelines.object_files does:
+
+    {path_prefix}{job_id}/part-{shard:05d}-{seq:05d}.{file_ext}[.gz|.zst]
+    {path_prefix}{job_id}/_manifest.json      (finish, last)
+
+Each file is written under a hidden temporary name and renamed on commit, so a failed run leaves none.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import IO, Literal
 
-from pipelines.error_output import ErrorSink
-from pipelines.errors import RunError
-from pipelines.formatting import csv_formatter, jsonl_formatter
-from pipelines.plugins.base import OutputPlugin, OutputResult
-from pipelines.records import Batch, Schema
-from pipelines.settings import option
-
-
-@dataclass(frozen=True)
-class FormatterSettings:
-    type: Literal["jsonl", "csv"] = "jsonl"
-    header_line: bool = True
+from pipelines.object_files import FileStore, FileWritingOutput, LocalFileStore
 
 
 @dataclass(frozen=True)
 class FileOutputSettings:
     path_prefix: str
-    file_ext: str = "jsonl"
-    sequence_format: str = ".%03d"
-    formatter: FormatterSettings = option(factory=FormatterSettings)
+    file_ext: str | None = None  # default: the formatter's (csv, jsonl, avro); the encoders' are added
+    max_rows_per_file: int | None = None
+    max_bytes_per_file: int | None = None  # stored (encoded) bytes
+
+    def __post_init__(self) -> None:
+        if not self.path_prefix:
+            raise ValueError("path_prefix cannot be empty")
+        for name in ("max_rows_per_file", "max_bytes_per_file"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1")
 
 
-class FileOutput(OutputPlugin):
+class FileOutput(FileWritingOutput):
     Settings = FileOutputSettings
 
-    def bind(self, schema: Schema) -> None:
-        f = self.settings.formatter
-        if f.type == "csv":
-            self.header, self.format_rows = csv_formatter(schema, f.header_line)
-        else:
-            self.header, self.format_rows = b"", jsonl_formatter(schema)
-
-    def open(self, job_id: str, shard: int | None) -> None:
-        s = self.settings
-        self.path = f"{s.path_prefix}{s.sequence_format % (shard or 0)}.{s.file_ext}"
-        self.tmp_path = f"{self.path}.{job_id}.tmp"
-        folder = os.path.dirname(self.path)
-        self.file: IO[bytes] | None = None
-        try:
-            if folder:
-                os.makedirs(folder, exist_ok=True)
-            self.file = open(self.tmp_path, "wb")
-        except OSError as exc:
-            raise RunError(f"cannot create the output file: {exc.strerror or exc}", where=self.path) from None
-        self.file.write(self.header)
-        self.rows = 0
-
-    def write(self, batch: Batch, errors: ErrorSink) -> None:
-        assert self.file is not None
-        self.file.write(self.format_rows(batch.rows))
-        self.rows += len(batch.rows)
-
-    def flush(self) -> OutputResult:
-        assert self.file is not None
-        try:
-            self.file.flush()
-            os.fsync(self.file.fileno())
-        except OSError as exc:
-            raise RunError(f"cannot write the output file: {exc.strerror or exc}", where=self.path) from None
-        return OutputResult(self.rows)
-
-    def commit(self, record: str | None = None) -> None:
-        assert self.file is not None
-        try:
-            self.file.close()
-            self.file = None
-            os.replace(self.tmp_path, self.path)
-        except OSError as exc:
-            raise RunError(f"cannot write the output file: {exc.strerror or exc}", where=self.path) from None
-
-    def abort(self) -> int:
-        if getattr(self, "file", None) is not None:
-            self.file.close()
-            self.file = None
-        if hasattr(self, "tmp_path") and os.path.exists(self.tmp_path):
-            os.remove(self.tmp_path)
-        return 0
+    def new_store(self) -> FileStore:
+        return LocalFileStore()
