@@ -150,3 +150,25 @@ def value_converter(column: ColumnSettings) -> Callable[[Any], Any] | None:
         "timestamp": lambda v: timestamp(str(v)),
         "json": None,
     }[column.type]
+
+
+def record_converter(columns: tuple[ColumnSettings, ...]) -> Callable[[dict[str, Any]], list[Any]]:
+    """A JSON object to a row in column order, each value converted to its column's type (missing: None).
+
+    Raises ValueError naming the column and the value that does not convert.
+    """
+    names = [c.name for c in columns]
+    converters = [(i, c.name, c.type, conv) for i, c in enumerate(columns) if (conv := value_converter(c)) is not None]
+
+    def to_row(record: dict[str, Any]) -> list[Any]:
+        row = [record.get(name) for name in names]
+        try:
+            for i, name, type_name, conv in converters:
+                value = row[i]
+                if value is not None:
+                    row[i] = conv(value)
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"column '{name}' ({type_name}): cannot convert {row[i]!r}") from None
+        return row
+
+    return to_row

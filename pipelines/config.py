@@ -54,7 +54,7 @@ class Job:
     path: Path
     input: InputPlugin
     decoders: list[DecoderPlugin] | None  # None: detected from each object's first bytes
-    parser: ParserPlugin
+    parser: ParserPlugin | None  # None for record inputs (Kafka)
     filters: list[FilterPlugin]
     output: OutputPlugin
     exec: ExecSettings
@@ -186,11 +186,16 @@ def build_job(data: Mapping[str, Any], path: Path) -> Job:
             raise builder.error(key, f"missing required section '{key}:'")
     raw_in = data["in"]
     input_plugin = _plugin(builder, "in", raw_in, "in", ignore=("type", "parser", "decoders"))
-    if "parser" not in raw_in:
-        raise builder.error("in.parser", "missing required option 'parser' (csv, jsonl)")
-    parser = _plugin(builder, "parser", raw_in["parser"], "in.parser")
-    decoders = None
-    if "decoders" in raw_in:
+    parser, decoders = None, None
+    if input_plugin.reads_records:
+        for key in ("parser", "decoders"):
+            if key in raw_in:
+                raise builder.error(f"in.{key}", f"the {raw_in['type']} input reads records, not files: it takes no {key}")
+    elif "parser" not in raw_in:
+        raise builder.error("in.parser", f"missing required option 'parser' ({', '.join(registry.names('parser'))})")
+    else:
+        parser = _plugin(builder, "parser", raw_in["parser"], "in.parser")
+    if "decoders" in raw_in and parser is not None:
         raw_decoders = raw_in["decoders"] or []
         if not isinstance(raw_decoders, list):
             raise builder.error("in.decoders", "expected a list like [{type: gzip}]")
@@ -203,7 +208,7 @@ def build_job(data: Mapping[str, Any], path: Path) -> Job:
     _file_plugins(builder, output, data["out"])
     exec_settings = builder.build(ExecSettings, data.get("exec"), "exec", ignore=())
 
-    schema = parser.schema()
+    schema = parser.schema() if parser is not None else input_plugin.schema()
     for f in filters:
         schema = f.bind(schema)
     output.bind(schema)

@@ -94,7 +94,7 @@ def plan_task(event: dict[str, Any]) -> dict[str, Any]:
         "shards_bucket": bucket,
         "shards_key": key,
         "shard_count": len(plan.shards),
-        "bytes": sum(s.bytes for s in plan.shards),
+        "bytes": plan.estimated_bytes,
     }
 
 

@@ -17,6 +17,9 @@ from pipelines.errors import ConfigError, RunError
 from pipelines.records import Source
 
 DEFAULT_SHARD_BYTES = 128 << 20
+# What a Kafka record is taken to weigh when a plan's size is compared with byte thresholds
+# (the workflow's small-job limit): offsets are counted, record sizes are unknown at plan time.
+RECORD_BYTES_ESTIMATE = 256
 PLAN_VERSION = 1
 
 
@@ -40,7 +43,9 @@ class PlanItem:
 
     @property
     def label(self) -> str:
-        """How errors name it: the URI, with the byte range when it is a split piece."""
+        """How errors name it: the URI, with the byte range when it is a split piece (offsets for Kafka)."""
+        if self.uri.startswith("kafka://"):
+            return f"{self.uri}#offsets={self.start}-{self.end}"
         return self.uri if self.whole else f"{self.uri}#bytes={self.start}-{self.end if self.end is not None else self.size}"
 
     @property
@@ -63,7 +68,7 @@ class Plan:
     job_id: str
     config: str
     created: str
-    shard_bytes: int
+    shard_bytes: int  # the shard size the items were packed by: bytes (records for Kafka inputs)
     shards: tuple[ShardSpec, ...]
     version: int = PLAN_VERSION
 
@@ -83,6 +88,13 @@ class Plan:
             return cls(data["job_id"], data["config"], data["created"], data["shard_bytes"], shards)
         except (ValueError, KeyError, TypeError) as exc:
             raise RunError(f"not a plan this version can read: {exc}", where=where) from None
+
+    @property
+    def estimated_bytes(self) -> int:
+        """The bytes the plan reads: exact for objects, estimated for Kafka offset ranges."""
+        return sum(
+            item.length * (RECORD_BYTES_ESTIMATE if item.uri.startswith("kafka://") else 1) for shard in self.shards for item in shard.items
+        )
 
     def shard(self, index: int) -> ShardSpec:
         if not 0 <= index < len(self.shards):
@@ -117,7 +129,11 @@ def make_plan(job: Any, job_id: str, shard_bytes: int = DEFAULT_SHARD_BYTES) -> 
     """Lists the job's sources (failing on missing or empty ones) and splits them into shards."""
     if shard_bytes < 1:
         raise ConfigError(f"shard size must be at least 1 byte, got {shard_bytes}")
-    items: list[PlanItem] = []
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if job.parser is None:  # a record input (Kafka) fixes its own items (offset ranges) and shard size
+        items, shard_size = job.input.plan_items()
+        return Plan(job_id, str(job.path), created, shard_size, pack(items, shard_size))
+    items = []
     mode = job.parser.split_mode
     for source in job.input.list_sources():
         if source.size > shard_bytes and mode is not None and not is_compressed(job, source):
@@ -127,7 +143,6 @@ def make_plan(job: Any, job_id: str, shard_bytes: int = DEFAULT_SHARD_BYTES) -> 
             items += [PlanItem(source.uri, source.size, source.etag, s, e) for s, e in ranges]
         else:
             items.append(PlanItem(source.uri, source.size, source.etag))
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return Plan(job_id, str(job.path), created, shard_bytes, pack(items, shard_bytes))
 
 

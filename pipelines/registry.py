@@ -30,6 +30,12 @@ def names(kind: str) -> list[str]:
     return sorted(name for k, name in _PLUGINS if k == kind)
 
 
+def name_of(kind: str, cls: type) -> str | None:
+    """The name `cls` is registered under (for manifests and messages), or None."""
+    target = f"{cls.__module__}:{cls.__qualname__}"
+    return next((name for (k, name), t in _PLUGINS.items() if k == kind and t == target), None)
+
+
 def load(kind: str, name: object, where: str) -> type:
     """The class registered as `name`; a ConfigError naming `where` if there is none."""
     if not isinstance(name, str) or not name:
@@ -48,11 +54,13 @@ def load(kind: str, name: object, where: str) -> type:
 
 register("in", "file", "pipelines.plugins.file_input:FileInput")
 register("in", "s3", "pipelines.plugins.s3_input:S3Input")
+register("in", "kafka", "pipelines.plugins.kafka_input:KafkaInput")
 register("decoder", "gzip", "pipelines.plugins.decoders:GzipDecoder")
 register("decoder", "zstd", "pipelines.plugins.decoders:ZstdDecoder")
 register("decoder", "none", "pipelines.plugins.decoders:NoDecoder")
 register("parser", "csv", "pipelines.plugins.csv_parser:CsvParser")
 register("parser", "jsonl", "pipelines.plugins.jsonl_parser:JsonlParser")
+register("parser", "avro", "pipelines.plugins.avro_parser:AvroParser")
 register("filter", "rename", "pipelines.plugins.column_filters:RenameFilter")
 register("filter", "remove_columns", "pipelines.plugins.column_filters:RemoveColumnsFilter")
 register("filter", "keep_columns", "pipelines.plugins.column_filters:KeepColumnsFilter")
@@ -61,3 +69,9 @@ register("filter", "validate", "pipelines.plugins.validate_filter:ValidateFilter
 register("out", "kafka", "pipelines.plugins.kafka_output:KafkaOutput")
 register("out", "file", "pipelines.plugins.file_output:FileOutput")
 register("out", "stdout", "pipelines.plugins.stdout_output:StdoutOutput")
+register("out", "s3", "pipelines.plugins.s3_output:S3Output")
+register("formatter", "csv", "pipelines.plugins.csv_formatter:CsvFormatter")
+register("formatter", "jsonl", "pipelines.plugins.jsonl_formatter:JsonlFormatter")
+register("formatter", "avro", "pipelines.plugins.avro_formatter:AvroFormatter")
+register("encoder", "gzip", "pipelines.plugins.encoders:GzipEncoder")
+register("encoder", "zstd", "pipelines.plugins.encoders:ZstdEncoder")

@@ -43,6 +43,9 @@ def open_item(job: Job, item: PlanItem) -> tuple[CountingStream, Any]:
 
 def read_items(job: Job, items: list[PlanItem] | tuple[PlanItem, ...], errors: ErrorSink, stats: RunStats) -> Iterator[Batch]:
     """Every item decoded, parsed and filtered, in batches; bad rows go to `errors`."""
+    if job.parser is None:
+        yield from _read_records(job, items, errors, stats)
+        return
     bytes_before = stats.bytes_read
     for item in items:
         counted, stream = open_item(job, item)
@@ -64,6 +67,20 @@ def read_items(job: Job, items: list[PlanItem] | tuple[PlanItem, ...], errors: E
         stats.objects += 1
 
 
+def _read_records(job: Job, items: list[PlanItem] | tuple[PlanItem, ...], errors: ErrorSink, stats: RunStats) -> Iterator[Batch]:
+    """The items of a record input (Kafka offset ranges), filtered, in batches."""
+    for item in items:
+        for batch, consumed, nbytes in job.input.read(item, errors, job.exec.batch_rows):
+            stats.rows_read += consumed
+            stats.bytes_read += nbytes
+            for f in job.filters:
+                if batch.rows:
+                    f.apply(batch, errors)
+            stats.rows_skipped = errors.count
+            yield batch
+        stats.objects += 1
+
+
 def preview_rows(job: Job, limit: int) -> list[list[Any]]:
     """The first `limit` rows after the filters; the output is not called."""
     from pipelines.error_output import ErrorPolicy
@@ -72,7 +89,10 @@ def preview_rows(job: Job, limit: int) -> list[list[Any]]:
     errors = ErrorSink(ErrorPolicy(max_errors=None, max_error_rate=1.0), "/dev/null")
     rows: list[list[Any]] = []
     stats = RunStats()
-    items = [PlanItem(source.uri, source.size, source.etag) for source in job.input.list_sources()]
+    if job.parser is None:
+        items, _ = job.input.plan_items()
+    else:
+        items = [PlanItem(source.uri, source.size, source.etag) for source in job.input.list_sources()]
     for batch in read_items(job, items, errors, stats):
         rows.extend(batch.rows[: limit - len(rows)])
         if len(rows) >= limit:

@@ -166,17 +166,9 @@ def next_attempt(plan_uri: str, index: int) -> int:
 
 
 def check_unchanged(job: Job, plan: Plan, index: int) -> None:
-    """Every object of the shard is still the one planned (same ETag and size)."""
+    """Every item of the shard is still what the plan saw (objects: same ETag and size)."""
     for item in plan.shard(index).items:
-        now = job.input.current(item.source)
-        if now is None:
-            raise RunError("the object is gone since the plan was made", where=item.uri)
-        if (now.etag, now.size) != (item.etag, item.size):
-            raise RunError(
-                f"the object changed since the plan was made (ETag {item.etag} and {item.size} bytes, "
-                f"now {now.etag} and {now.size} bytes); make a new plan",
-                where=item.uri,
-            )
+        job.input.check_item(item)
 
 
 def make_error_sink(job: Job, job_id: str, shard: int) -> ErrorSink:
@@ -250,6 +242,7 @@ def finish_job(job: Job, plan: Plan, plan_uri: str, summary: JobSummary | None =
     files = [f for r in reports for f in r.files or []] if any(r.files is not None for r in reports) else None
     totals = JobTotals(plan.job_id, len(plan.shards), summary.rows_written, _sum_partitions(reports), files)
     finished = job.output.finish(totals)
+    job.input.after_finish([item for shard in plan.shards for item in shard.items])
     if finished is not None:
         summary.end_markers = finished.get("markers")
         summary.manifest = finished.get("manifest")

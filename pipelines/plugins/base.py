@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from pipelines.error_output import ErrorSink
 from pipelines.records import Batch, Schema, Source
+
+if TYPE_CHECKING:
+    from pipelines.plan import PlanItem
 
 
 class Plugin:
@@ -31,9 +34,46 @@ def checked_sources(sources: list[Source], nothing_where: str, noun: str) -> lis
 
 
 class InputPlugin(Plugin):
+    """A byte input (files, S3 objects: read through decoders and a parser), or, with
+    `reads_records`, a record input (Kafka) that yields rows itself and plans its own items."""
+
+    reads_records: ClassVar[bool] = False
+
     def list_sources(self) -> list[Source]:
         """Everything to read, checked to exist and be non-empty before anything is written."""
         raise NotImplementedError
+
+    def check_item(self, item: PlanItem) -> None:
+        """Fails if the item is not what the plan saw (an object changed or gone since)."""
+        now = self.current(item.source)
+        if now is None:
+            from pipelines.errors import RunError
+
+            raise RunError("the object is gone since the plan was made", where=item.uri)
+        if (now.etag, now.size) != (item.etag, item.size):
+            from pipelines.errors import RunError
+
+            raise RunError(
+                f"the object changed since the plan was made (ETag {item.etag} and {item.size} bytes, "
+                f"now {now.etag} and {now.size} bytes); make a new plan",
+                where=item.uri,
+            )
+
+    # Record inputs only:
+    def schema(self) -> Schema:
+        raise NotImplementedError
+
+    def plan_items(self) -> tuple[list[PlanItem], int]:
+        """The items to read (e.g. Kafka partitions' offset ranges, fixed now) and the shard size
+        to pack them by, in the items' own unit (records)."""
+        raise NotImplementedError
+
+    def read(self, item: PlanItem, errors: ErrorSink, batch_rows: int) -> Iterator[tuple[Batch, int, int]]:
+        """Yields (batch of good rows, records consumed including bad ones sent to `errors`, bytes read)."""
+        raise NotImplementedError
+
+    def after_finish(self, items: list[PlanItem]) -> None:
+        """Called once the whole job finished at the output (Kafka: commit a group's offsets, when asked)."""
 
     def open(self, source: Source, offset: int = 0) -> IO[bytes]:
         """A binary stream of the source's bytes from `offset`, read in chunks (never the whole object at once)."""

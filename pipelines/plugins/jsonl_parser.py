@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import IO, Any
 
-from pipelines.columns import ColumnSettings, schema_of, value_converter
+from pipelines.columns import ColumnSettings, record_converter, schema_of
 from pipelines.error_output import ErrorSink
 from pipelines.plugins.base import ParserPlugin
 from pipelines.records import Batch, Schema, Source
@@ -32,10 +32,7 @@ class JsonlParser(ParserPlugin):
         super().__init__(settings, where)
         self._schema = schema_of(settings.columns, where)
         self.charset = check_charset(settings.charset, f"{where}.charset")
-        self.names = [c.name for c in settings.columns]
-        self.converters = [
-            (i, c.name, c.type, conv) for i, c in enumerate(settings.columns) if (conv := value_converter(c)) is not None
-        ]
+        self.to_row = record_converter(settings.columns)
 
     def schema(self) -> Schema:
         return self._schema
@@ -48,7 +45,7 @@ class JsonlParser(ParserPlugin):
         import orjson
 
         chunks = TextChunks(stream, self.charset, source, errors)
-        uri, names, converters, loads = source.uri, self.names, self.converters, orjson.loads
+        uri, to_row, loads = source.uri, self.to_row, orjson.loads
         rows: list[list[Any]] = []
         line_nos: list[int] = []
         errors_before = errors.count
@@ -63,14 +60,10 @@ class JsonlParser(ParserPlugin):
             if not isinstance(record, dict):
                 errors.add(uri, line_no, f"expected a JSON object, got {type(record).__name__}", line.rstrip("\r\n"))
                 continue
-            row = [record.get(name) for name in names]
             try:
-                for i, name, type_name, conv in converters:
-                    value = row[i]
-                    if value is not None:
-                        row[i] = conv(value)
-            except (ValueError, TypeError, OverflowError):
-                errors.add(uri, line_no, f"column '{name}' ({type_name}): cannot convert {row[i]!r}", line.rstrip("\r\n"))
+                row = to_row(record)
+            except ValueError as exc:
+                errors.add(uri, line_no, str(exc), line.rstrip("\r\n"))
                 continue
             rows.append(row)
             line_nos.append(line_no)

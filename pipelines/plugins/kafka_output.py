@@ -61,16 +61,33 @@ class KafkaOutputSettings:
     brokers: tuple[str, ...]
     topic: str
     key_column_name: str | None = None
-    serialize_format: Literal["json"] = "json"
+    serialize_format: Literal["json", "avro"] = "json"
     ignore_columns: tuple[str, ...] = ()
     compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = "lz4"
     transactional: bool = True
     connect_timeout_seconds: float = 15.0
     other_producer_configs: Mapping[str, str] = option(factory=dict)
+    # serialize_format: avro (Confluent wire format: magic 0, schema id, Avro binary); see _avro_schema.
+    schema_registry_url: str | None = None
+    schema_registry_user_info: str | None = option(None, secret=True)  # "user:password", sent as basic auth
+    value_subject: str | None = None  # default "<topic>-value"
+    avsc: Any = None  # the value schema inline: a mapping, or its JSON text
+    avsc_file: str | None = None  # the value schema in a file
+    auto_register: bool = True
 
     def __post_init__(self) -> None:
         if not self.brokers or not all(self.brokers):
             raise ValueError("brokers: give at least one host:port")
+        avro_options = ("schema_registry_url", "schema_registry_user_info", "value_subject", "avsc", "avsc_file")
+        if self.serialize_format == "avro":
+            if not self.schema_registry_url:
+                raise ValueError("serialize_format avro needs schema_registry_url (each value carries a registry schema id)")
+            if self.avsc is not None and self.avsc_file is not None:
+                raise ValueError("give the Avro schema as avsc or as avsc_file, not both")
+        else:
+            given = [name for name in avro_options if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for serialize_format: avro")
         for key in FORCED:
             if key in self.other_producer_configs:
                 raise ValueError(f"other_producer_configs: '{key}' is fixed by the engine (no lost or doubled rows)")
@@ -78,6 +95,7 @@ class KafkaOutputSettings:
 
 class KafkaOutput(OutputPlugin):
     Settings = KafkaOutputSettings
+    serializer: Any = None  # with serialize_format avro: the AvroSerializer, set when the output opens
 
     def bind(self, schema: Schema) -> None:
         s = self.settings
@@ -92,6 +110,77 @@ class KafkaOutput(OutputPlugin):
         self.whole_row = len(self.value_indexes) == len(schema)
         if not self.value_names:
             raise ConfigError("ignore_columns leaves no column for the value", where=f"{self.where}.ignore_columns")
+        self.schema = schema
+        if s.serialize_format == "avro":
+            self._bind_avro(schema)
+
+    def _bind_avro(self, schema: Schema) -> None:
+        """Checks the value columns against the avsc/avsc_file schema now; without one, against the
+        registry's schema when the output opens."""
+        from pipelines.avro_schema import avro_from_columns, load_avsc, record_converter
+
+        s = self.settings
+        value_schema = Schema(tuple(schema.columns[i] for i in self.value_indexes))
+        avro_from_columns(value_schema, where=f"{self.where}.serialize_format")  # the names must be Avro names
+        self.avsc = load_avsc(s.avsc, s.avsc_file, self.where)
+        self.value_subject = s.value_subject or f"{s.topic}-value"
+        if self.avsc is not None:
+            which = "avsc_file" if s.avsc_file is not None else "avsc"
+            record_converter(schema, self.avsc, self.value_indexes, where=f"{self.where}.{which}")
+        self._avro_resolved: tuple[Any, Any] | None = None
+
+    def _avro_schema(self) -> tuple[Any, Any]:
+        """(serializer, record converter) of the value schema, resolved once with the registry:
+
+        - avsc/avsc_file given: registered under the subject (auto_register: true), or its id looked
+          up there (auto_register: false: it must be registered already);
+        - neither: the subject's latest version; if the subject has none and auto_register is true,
+          one derived from the value columns (avro_schema.avro_from_columns: every field nullable) is
+          registered and used.
+        """
+        if self._avro_resolved is not None:
+            return self._avro_resolved
+        from pipelines.avro_schema import avro_from_columns, record_converter
+        from pipelines.kafka.avro_wire import AvroSerializer
+        from pipelines.kafka.schema_registry import SchemaNotFound, SchemaRegistry
+
+        s = self.settings
+        subject = self.value_subject
+        try:
+            registry = SchemaRegistry(s.schema_registry_url or "", s.schema_registry_user_info)
+        except ValueError as exc:
+            raise ConfigError(str(exc), where=f"{self.where}.schema_registry_url") from None
+        avro = self.avsc
+        if avro is not None:
+            schema_id = registry.register(subject, avro) if s.auto_register else registry.check(subject, avro)
+            if schema_id is None:
+                raise RunError(
+                    f"the value schema is not registered under subject '{subject}' and auto_register is false: "
+                    "register it first, or set auto_register: true",
+                    where=registry.where,
+                )
+            origin = f"subject '{subject}' (schema id {schema_id})"
+        else:
+            try:
+                schema_id, avro = registry.latest(subject)
+                origin = f"the latest schema of subject '{subject}' (id {schema_id})"
+            except SchemaNotFound:
+                if not s.auto_register:
+                    raise RunError(
+                        f"no schema is registered under subject '{subject}': give avsc or avsc_file, register one, "
+                        "or set auto_register: true to register one made from the columns",
+                        where=registry.where,
+                    ) from None
+                value_schema = Schema(tuple(self.schema.columns[i] for i in self.value_indexes))
+                avro = avro_from_columns(value_schema, where=self.where)
+                schema_id = registry.register(subject, avro)
+                origin = f"subject '{subject}' (schema id {schema_id}, made from the columns)"
+        try:
+            to_records = record_converter(self.schema, avro, self.value_indexes, where=f"{self.where}: {origin}")
+        except ConfigError as exc:
+            raise RunError(exc.message, where=exc.where) from None
+        self._avro_resolved = (AvroSerializer(avro, schema_id), to_records)
+        return self._avro_resolved
 
     def producer_config(self, job_id: str, shard: int | None) -> dict[str, Any]:
         s = self.settings
@@ -115,6 +204,8 @@ class KafkaOutput(OutputPlugin):
         self.first_failure: str | None = None
         self.fatal: str | None = None
         self.headers = [(JOB_ID_HEADER, job_id.encode())]
+        if self.settings.serialize_format == "avro":
+            self.serializer, self.to_records = self._avro_schema()  # before connecting: a schema problem costs nothing
         self.producer = self._producer(job_id, shard)
         self.partition_rows = [0] * self.partitions
         if self.settings.transactional:
@@ -174,6 +265,11 @@ class KafkaOutput(OutputPlugin):
         if self.first_failure is None:
             self.first_failure = f"{err.str()} (partition {msg.partition()})"
 
+    def _on_marker(self, err: Any, msg: Any) -> None:
+        self._on_delivery(err, msg)
+        if err is None:
+            self.marker_offsets[msg.partition()] = msg.offset()
+
     def _on_error(self, err: Any) -> None:
         if err.fatal():
             self.fatal = err.str()
@@ -185,6 +281,9 @@ class KafkaOutput(OutputPlugin):
             raise RunError(f"{self.failed} row(s) were not acknowledged; first: {self.first_failure}", where=self._brokers)
 
     def write(self, batch: Batch, errors: ErrorSink) -> None:
+        if self.serializer is not None:
+            self._write_avro(batch, errors)
+            return
         import orjson
 
         producer = self.producer
@@ -214,6 +313,47 @@ class KafkaOutput(OutputPlugin):
         poll(0)
         self._raise_if_failed()
 
+    def _write_avro(self, batch: Batch, errors: ErrorSink) -> None:
+        """The whole batch encoded first (avro_wire.AvroSerializer.encode_batch), then produced."""
+        rows, line_nos, source = batch.rows, batch.line_nos, batch.source
+        key_index = self.key_index
+        keys: list[str | None] | None = None
+        if key_index is not None:
+            keys, kept, kept_lines = [], [], []
+            for r, row in enumerate(rows):
+                key = row[key_index]
+                if key is None or key == "":
+                    line = line_nos[r]
+                    errors.add(source, line, f"key column '{self.settings.key_column_name}' is empty", batch.raw_line(line))
+                    continue
+                keys.append(key if isinstance(key, str) else str(key))
+                kept.append(row)
+                kept_lines.append(line_nos[r])
+            rows, line_nos = kept, kept_lines
+        records, bad = self.to_records(rows)
+        values, unfit = self.serializer.encode_batch(records)
+        for position, reason in bad + [(p, f"the value {reason}") for p, reason in unfit]:
+            line = line_nos[position]
+            errors.add(source, line, reason, batch.raw_line(line))
+        producer = self.producer
+        produce, poll = producer.produce, producer.poll
+        topic, headers = self.settings.topic, self.headers
+        produced = 0
+        for r, value in enumerate(values):
+            if value is None:
+                continue
+            key = keys[r] if keys is not None else None
+            while True:
+                try:
+                    produce(topic, value, key, headers=headers)
+                    break
+                except BufferError:
+                    poll(0.05)  # the local queue is full: let deliveries drain it
+            produced += 1
+        self.produced += produced
+        poll(0)
+        self._raise_if_failed()
+
     def flush(self) -> OutputResult:
         """Waits until the brokers acknowledged every row (or the delivery timeout failed it)."""
         remaining = self.producer.flush(self.settings.connect_timeout_seconds + PRODUCER_DEFAULTS["message.timeout.ms"] / 1000)
@@ -232,15 +372,20 @@ class KafkaOutput(OutputPlugin):
             self._send_record(self.job_id, self.shard_group(self.job_id, self.shard_index), record)
         self._transaction(lambda timeout: self.producer.commit_transaction(timeout))
 
-    def _send_record(self, job_id: str, group: str, record: str) -> None:
-        """Stores `record` as the metadata of an offset committed in the transaction by `group`."""
+    def _send_record(self, job_id: str, group: str, record: str, offsets_after: list[int] | None = None) -> None:
+        """Stores `record` as the metadata of an offset committed in the transaction by `group`
+        (on partition 0; with `offsets_after`, the group's offset of every partition is set to those)."""
         from confluent_kafka import Consumer, TopicPartition
 
         if len(record.encode()) > MAX_RECORD_BYTES:
             raise RunError(f"the shard report is {len(record)} bytes, more than Kafka keeps with an offset ({MAX_RECORD_BYTES})")
         consumer = Consumer({"bootstrap.servers": ",".join(self.settings.brokers), "group.id": group})
         try:
-            offsets = [TopicPartition(self.settings.topic, 0, 0, metadata=record)]
+            topic = self.settings.topic
+            if offsets_after is None:
+                offsets = [TopicPartition(topic, 0, 0, metadata=record)]
+            else:
+                offsets = [TopicPartition(topic, p, o, metadata=record if p == 0 else "") for p, o in enumerate(offsets_after)]
             self._transaction(lambda timeout: self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), timeout))
         finally:
             consumer.close()
@@ -316,19 +461,24 @@ class KafkaOutput(OutputPlugin):
                 where=self._brokers,
             )
         self.partition_rows = [0] * self.partitions
+        self.marker_offsets = [-1] * self.partitions
         transactional = self.settings.transactional
         if transactional:
             self._transaction(lambda timeout: (self.producer.init_transactions(timeout), self.producer.begin_transaction()))
         headers = [(MARKER_HEADER, b"end"), (JOB_ID_HEADER, job_id.encode())]
         for partition, rows in enumerate(partition_rows):
             value = {"job_id": job_id, "partition": partition, "partition_rows": rows, "total_rows": total_rows, "shard_count": shard_count}
-            self.producer.produce(self.settings.topic, orjson.dumps(value), None, partition=partition, headers=headers)
+            self.producer.produce(
+                self.settings.topic, orjson.dumps(value), None, partition=partition, headers=headers, on_delivery=self._on_marker
+            )
             self.produced += 1
         self.flush()
         record = orjson.dumps({"markers": self.partitions, "total_rows": total_rows}).decode()
         try:
             if transactional:
-                self._send_record(job_id, self.shard_group(job_id, None), record)
+                # The finish group's offsets point just past each marker: an export can start after
+                # this job (kafka input `start_after_job`) or stop at its end (`only_job_id`) without a scan.
+                self._send_record(job_id, self.shard_group(job_id, None), record, [o + 1 for o in self.marker_offsets])
                 self._transaction(lambda timeout: self.producer.commit_transaction(timeout))
         except BaseException:
             self.abort()

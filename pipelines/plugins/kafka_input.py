@@ -1,0 +1,443 @@
+"""`in: {type: kafka, brokers: [...], topic: ..., columns: [...]}`: a bounded snapshot of a topic.
+
+The plan fixes, per partition, the offsets to read: from the earliest offset (or the first
+record at `start_timestamp`, or just after the end marker of job `start_after_job`) to the
+partition's last stable offset at plan time, read `read_committed`. So an export of a topic
+that keeps receiving writes ends at that snapshot, and reruns read the same records.
+Partitions are split into offset ranges of at most `records_per_shard` and packed into shards.
+
+Partitions are assigned by hand: nothing joins a consumer group, and no group offsets are
+committed unless `commit_offsets: true` with a `group_id` (then the snapshot's end offsets,
+once the job has finished). End markers of imports are never rows; `only_job_id` keeps only
+the records of one job (header `pipelines.job_id`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pipelines.columns import ColumnSettings, record_converter, schema_of
+from pipelines.error_output import ErrorSink
+from pipelines.errors import ConfigError, RunError, TransientRunError
+from pipelines.plan import PlanItem
+from pipelines.plugins.base import InputPlugin
+from pipelines.records import Batch, Schema
+from pipelines.settings import option
+
+JOB_ID_HEADER = "pipelines.job_id"
+MARKER = ("pipelines.marker", b"end")
+STALL_SECONDS = 60.0  # no record and no progress for this long below the snapshot's end: retryable failure
+RAW_LIMIT = 2000  # characters of a bad record's value kept in the error output
+
+# Bounded memory whatever the topic: at most this much prefetched per consumer.
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "queued.max.messages.kbytes": 32768,
+    "max.partition.fetch.bytes": 4 << 20,
+    "fetch.wait.max.ms": 100,
+}
+FORCED = ("isolation.level", "enable.auto.commit", "enable.auto.offset.store", "auto.offset.reset", "enable.partition.eof", "group.id")
+
+
+@dataclass(frozen=True)
+class KafkaInputSettings:
+    brokers: tuple[str, ...]
+    topic: str
+    serialize_format: Literal["json", "avro"] = "json"
+    columns: tuple[ColumnSettings, ...] = ()  # required for json; for avro, default: the registry's latest schema
+    key_column_name: str | None = None  # a column that takes the record's key
+    start_timestamp: str | None = None  # ISO 8601 (UTC when no zone) or epoch milliseconds
+    start_after_job: str | None = None  # start after this job's end marker in every partition
+    only_job_id: str | None = None  # keep only the records of this job
+    records_per_shard: int = 2_000_000
+    commit_offsets: bool = False
+    group_id: str | None = None  # the consumer group whose offsets commit_offsets sets
+    schema_registry_url: str | None = None
+    schema_registry_user_info: str | None = option(None, secret=True)
+    value_subject: str | None = None  # default: "<topic>-value"
+    connect_timeout_seconds: float = 15.0
+    other_consumer_configs: Mapping[str, str] = option(factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.brokers or not all(self.brokers):
+            raise ValueError("brokers: give at least one host:port")
+        if self.start_timestamp is not None and self.start_after_job is not None:
+            raise ValueError("give start_timestamp or start_after_job, not both")
+        if self.records_per_shard < 1:
+            raise ValueError("records_per_shard must be at least 1")
+        if self.commit_offsets and not self.group_id:
+            raise ValueError("commit_offsets needs group_id: the group whose offsets to commit")
+        if self.serialize_format == "json" and not self.columns:
+            raise ValueError("columns: declare the columns to read from the JSON values")
+        if self.serialize_format == "avro" and not self.schema_registry_url:
+            raise ValueError("serialize_format avro needs schema_registry_url (values carry a registry schema id)")
+        for key in FORCED:
+            if key in self.other_consumer_configs:
+                raise ValueError(f"other_consumer_configs: '{key}' is fixed by the engine (a bounded, committed snapshot)")
+
+
+def timestamp_ms(text: str) -> int:
+    """Epoch milliseconds of an ISO 8601 time (UTC when it has no zone) or of a number of milliseconds."""
+    if text.strip().isdigit():
+        return int(text)
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return int(value.timestamp() * 1000)
+
+
+def _text(value: bytes) -> str:
+    """A bad record's value for the error output: text, cut to RAW_LIMIT characters."""
+    return value[:RAW_LIMIT].decode("utf-8", "replace")
+
+
+def partition_ranges(topic: str, starts: list[int], ends: list[int], per_shard: int) -> list[PlanItem]:
+    """Offset ranges [start, end) of at most `per_shard` offsets, partition by partition; empty ones left out."""
+    items = []
+    for partition, (start, end) in enumerate(zip(starts, ends)):
+        for lo in range(start, end, per_shard):
+            items.append(PlanItem(f"kafka://{topic}/{partition}", end, None, lo, min(lo + per_shard, end)))
+    return items
+
+
+class KafkaInput(InputPlugin):
+    Settings = KafkaInputSettings
+    reads_records = True
+
+    def __init__(self, settings: KafkaInputSettings, where: str) -> None:
+        super().__init__(settings, where)
+        if settings.start_timestamp is not None:
+            try:
+                self.start_ms: int | None = timestamp_ms(settings.start_timestamp)
+            except ValueError:
+                raise ConfigError(
+                    f"not a time: {settings.start_timestamp!r} (ISO 8601 like 2026-11-01T00:00:00Z, or epoch milliseconds)",
+                    where=f"{where}.start_timestamp",
+                ) from None
+        else:
+            self.start_ms = None
+        self._schema = schema_of(settings.columns, where) if settings.columns else None
+        self._registry: Any = None
+        self._decoder: Any = None
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    @property
+    def columns(self) -> tuple[ColumnSettings, ...]:
+        if self.settings.columns:
+            return self.settings.columns
+        from pipelines.avro_schema import columns_from_avro
+
+        subject = self.settings.value_subject or f"{self.settings.topic}-value"
+        _, avro = self.registry.latest(subject)
+        return tuple(ColumnSettings(c.name, c.type) for c in columns_from_avro(avro))  # type: ignore[arg-type]
+
+    def schema(self) -> Schema:
+        if self._schema is None:
+            self._schema = schema_of(self.columns, self.where)
+        if self.settings.key_column_name is not None and self.settings.key_column_name not in self._schema.names:
+            raise ConfigError(
+                f"key_column_name '{self.settings.key_column_name}' is not among the columns ({', '.join(self._schema.names)})",
+                where=f"{self.where}.key_column_name",
+            )
+        return self._schema
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from pipelines.kafka.schema_registry import SchemaRegistry
+
+            self._registry = SchemaRegistry(self.settings.schema_registry_url, self.settings.schema_registry_user_info)
+        return self._registry
+
+    # -- clients --------------------------------------------------------------------------------
+
+    @property
+    def _brokers(self) -> str:
+        return "Kafka " + ",".join(self.settings.brokers)
+
+    def _where(self, partition: int | None = None) -> str:
+        return f"kafka://{self.settings.topic}" + (f"/{partition}" if partition is not None else "")
+
+    def _consumer(self, group: str, **extra: Any) -> Any:
+        from confluent_kafka import Consumer, KafkaException
+
+        from pipelines.plugins.kafka_output import librdkafka_logger
+
+        config = {
+            **CONSUMER_DEFAULTS,
+            "bootstrap.servers": ",".join(self.settings.brokers),
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "error",  # records deleted by retention fail the shard, never skip silently
+            "logger": librdkafka_logger(),
+            **dict(self.settings.other_consumer_configs),
+            **extra,
+        }
+        try:
+            return Consumer(config)
+        except KafkaException as exc:
+            raise ConfigError(f"invalid consumer setting: {exc.args[0].str()}", where=self.where) from None
+
+    def _admin(self) -> Any:
+        from confluent_kafka.admin import AdminClient
+
+        from pipelines.plugins.kafka_output import librdkafka_logger
+
+        return AdminClient({"bootstrap.servers": ",".join(self.settings.brokers), "logger": librdkafka_logger()})
+
+    def _partitions(self, admin: Any) -> int:
+        from confluent_kafka import KafkaException
+
+        try:
+            metadata = admin.list_topics(self.settings.topic, timeout=self.settings.connect_timeout_seconds)
+        except KafkaException:
+            raise TransientRunError(
+                f"cannot reach the brokers within {self.settings.connect_timeout_seconds:g} s (is Kafka running, and is the address right?)",
+                where=self._brokers,
+            ) from None
+        topic = metadata.topics.get(self.settings.topic)
+        if topic is None or topic.error is not None:
+            raise RunError(f"topic '{self.settings.topic}' does not exist", where=self._brokers)
+        return len(topic.partitions)
+
+    def _offsets(self, admin: Any, partitions: int, spec: Any) -> list[int]:
+        """One offset per partition from ListOffsets (read_committed: `latest` is the last stable offset)."""
+        from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
+
+        request = {TopicPartition(self.settings.topic, p): spec for p in range(partitions)}
+        timeout = self.settings.connect_timeout_seconds
+        try:
+            futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
+            return [futures[tp].result().offset for tp in sorted(futures, key=lambda tp: tp.partition)]
+        except KafkaException as exc:
+            raise TransientRunError(f"cannot list offsets: {exc.args[0].str()}", where=self._brokers) from None
+
+    # -- plan -----------------------------------------------------------------------------------
+
+    def plan_items(self) -> tuple[list[PlanItem], int]:
+        from confluent_kafka.admin import OffsetSpec
+
+        admin = self._admin()
+        partitions = self._partitions(admin)
+        ends = self._offsets(admin, partitions, OffsetSpec.latest())
+        earliest = self._offsets(admin, partitions, OffsetSpec.earliest())
+        if self.start_ms is not None:
+            found = self._offsets(admin, partitions, OffsetSpec.for_timestamp(self.start_ms))
+            starts = [end if offset < 0 else offset for offset, end in zip(found, ends)]  # -1: no record that late
+        elif self.settings.start_after_job is not None:
+            starts = self._after_marker(self.settings.start_after_job, earliest, ends)
+        else:
+            starts = earliest
+        if self.settings.only_job_id is not None:
+            # A job's records all come before its end marker: stop there when the job has finished.
+            markers = self._marker_ends(self.settings.only_job_id, partitions)
+            if markers is not None:
+                ends = [min(end, marker) for end, marker in zip(ends, markers)]
+        starts = [min(start, end) for start, end in zip(starts, ends)]
+        return partition_ranges(self.settings.topic, starts, ends, self.settings.records_per_shard), self.settings.records_per_shard
+
+    def _marker_ends(self, job_id: str, partitions: int) -> list[int] | None:
+        """Per partition, the offset just after `job_id`'s end marker, as its finish step committed them
+        (group `pipelines.<job>.finish`); None if the job has not finished with per-partition offsets."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        consumer = self._consumer(f"pipelines.{job_id}.finish")
+        try:
+            wanted = [TopicPartition(self.settings.topic, p) for p in range(partitions)]
+            committed = consumer.committed(wanted, timeout=self.settings.connect_timeout_seconds)
+        except KafkaException as exc:
+            raise TransientRunError(f"cannot read job {job_id}'s end marker offsets: {exc.args[0].str()}", where=self._brokers) from None
+        finally:
+            consumer.close()
+        offsets = [tp.offset for tp in sorted(committed, key=lambda tp: tp.partition)]
+        return offsets if all(offset >= 0 for offset in offsets) and len(offsets) == partitions else None
+
+    def _after_marker(self, job_id: str, earliest: list[int], ends: list[int]) -> list[int]:
+        """Per partition, the offset after job `job_id`'s end marker: from its finish step's committed
+        offsets, or else found by reading the partition up to the snapshot's end."""
+        found = self._marker_ends(job_id, len(ends))
+        if found is not None:
+            return found
+        starts = []
+        for partition, (lo, hi) in enumerate(zip(earliest, ends)):
+            offset = self._scan_for_marker(job_id, partition, lo, hi)
+            if offset is None:
+                raise RunError(
+                    f"job {job_id} has no end marker in partition {partition} (offsets {lo} to {hi}): "
+                    "it has not finished, or it wrote to another topic",
+                    where=self._where(partition),
+                )
+            starts.append(offset + 1)
+        return starts
+
+    def _scan_for_marker(self, job_id: str, partition: int, lo: int, hi: int) -> int | None:
+        marker_job = (JOB_ID_HEADER, job_id.encode())
+        for messages in self._messages(PlanItem(self._where(partition), hi, None, lo, hi), 10_000):
+            for message in messages:
+                headers = message.headers()
+                if headers and MARKER in headers and marker_job in headers:
+                    return message.offset()
+        return None
+
+    # -- run ------------------------------------------------------------------------------------
+
+    def check_item(self, item: PlanItem) -> None:
+        """The range's records are all still there (retention may have deleted the oldest since the plan)."""
+        from confluent_kafka.admin import OffsetSpec
+
+        admin = self._admin()
+        partition = int(item.uri.rsplit("/", 1)[1])
+        partitions = self._partitions(admin)
+        if partition >= partitions:
+            raise RunError(f"partition {partition} is gone since the plan was made", where=item.uri)
+        earliest = self._offsets(admin, partitions, OffsetSpec.earliest())[partition]
+        if earliest > item.start:
+            raise RunError(
+                f"records from offset {item.start} to {earliest - 1} were deleted (retention) since the plan was made; make a new plan",
+                where=item.label,
+            )
+
+    def _messages(self, item: PlanItem, batch_rows: int) -> Iterator[list[Any]]:
+        """The range's messages in lists (read_committed, offsets in [start, end)), ending at `end`
+        even while the topic keeps growing."""
+        from confluent_kafka import KafkaError, TopicPartition
+
+        partition, start, end = int(item.uri.rsplit("/", 1)[1]), item.start, item.end
+        assert end is not None
+        if start >= end:
+            return
+        consumer = self._consumer(f"pipelines.export.{self.settings.topic}", **{"enable.partition.eof": True})
+        try:
+            consumer.assign([TopicPartition(self.settings.topic, partition, start)])
+            position, last_progress = start, time.monotonic()
+            while position < end:
+                # consume waits its whole timeout when fewer records than asked for are left (the range's
+                # last offsets are often transaction markers, which take offsets but are not messages)
+                messages = consumer.consume(min(batch_rows, end - position), 0.2)
+                good = []
+                for message in messages:
+                    error = message.error()
+                    if error is None:
+                        good.append(message)
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        position = max(position, message.offset())  # the last stable offset: nothing more below it
+                    elif error.code() == KafkaError._AUTO_OFFSET_RESET:
+                        raise RunError(
+                            f"offset {position} is out of range: records were deleted (retention) since the plan; make a new plan",
+                            where=item.label,
+                        )
+                    elif error.fatal() or not error.retriable():
+                        raise RunError(f"reading failed: {error.str()}", where=item.label)
+                if good:
+                    last = good[-1].offset()
+                    if last >= end - 1:
+                        good = [m for m in good if m.offset() < end]
+                    position = max(position, last + 1)
+                    last_progress = time.monotonic()
+                    if good:
+                        yield good
+                elif position < end:
+                    # Transaction markers and aborted records take offsets but yield no message.
+                    (now,) = consumer.position([TopicPartition(self.settings.topic, partition)])
+                    if now.offset > position:
+                        position, last_progress = now.offset, time.monotonic()
+                    elif time.monotonic() - last_progress > STALL_SECONDS:
+                        raise TransientRunError(
+                            f"no records arrive at offset {position} (the snapshot ends at {end})", where=item.label
+                        )
+        finally:
+            consumer.close()
+
+    def read(self, item: PlanItem, errors: ErrorSink, batch_rows: int) -> Iterator[tuple[Batch, int, int]]:
+        source = item.label
+        decode = self._avro_rows() if self.settings.serialize_format == "avro" else self._json_rows()
+        key_index = self.schema().index(self.settings.key_column_name) if self.settings.key_column_name else None
+        job = (JOB_ID_HEADER, self.settings.only_job_id.encode()) if self.settings.only_job_id is not None else None
+        for messages in self._messages(item, batch_rows):
+            kept, failed = [], []
+            for message in messages:
+                headers = message.headers()
+                if (headers is not None and MARKER in headers) or (job is not None and (headers is None or job not in headers)):
+                    continue  # an end marker, or another job's record: not a row of this export
+                if message.value() is None:
+                    failed.append((message.offset(), "the record has no value (a tombstone)", ""))
+                    continue
+                kept.append(message)
+            values = [m.value() for m in kept]
+            rows, positions, bad = decode(values) if values else ([], [], [])
+            failed += [(kept[p].offset(), f"cannot read the value: {reason}", _text(values[p])) for p, reason in bad]
+            for offset, reason, raw_text in sorted(failed):
+                errors.add(source, offset, reason, raw_text)
+            tombstones = len(failed) - len(bad)
+            offsets = [kept[p].offset() for p in positions]
+            if key_index is not None:
+                for row, p in zip(rows, positions):
+                    key = kept[p].key()
+                    row[key_index] = key.decode("utf-8", "replace") if key is not None else None
+            if kept or tombstones:
+                raw = dict(zip(offsets, (values[p] for p in positions)))
+                batch = Batch(rows, offsets, source, lambda n, raw=raw: _text(raw.get(n, b"")))
+                yield batch, len(kept) + tombstones, sum(map(len, values))
+
+    def _json_rows(self) -> Callable[[list[bytes]], tuple[list[list[Any]], list[int], list[tuple[int, str]]]]:
+        """JSON values -> (rows, their positions, [(position, reason)] of the bad ones)."""
+        import orjson
+
+        loads, to_row = orjson.loads, record_converter(self.columns)
+
+        def decode(values: list[bytes]) -> tuple[list[list[Any]], list[int], list[tuple[int, str]]]:
+            rows, positions, bad = [], [], []
+            for position, value in enumerate(values):
+                try:
+                    record = loads(value)
+                except orjson.JSONDecodeError as exc:
+                    bad.append((position, f"invalid JSON: {exc}"))
+                    continue
+                if not isinstance(record, dict):
+                    bad.append((position, f"expected a JSON object, got {type(record).__name__}"))
+                    continue
+                try:
+                    rows.append(to_row(record))
+                except ValueError as exc:
+                    bad.append((position, str(exc)))
+                    continue
+                positions.append(position)
+            return rows, positions, bad
+
+        return decode
+
+    def _avro_rows(self) -> Callable[[list[bytes]], tuple[list[list[Any]], list[int], list[tuple[int, str]]]]:
+        """Confluent wire-format Avro values, each decoded with its writer schema from the registry."""
+        from pipelines.kafka.avro_wire import AvroDeserializer, AvroRowDecoder
+
+        if self._decoder is None:
+            self._decoder = AvroRowDecoder(AvroDeserializer(self.registry), self.columns, self.where)
+        return self._decoder
+
+    def after_finish(self, items: list[PlanItem]) -> None:
+        """With commit_offsets: the group's offsets move to the snapshot's end (never back)."""
+        if not self.settings.commit_offsets or not items:
+            return
+        from confluent_kafka import KafkaException, TopicPartition
+
+        ends: dict[int, int] = {}
+        for item in items:
+            partition = int(item.uri.rsplit("/", 1)[1])
+            ends[partition] = max(ends.get(partition, 0), item.end or 0)
+        consumer = self._consumer(self.settings.group_id or "")
+        try:
+            wanted = [TopicPartition(self.settings.topic, p) for p in sorted(ends)]
+            committed = {tp.partition: tp.offset for tp in consumer.committed(wanted, timeout=self.settings.connect_timeout_seconds)}
+            offsets = [TopicPartition(self.settings.topic, p, end) for p, end in sorted(ends.items()) if end > committed.get(p, -1)]
+            if offsets:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            raise TransientRunError(f"cannot commit the group's offsets: {exc.args[0].str()}", where=self._brokers) from None
+        finally:
+            consumer.close()
