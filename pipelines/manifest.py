@@ -217,6 +217,10 @@ def count_file_rows(manifest: Manifest, stream: Any, uri: str) -> int:
     if manifest.format == "avro":
         import fastavro
 
+        from pipelines.avro_schema import ensure_zstandard_codec
+
+        ensure_zstandard_codec()  # the avro formatter's default codec
+
         return sum(1 for _ in fastavro.reader(data))
     raise RunError(f"cannot count rows of the format {manifest.format!r}", where=uri)
 

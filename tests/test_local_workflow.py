@@ -25,6 +25,7 @@ the plan, as it does when a retried Plan step finds its own earlier one.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import json
@@ -39,7 +40,7 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from conftest import consume_all, create_topic, rows_and_markers
+from conftest import consume_all, create_topic, is_marker, rows_and_markers
 from workflow_setup import warm_up_group_coordinator
 
 from pipelines.devstack.resources import EVENT_BUS, FUNCTION_NAME, create_local_workflow
@@ -276,19 +277,32 @@ def create_topic_if_missing(bootstrap: str, name: str, partitions: int) -> None:
 def test_the_scheduled_export_runs_through_the_workflow(local, stack):
     """The schedule create_local_workflow made from workflow/schedule_input.json targets the Lambda; moto stores
     schedules but never fires them, so the test fires it: the Lambda gets the schedule's Input with the
-    Scheduler's <aws.scheduler.*> attributes filled in, as AWS would do."""
+    Scheduler's <aws.scheduler.*> attributes filled in, as AWS would do. The export pipeline
+    (configs/export_audience_to_s3.yml.liquid) then runs through the state machine: plan, a Fargate-style
+    shard task, and the manifest at the finish."""
+    from confluent_kafka import Producer
+
     from pipelines.devstack.resources import EXPORT_SCHEDULE, EXPORT_SCHEDULE_NAME
+    from pipelines.manifest import verify
 
     schedule = client("scheduler", local.endpoint).get_schedule(Name=EXPORT_SCHEDULE_NAME)
     assert schedule["ScheduleExpression"] == EXPORT_SCHEDULE and schedule["State"] == "ENABLED"
     target = schedule["Target"]
     assert target["Arn"].endswith(":function:audience-pipelines")
-    assert json.loads(target["Input"])["pipeline"] == "export_placeholder"
+    assert json.loads(target["Input"])["pipeline"] == "export_audience_to_s3"
 
     s3 = client("s3", local.endpoint)
     if "audiences" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
         s3.create_bucket(Bucket="audiences")
-    s3.put_object(Bucket="audiences", Key="exports/placeholder/a.csv", Body=b"one\ntwo\nthree\n")
+    create_topic_if_missing(stack.kafka_bootstrap, "audience-members", 6)
+    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "enable.idempotence": True})
+    for i in range(300):
+        value = {"user_id": f"sched{i}", "country": "FR", "score": i / 2, "opted_in": i % 2 == 0, "updated_at": "2026-11-21T10:00:00+00:00", "segment_id": 7}
+        producer.produce("audience-members", json.dumps(value).encode(), f"sched{i}".encode())
+    assert producer.flush(30) == 0
+    expected = sorted(
+        json.loads(m.value())["user_id"] for m in consume_all(stack.kafka_bootstrap, "audience-members") if not is_marker(m)
+    )
     fired = (
         target["Input"]
         .replace("<aws.scheduler.scheduled-time>", "2026-11-22T03:00:00Z")
@@ -297,8 +311,19 @@ def test_the_scheduled_export_runs_through_the_workflow(local, stack):
     answer = client("lambda", local.endpoint).invoke(FunctionName=target["Arn"], Payload=fired.encode())
     assert "FunctionError" not in answer, answer["Payload"].read()
     job_id = json.loads(answer["Payload"].read())["job_id"]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while (job := local.store.get(job_id)) is None or job.status not in ("SUCCEEDED", "FAILED"):
         assert time.monotonic() < deadline, job
         time.sleep(0.5)
-    assert (job.status, job.rows_written, job.pipeline) == ("SUCCEEDED", 3, "export_placeholder"), job
+    assert (job.status, job.rows_written, job.pipeline) == ("SUCCEEDED", len(expected), "export_audience_to_s3"), job
+
+    manifest_uri = f"s3://audiences/exports/audience-members/{job_id}/_manifest.json"
+    checked = verify(manifest_uri, count_rows=True, client=s3)
+    assert checked.ok, checked.problems
+    assert checked.manifest.total_rows == checked.rows_counted == len(expected)
+    exported = []
+    for entry in checked.manifest.files:
+        bucket, _, key = entry.uri.removeprefix("s3://").partition("/")
+        text = gzip.decompress(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).decode()
+        exported += [row["user_id"] for row in csv.DictReader(io.StringIO(text))]
+    assert sorted(exported) == expected

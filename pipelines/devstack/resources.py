@@ -52,7 +52,7 @@ SMALL_JOB_BYTES = 8 << 20
 CONTAINER_NAME = "engine"
 
 
-EXPORT_PIPELINE = "export_placeholder"  # until the exports issue brings export_audience_to_s3
+EXPORT_PIPELINE = "export_audience_to_s3"  # a bounded snapshot of the audience topic into gzip CSV in S3, with a manifest
 EXPORT_SCHEDULE_NAME = f"{NAME}-nightly-export"
 EXPORT_SCHEDULE = "cron(0 3 * * ? *)"
 
