@@ -172,3 +172,67 @@ def record_converter(columns: tuple[ColumnSettings, ...]) -> Callable[[dict[str,
         return row
 
     return to_row
+
+
+NATIVE_TYPES: dict[str, type] = {"string": str, "long": int, "double": float, "boolean": bool}
+_NONE = type(None)
+
+
+def records_converter(
+    columns: tuple[ColumnSettings, ...],
+) -> Callable[[list[dict[str, Any]]], tuple[list[list[Any]], list[int], list[tuple[int, str]]]]:
+    """Like `record_converter`, for a batch: JSON objects -> (rows, their positions, [(position, reason)]).
+
+    The batch is converted column by column in C where it can be (a column whose values already have
+    the column's type is left as it is; timestamps hit a parse cache); the first value that does not
+    convert sends the batch through `record_converter`, record by record, to find the bad ones.
+    """
+    import operator
+
+    to_row = record_converter(columns)
+    names = [c.name for c in columns]
+    pick = operator.itemgetter(*names) if len(names) > 1 else (lambda record: (record[names[0]],))
+    plans = []
+    for i, c in enumerate(columns):
+        if c.type == "json":
+            continue
+        native = NATIVE_TYPES.get(c.type)
+        convert = _timestamp(c.format) if c.type == "timestamp" else value_converter(c)
+        plans.append((i, c.type, native, convert, value_converter(c)))
+
+    def one_by_one(records: list[dict[str, Any]]) -> tuple[list[list[Any]], list[int], list[tuple[int, str]]]:
+        rows, positions, bad = [], [], []
+        for position, record in enumerate(records):
+            try:
+                rows.append(to_row(record))
+            except ValueError as exc:
+                bad.append((position, str(exc)))
+                continue
+            positions.append(position)
+        return rows, positions, bad
+
+    def convert_batch(records: list[dict[str, Any]]) -> tuple[list[list[Any]], list[int], list[tuple[int, str]]]:
+        if not records:
+            return [], [], []
+        try:
+            columns_ = list(zip(*map(pick, records)))
+            for i, type_name, native, convert, any_value in plans:
+                values = columns_[i]
+                types = set(map(type, values))
+                if native is not None and types <= {native, _NONE}:
+                    if type_name == "long":
+                        present = values if _NONE not in types else [v for v in values if v is not None]
+                        if present and (min(present) < LONG_MIN or max(present) > LONG_MAX):
+                            raise ValueError
+                    continue
+                if type_name == "timestamp" and types == {str}:
+                    columns_[i] = list(map(convert, values))
+                elif _NONE in types:
+                    columns_[i] = [None if v is None else any_value(v) for v in values]
+                else:
+                    columns_[i] = list(map(any_value, values))
+        except (KeyError, ValueError, TypeError, OverflowError):
+            return one_by_one(records)
+        return list(map(list, zip(*columns_))), list(range(len(records))), []
+
+    return convert_batch

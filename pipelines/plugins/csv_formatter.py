@@ -22,6 +22,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any, Literal
 
 from pipelines.errors import RunError
@@ -104,6 +105,27 @@ def _same(value: Any) -> Any:
 CONVERTERS: dict[str, Callable[[Any], Any]] = {"boolean": _boolean, "timestamp": _timestamp, "json": _json}
 
 
+class _BooleanText(dict):
+    """true/false by a dict lookup (C); anything else (None) passes through."""
+
+    def __missing__(self, value: Any) -> Any:
+        return value
+
+
+def _cached_timestamps() -> Callable[[Any], Any]:
+    from functools import lru_cache
+
+    # Audiences repeat instants a lot; a cache hit costs no Python call.
+    return lru_cache(maxsize=4096)(_timestamp)
+
+
+COLUMN_CONVERTERS: dict[str, Callable[[], Callable[[Any], Any]]] = {
+    "boolean": lambda: _BooleanText({True: "true", False: "false"}).__getitem__,
+    "timestamp": _cached_timestamps,
+    "json": lambda: _json,
+}
+
+
 class CsvFormatter(FormatterPlugin):
     Settings = CsvFormatterSettings
     file_ext = "csv"
@@ -124,6 +146,7 @@ class CsvFormatter(FormatterPlugin):
         self.stray_break = {"LF": "\r", "CR": "\n", "CRLF": None}[s.newline]
         self.null = NullField(s.null_string)
         self.names = schema.names
+        self.column_converters: list[tuple[int, Callable[[Any], Any]]] = []
         self.convert = self._converter(schema)
 
     def _converter(self, schema: Schema) -> Callable[[list[Any]], list[Any]] | None:
@@ -137,8 +160,9 @@ class CsvFormatter(FormatterPlugin):
         # MINIMAL and NONE write None as an empty field: a null needs replacing only for another null_string.
         if s.null_string:
             return lambda row: [null if v is None else f(v) for f, v in zip(converters, row)]
-        if any(f is not _same for f in converters):
-            return lambda row: [f(v) for f, v in zip(converters, row)]
+        # Here a batch is converted column by column (transposed), each value by a C-level call:
+        # a cached isoformat for timestamps, a dict lookup for booleans (see COLUMN_CONVERTERS).
+        self.column_converters = [(i, COLUMN_CONVERTERS[c.type]()) for i, c in enumerate(schema.columns) if c.type in COLUMN_CONVERTERS]
         return None
 
     def begin(self) -> bytes:
@@ -149,6 +173,11 @@ class CsvFormatter(FormatterPlugin):
     def rows(self, rows: list[list[Any]]) -> bytes:
         if self.convert is not None:
             rows = [self.convert(row) for row in rows]
+        elif self.column_converters and rows:
+            columns: list[Any] = list(zip(*rows))
+            for i, convert in self.column_converters:
+                columns[i] = map(convert, columns[i])
+            rows = list(zip(*columns))  # type: ignore[arg-type]
         return self._format(rows)
 
     def _format(self, rows: list[list[Any]]) -> bytes:
@@ -158,7 +187,10 @@ class CsvFormatter(FormatterPlugin):
             if policy == "ALL":  # every string quoted: nothing needs the careful writer
                 return self._write(rows, None).encode("utf-8")
             minimal = policy == "MINIMAL"
-            text = self._write(rows, (lambda row: null_string in row) if minimal else None)
+            # Rows holding a string equal to null_string need the careful writer; one C-level scan finds
+            # whether any does, so a batch without one is written without a Python call per row.
+            suspect = minimal and null_string in chain.from_iterable(rows)
+            text = self._write(rows, (lambda row: null_string in row) if suspect else None)
             stray = self.stray_break
             if stray is not None and stray in text:  # a line break to quote or escape somewhere: again, row by row
                 text = self._write(

@@ -214,6 +214,9 @@ class KafkaOutput(OutputPlugin):
     def _producer(self, job_id: str, shard: int | None) -> Any:
         from confluent_kafka import KafkaException, Producer
 
+        from pipelines.kafka.memory import limit_malloc_arenas
+
+        limit_malloc_arenas()
         config = self.producer_config(job_id, shard)
         config["on_delivery"] = self._on_delivery
         config["error_cb"] = self._on_error
