@@ -284,60 +284,42 @@ class KafkaOutput(OutputPlugin):
             raise RunError(f"{self.failed} row(s) were not acknowledged; first: {self.first_failure}", where=self._brokers)
 
     def write(self, batch: Batch, errors: ErrorSink) -> None:
+        """The batch's keys checked and its values encoded first (JSON, or Avro in the wire format), then produced."""
+        rows, line_nos, keys = self._keyed(batch, errors)
         if self.serializer is not None:
-            self._write_avro(batch, errors)
-            return
-        import orjson
+            records, bad = self.to_records(rows)
+            values, unfit = self.serializer.encode_batch(records)
+            for position, reason in bad + [(p, f"the value {reason}") for p, reason in unfit]:
+                line = line_nos[position]
+                errors.add(batch.source, line, reason, batch.raw_line(line))
+        else:
+            import orjson
 
-        producer = self.producer
-        produce, poll, dumps = producer.produce, producer.poll, orjson.dumps
-        topic, headers, key_index, names = self.settings.topic, self.headers, self.key_index, self.value_names
-        whole_row, indexes = self.whole_row, self.value_indexes
-        produced = 0
-        for r, row in enumerate(batch.rows):
-            key = None
-            if key_index is not None:
-                key = row[key_index]
-                if key is None or key == "":
-                    line = batch.line_nos[r]
-                    errors.add(batch.source, line, f"key column '{self.settings.key_column_name}' is empty", batch.raw_line(line))
-                    continue
-                if not isinstance(key, str):
-                    key = str(key)
-            value = dumps(dict(zip(names, row if whole_row else [row[i] for i in indexes])))
-            while True:
-                try:
-                    produce(topic, value, key, headers=headers)
-                    break
-                except BufferError:
-                    poll(0.05)  # the local queue is full: let deliveries drain it
-            produced += 1
-        self.produced += produced
-        poll(0)
-        self._raise_if_failed()
+            dumps, names, indexes = orjson.dumps, self.value_names, self.value_indexes
+            if self.whole_row:
+                values = [dumps(dict(zip(names, row))) for row in rows]
+            else:
+                values = [dumps(dict(zip(names, [row[i] for i in indexes]))) for row in rows]
+        self._produce(values, keys)
 
-    def _write_avro(self, batch: Batch, errors: ErrorSink) -> None:
-        """The whole batch encoded first (avro_wire.AvroSerializer.encode_batch), then produced."""
-        rows, line_nos, source = batch.rows, batch.line_nos, batch.source
+    def _keyed(self, batch: Batch, errors: ErrorSink) -> tuple[list[list[Any]], list[int], list[str] | None]:
+        """(rows, their lines, their keys as text): a row whose key column is empty goes to `errors`."""
         key_index = self.key_index
-        keys: list[str | None] | None = None
-        if key_index is not None:
-            keys, kept, kept_lines = [], [], []
-            for r, row in enumerate(rows):
-                key = row[key_index]
-                if key is None or key == "":
-                    line = line_nos[r]
-                    errors.add(source, line, f"key column '{self.settings.key_column_name}' is empty", batch.raw_line(line))
-                    continue
-                keys.append(key if isinstance(key, str) else str(key))
-                kept.append(row)
-                kept_lines.append(line_nos[r])
-            rows, line_nos = kept, kept_lines
-        records, bad = self.to_records(rows)
-        values, unfit = self.serializer.encode_batch(records)
-        for position, reason in bad + [(p, f"the value {reason}") for p, reason in unfit]:
-            line = line_nos[position]
-            errors.add(source, line, reason, batch.raw_line(line))
+        if key_index is None:
+            return batch.rows, batch.line_nos, None
+        rows, line_nos, keys = [], [], []
+        for row, line in zip(batch.rows, batch.line_nos):
+            key = row[key_index]
+            if key is None or key == "":
+                errors.add(batch.source, line, f"key column '{self.settings.key_column_name}' is empty", batch.raw_line(line))
+                continue
+            keys.append(key if isinstance(key, str) else str(key))
+            rows.append(row)
+            line_nos.append(line)
+        return rows, line_nos, keys
+
+    def _produce(self, values: list[bytes | None], keys: list[str] | None) -> None:
+        """Produces each value (None: a row already sent to the error output) with its key."""
         producer = self.producer
         produce, poll = producer.produce, producer.poll
         topic, headers = self.settings.topic, self.headers
