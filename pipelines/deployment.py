@@ -1,0 +1,49 @@
+"""What the deployed engine reads from its environment, by where it runs.
+
+Terraform gives the ECS task definition's container and the Lambda function exactly these
+variables (tests/test_terraform.py checks both against this module), and nothing else the
+engine does not read. Job parameters (S3_BUCKET, KAFKA_TOPIC, ...) are not here: they reach a
+run as `$PIPELINES_PARAMS`, set per task by the state machine.
+"""
+
+from __future__ import annotations
+
+# Read by the configs (configs/_kafka.yml.liquid and the pipelines) wherever the engine runs.
+ENGINE_ENV: dict[str, str] = {
+    "KAFKA_BOOTSTRAP": "the brokers, host:port[,host:port...]",
+    "KAFKA_AUTH": "none, scram (SASL/SCRAM-SHA-512 over TLS) or msk_iam (SASL/OAUTHBEARER with MSK IAM over TLS)",
+    "KAFKA_SASL_SECRET_ARN": "with scram: the Secrets Manager secret holding {\"username\", \"password\"}, read at run time",
+    "SCHEMA_REGISTRY_URL": "the Confluent-compatible schema registry, for Avro pipelines",
+}
+
+# Read only by the Lambda's handler: job status, events, and starting executions (API and triggers).
+LAMBDA_ENV: dict[str, str] = {
+    "PIPELINES_JOBS_TABLE": "the DynamoDB table of job statuses",
+    "PIPELINES_EVENT_BUS": "the EventBridge bus status changes are published to",
+    "PIPELINES_STATE_MACHINE_ARN": "the state machine the API and the triggers start",
+}
+
+# Set per run by the state machine (the ECS task's container override), never in the task definition.
+PER_RUN_ENV: dict[str, str] = {
+    "PIPELINES_PARAMS": "the job's params as one JSON object",
+}
+
+# Read by the engine when set, with defaults that fit a deployment: left out of Terraform on purpose.
+OPTIONAL_ENV: dict[str, str] = {
+    "PIPELINES_CONFIGS": "where the configs are (default: configs/ beside the package, as the image has it)",
+    "PIPELINES_SHARD_BYTES": "the plan's shard size in bytes (default 128 MiB)",
+    "PIPELINES_KAFKA_DEBUG": "1: librdkafka's own log on stderr",
+    "MALLOC_ARENA_MAX": "glibc's arena limit (the engine sets 2 itself)",
+    "KAFKA_CONNECT_TIMEOUT_SECONDS": "how long to wait for the brokers (default 15)",
+    "KAFKA_TRANSACTIONAL": "false: no transaction per shard (default true)",
+}
+
+
+def task_environment() -> set[str]:
+    """The variables the ECS task definition's container sets."""
+    return set(ENGINE_ENV)
+
+
+def lambda_environment() -> set[str]:
+    """The variables the Lambda function sets."""
+    return set(ENGINE_ENV) | set(LAMBDA_ENV)
