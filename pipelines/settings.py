@@ -22,11 +22,12 @@ _SECRET = "secret"
 
 
 def option(default: Any = dataclasses.MISSING, *, secret: bool = False, factory: Any = None, key: str | None = None) -> Any:
-    """Declare a settings field; `secret` marks it for redaction, `key` is its YAML name if it differs."""
+    """Declare a settings field; `secret` marks it for redaction (and keeps it out of the settings'
+    repr, so a traceback or a log line never shows it), `key` is its YAML name if it differs."""
     metadata = {_SECRET: secret, "key": key}
     if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+        return dataclasses.field(default_factory=factory, metadata=metadata, repr=not secret)
+    return dataclasses.field(default=default, metadata=metadata, repr=not secret)
 
 
 def yaml_key(f: dataclasses.Field) -> str:

@@ -52,8 +52,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from pipelines.devstack.stack import StackConfig, down, up
 
     state_dir = tmp_path_factory.mktemp("stack")
-    kafka_port, controller_port, moto_port, registry_port = free_ports(4)
-    info = up(StackConfig(state_dir, kafka_port, controller_port, moto_port, kafka_heap="384m", registry_port=registry_port))
+    kafka_port, controller_port, moto_port, registry_port, scram_port = free_ports(5)
+    info = up(
+        StackConfig(
+            state_dir, kafka_port, controller_port, moto_port, kafka_heap="384m", registry_port=registry_port, scram_port=scram_port
+        )
+    )
     saved = {k: os.environ.get(k) for k in info.env()}
     os.environ.update(info.env())
     try:

@@ -26,6 +26,8 @@ confluent_kafka is imported lazily because the CLI imports this module.
 
 from __future__ import annotations
 
+import dataclasses
+
 import http.client
 import json
 import os
@@ -230,6 +232,13 @@ class StackConfig:
     kafka_heap: str = "512m"
     registry_port: int | None = None  # the schema registry's; None: no schema registry
     registry_heap: str = "256m"
+    # A second Kafka listener with SASL/SCRAM-SHA-512 authentication (SASL_PLAINTEXT; user
+    # SCRAM_USER, created when the storage is formatted); None: none.
+    scram_port: int | None = None
+
+
+SCRAM_USER = "pipelines"
+SCRAM_PASSWORD = "local-scram-password"  # the local stack's own broker only
 
 
 @dataclass(frozen=True)
@@ -247,6 +256,7 @@ class StackInfo:
     # The Confluent-compatible API of the schema registry (http://127.0.0.1:PORT/apis/ccompat/v7), if it runs.
     schema_registry_url: str | None = None
     schema_registry_pid: int | None = None
+    kafka_scram_bootstrap: str | None = None  # the SASL/SCRAM listener, when the stack was started with one
 
     def env(self) -> dict[str, str]:
         """Environment variables that point clients (and our pipelines) at this stack."""
@@ -316,7 +326,7 @@ def up(config: StackConfig, log: Log = _print_to_stderr) -> StackInfo:
     java = _require_java()
     kafka_dir = state_dir / "kafka"
     properties = _write_server_properties(config, kafka_dir)
-    _format_storage(java, libs, properties, kafka_dir / "data", log)
+    _format_storage(java, libs, properties, kafka_dir / "data", log, scram=config.scram_port is not None)
 
     services: list[_Service] = []
     try:
@@ -332,7 +342,10 @@ def up(config: StackConfig, log: Log = _print_to_stderr) -> StackInfo:
         _stop_services(services, log)
         _state_path(state_dir).unlink(missing_ok=True)
         raise
-    return _stack_info(state_dir, services)
+    info = _stack_info(state_dir, services)
+    if config.scram_port is not None:
+        info = dataclasses.replace(info, kafka_scram_bootstrap=f"{HOST}:{config.scram_port}")
+    return info
 
 
 def down(state_dir: Path, log: Log = _print_to_stderr) -> list[str]:
@@ -456,6 +469,8 @@ def _check_ports(config: StackConfig) -> None:
         (config.controller_port, "kafka controller", "--controller-port"),
         (config.moto_port, "moto", "--moto-port"),
     ]
+    if config.scram_port is not None:
+        wanted.append((config.scram_port, "kafka SASL/SCRAM listener", "scram_port"))
     if config.registry_port is not None:
         wanted.append((config.registry_port, "schema registry", "--registry-port"))
     ports = [port for port, _, _ in wanted]
@@ -486,7 +501,7 @@ def _port_is_free(port: int) -> bool:
 
 def _server_properties(config: StackConfig, data_dir: Path) -> dict[str, str]:
     kafka, controller = config.kafka_port, config.controller_port
-    return {
+    properties = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{controller}",
@@ -503,6 +518,15 @@ def _server_properties(config: StackConfig, data_dir: Path) -> dict[str, str]:
         "num.partitions": "1",
         "log.dirs": str(data_dir),
     }
+    if config.scram_port is not None:
+        properties["listeners"] += f",SASL_PLAINTEXT://{HOST}:{config.scram_port}"
+        properties["advertised.listeners"] += f",SASL_PLAINTEXT://{HOST}:{config.scram_port}"
+        properties["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+        properties["sasl.enabled.mechanisms"] = "SCRAM-SHA-512"
+        properties["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        )
+    return properties
 
 
 def _write_server_properties(config: StackConfig, kafka_dir: Path) -> Path:
@@ -518,8 +542,9 @@ def _classpath(libs: Path) -> str:
     return f"{libs}{os.sep}*"
 
 
-def _format_storage(java: str, libs: Path, properties: Path, data_dir: Path, log: Log) -> None:
-    """Format the KRaft storage with a fresh cluster id, unless that was done before."""
+def _format_storage(java: str, libs: Path, properties: Path, data_dir: Path, log: Log, scram: bool = False) -> None:
+    """Format the KRaft storage with a fresh cluster id, unless that was done before (with `scram`,
+    the SCRAM credentials of SCRAM_USER are written into the metadata then)."""
     if (data_dir / "meta.properties").is_file():
         return
     log(f"formatting Kafka storage in {data_dir}")
@@ -527,7 +552,8 @@ def _format_storage(java: str, libs: Path, properties: Path, data_dir: Path, log
     cluster_id = output.strip().splitlines()[-1].strip() if output.strip() else ""
     if not _CLUSTER_ID.match(cluster_id):
         raise StackError(f"kafka-storage random-uuid printed no cluster id:\n{_tail(output)}")
-    _run_storage_tool(java, libs, ["format", "-t", cluster_id, "-c", str(properties)])
+    extra = ["--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER},password={SCRAM_PASSWORD}]"] if scram else []
+    _run_storage_tool(java, libs, ["format", "-t", cluster_id, "-c", str(properties), *extra])
 
 
 def _run_storage_tool(java: str, libs: Path, args: list[str]) -> str:

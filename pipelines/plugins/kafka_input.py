@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pipelines.columns import ColumnSettings, records_converter, schema_of
 from pipelines.error_output import ErrorSink
 from pipelines.errors import ConfigError, RunError, TransientRunError
+from pipelines.kafka.connection import KafkaConnectionSettings, client_config, is_auth_error, unreachable
 from pipelines.plan import PlanItem
 from pipelines.plugins.base import InputPlugin
 from pipelines.records import Batch, Schema
@@ -48,7 +49,7 @@ FORCED = ("isolation.level", "enable.auto.commit", "enable.auto.offset.store", "
 
 
 @dataclass(frozen=True)
-class KafkaInputSettings:
+class KafkaInputSettings(KafkaConnectionSettings):
     brokers: tuple[str, ...]
     topic: str
     serialize_format: Literal["json", "avro"] = "json"
@@ -82,6 +83,7 @@ class KafkaInputSettings:
         for key in FORCED:
             if key in self.other_consumer_configs:
                 raise ValueError(f"other_consumer_configs: '{key}' is fixed by the engine (a bounded, committed snapshot)")
+        self.check_connection(self.other_consumer_configs)
 
 
 def timestamp_ms(text: str) -> int:
@@ -127,6 +129,7 @@ class KafkaInput(InputPlugin):
         self._schema = schema_of(settings.columns, where) if settings.columns else None
         self._registry: Any = None
         self._decoder: Any = None
+        self.auth_error: str | None = None
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -176,7 +179,7 @@ class KafkaInput(InputPlugin):
         limit_malloc_arenas()
         config = {
             **CONSUMER_DEFAULTS,
-            "bootstrap.servers": ",".join(self.settings.brokers),
+            **client_config(self.settings),
             "group.id": group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -198,7 +201,11 @@ class KafkaInput(InputPlugin):
         from pipelines.plugins.kafka_output import librdkafka_logger
 
         limit_malloc_arenas()
-        return AdminClient({"bootstrap.servers": ",".join(self.settings.brokers), "logger": librdkafka_logger()})
+        return AdminClient({**client_config(self.settings), "logger": librdkafka_logger(), "error_cb": self._on_error})
+
+    def _on_error(self, err: Any) -> None:
+        if is_auth_error(err):
+            self.auth_error = err.str()
 
     def _partitions(self, admin: Any) -> int:
         from confluent_kafka import KafkaException
@@ -206,10 +213,8 @@ class KafkaInput(InputPlugin):
         try:
             metadata = admin.list_topics(self.settings.topic, timeout=self.settings.connect_timeout_seconds)
         except KafkaException:
-            raise TransientRunError(
-                f"cannot reach the brokers within {self.settings.connect_timeout_seconds:g} s (is Kafka running, and is the address right?)",
-                where=self._brokers,
-            ) from None
+            admin.poll(0)  # error events (a failed authentication) reach error_cb only when polled
+            raise unreachable(self.settings, self._brokers, self.auth_error) from None
         topic = metadata.topics.get(self.settings.topic)
         if topic is None or topic.error is not None:
             raise RunError(f"topic '{self.settings.topic}' does not exist", where=self._brokers)

@@ -17,6 +17,7 @@ from pipelines.errors import ConfigError, RunError, TransientRunError
 from pipelines.plugins.base import JobTotals, OutputPlugin, OutputResult
 from pipelines.plugins.column_filters import require_columns
 from pipelines.records import Batch, Schema
+from pipelines.kafka.connection import KafkaConnectionSettings, client_config, is_auth_error, unreachable
 from pipelines.settings import option
 
 JOB_ID_HEADER = "pipelines.job_id"
@@ -24,6 +25,9 @@ MARKER_HEADER = "pipelines.marker"
 # Kafka keeps at most this much metadata with a committed offset (offset.metadata.max.bytes).
 MAX_RECORD_BYTES = 4096
 TRANSACTION_TIMEOUT_MS = 900_000  # the broker's default transaction.max.timeout.ms
+# How long abort() may block in librdkafka (whose transaction calls do not return to Python for a
+# signal): a SIGTERM'd shard (ECS kills 30 s after it) must abort, and exit, well within that.
+ABORT_TIMEOUT_SECONDS = 10
 
 # Chosen for throughput with bounded memory; `other_producer_configs` overrides any of them.
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -57,7 +61,7 @@ def librdkafka_logger() -> logging.Logger:
 
 
 @dataclass(frozen=True)
-class KafkaOutputSettings:
+class KafkaOutputSettings(KafkaConnectionSettings):
     brokers: tuple[str, ...]
     topic: str
     key_column_name: str | None = None
@@ -91,6 +95,7 @@ class KafkaOutputSettings:
         for key in FORCED:
             if key in self.other_producer_configs:
                 raise ValueError(f"other_producer_configs: '{key}' is fixed by the engine (no lost or doubled rows)")
+        self.check_connection(self.other_producer_configs)
 
 
 class KafkaOutput(OutputPlugin):
@@ -186,7 +191,7 @@ class KafkaOutput(OutputPlugin):
         s = self.settings
         config: dict[str, Any] = {
             **PRODUCER_DEFAULTS,
-            "bootstrap.servers": ",".join(s.brokers),
+            **client_config(s),
             "compression.type": s.compression,
             "client.id": f"pipelines-{job_id}",
             **dict(s.other_producer_configs),
@@ -236,12 +241,8 @@ class KafkaOutput(OutputPlugin):
         except KafkaException as exc:
             raise TransientRunError(f"Kafka transaction failed: {exc.args[0].str()}", where=self._brokers) from None
 
-    def _unreachable(self) -> TransientRunError:
-        return TransientRunError(
-            f"cannot reach the brokers within {self.settings.connect_timeout_seconds:g} s "
-            "(is Kafka running, and is the address right?)",
-            where=self._brokers,
-        )
+    def _unreachable(self) -> Exception:
+        return unreachable(self.settings, self._brokers, getattr(self, "auth_error", None))
 
     @property
     def _brokers(self) -> str:
@@ -254,6 +255,7 @@ class KafkaOutput(OutputPlugin):
         try:
             metadata = client.list_topics(self.settings.topic, timeout=timeout)
         except KafkaException:
+            client.poll(0)  # error events (a failed authentication) reach error_cb only when polled
             raise self._unreachable() from None
         topic = metadata.topics.get(self.settings.topic)
         if topic is None or topic.error is not None:
@@ -276,6 +278,8 @@ class KafkaOutput(OutputPlugin):
     def _on_error(self, err: Any) -> None:
         if err.fatal():
             self.fatal = err.str()
+        elif is_auth_error(err):
+            self.auth_error = err.str()
 
     def _raise_if_failed(self) -> None:
         if self.fatal:
@@ -364,7 +368,7 @@ class KafkaOutput(OutputPlugin):
 
         if len(record.encode()) > MAX_RECORD_BYTES:
             raise RunError(f"the shard report is {len(record)} bytes, more than Kafka keeps with an offset ({MAX_RECORD_BYTES})")
-        consumer = Consumer({"bootstrap.servers": ",".join(self.settings.brokers), "group.id": group})
+        consumer = Consumer({**client_config(self.settings), "group.id": group})
         try:
             topic = self.settings.topic
             if offsets_after is None:
@@ -388,7 +392,7 @@ class KafkaOutput(OutputPlugin):
         import time
 
         group = self.shard_group(job_id, shard)
-        consumer = Consumer({"bootstrap.servers": ",".join(self.settings.brokers), "group.id": group, "logger": librdkafka_logger()})
+        consumer = Consumer({**client_config(self.settings), "group.id": group, "logger": librdkafka_logger()})
         # A group coordinator that is loading or moving answers "not coordinator" for a moment: ask again.
         passing = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE)
         deadline = time.monotonic() + self.settings.connect_timeout_seconds
@@ -416,13 +420,13 @@ class KafkaOutput(OutputPlugin):
             return 0
         if self.settings.transactional:
             try:
-                producer.abort_transaction(30)
+                producer.abort_transaction(ABORT_TIMEOUT_SECONDS)
             except KafkaException:
                 pass  # the transaction coordinator aborts it after transaction.timeout.ms anyway
             return 0
         # Without a transaction nothing can be taken back: deliver what was produced (valid rows
         # read before the failure), and count exactly what the brokers acknowledged.
-        remaining = producer.flush(30)
+        remaining = producer.flush(ABORT_TIMEOUT_SECONDS)
         return self.produced - self.failed - remaining
 
     def close(self) -> None:
