@@ -1,6 +1,7 @@
 """The `pipelines` command. Thin: each command parses options and calls the engine.
 
-Exit codes: 0 success; 1 the run failed; 2 the config or the command line is wrong.
+Exit codes: 0 success; 1 the run failed; 2 the config or the command line is wrong; 75 the run
+failed for a reason that may pass (a broker not answering, or SIGTERM: see _stop_on_sigterm).
 """
 
 from __future__ import annotations
@@ -46,6 +47,46 @@ def fail(exc: Exception) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     raise exc
+
+
+_stopped: list[Exception] = []  # the Terminated error of the SIGTERM `run` received, once one came
+
+
+def _stop_on_sigterm(message: str) -> Any:
+    """While `run` runs, SIGTERM (what ECS sends on a task stop or a Spot reclaim, 30 s before its
+    SIGKILL) raises errors.Terminated in the main thread, wherever it is: the shard's `except
+    BaseException` aborts its Kafka transaction and multipart uploads, and `run` prints one error
+    line and the failed summary and exits 75, so the workflow retries the shard. A second SIGTERM is
+    ignored: it must not cut the abort short. Returns what restores the previous handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # only the main thread receives signals; a caller in another thread keeps its own
+    from pipelines.errors import Terminated
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stopped.append(Terminated(message))
+        raise _stopped[0]
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        if not _stopped:  # after a SIGTERM it stays ignored until the process exits
+            signal.signal(signal.SIGTERM, previous)
+
+    return restore
+
+
+def _reported(exc: BaseException) -> Exception | None:
+    """The error a failed run reports: the SIGTERM's once one came (whatever it broke on its way out),
+    else `exc` if it is a PipelineError; None for anything else (a bug: let it show)."""
+    from pipelines.errors import PipelineError
+
+    if _stopped:
+        return _stopped[0]
+    return exc if isinstance(exc, PipelineError) else None
 
 
 def with_params(variables: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -140,19 +181,27 @@ def run(
     separate processes. Rows that fail parsing or validation go to exec.error_output; past
     exec.max_errors (default 0) or exec.max_error_rate the shard fails and its transaction is
     aborted, so read_committed consumers see nothing of it. Progress goes to stderr.
+
+    SIGTERM (an ECS task stop or Spot reclaim) aborts the running shard the same way and exits 75.
     """
-    from pipelines.errors import PipelineError
+    from pipelines.errors import Terminated
 
     if shard is not None and plan_uri is None:
         raise click.UsageError("--shard needs --plan (make one with `pipelines plan CONFIG --out URI`)")
-    job = load(config, variables)
+    restore = _stop_on_sigterm(Terminated.SHARD if shard is not None else Terminated.JOB)
     try:
+        job = load(config, variables)
         if shard is not None:
             _run_one_shard(job, plan_uri, shard, force, attempt)
         else:
             _run_all_shards(job, config, with_params(variables), plan_uri, force, job_id, shard_bytes)
-    except PipelineError as exc:
-        fail(exc)
+    except Exception as exc:
+        reported = _reported(exc)
+        if reported is None:
+            raise
+        fail(reported)
+    finally:
+        restore()
 
 
 def _progress(label: str) -> Any:
@@ -167,7 +216,6 @@ def _progress(label: str) -> Any:
 def _run_one_shard(job: Any, plan_uri: str, shard: int, force: bool, attempt: int | None) -> None:
     import json
 
-    from pipelines.errors import PipelineError
     from pipelines.progress import RunStats
     from pipelines.shards import done_report, make_error_sink, read_plan, run_shard
 
@@ -181,9 +229,12 @@ def _run_one_shard(job: Any, plan_uri: str, shard: int, force: bool, attempt: in
     stats, errors = RunStats(), make_error_sink(job, plan.job_id, shard)
     try:
         report = run_shard(job, plan, plan_uri, shard, stats, errors, _progress(f"{plan.job_id} shard {shard}"), attempt)
-    except PipelineError as exc:
+    except Exception as exc:
+        reported = _reported(exc)
+        if reported is None:
+            raise
         failed = {"job_id": plan.job_id, "shard": shard, "status": "failed", "rows_read": stats.rows_read,
-                  "rows_written": stats.rows_written, "rows_skipped": errors.count, "error": str(exc)}
+                  "rows_written": stats.rows_written, "rows_skipped": errors.count, "error": str(reported)}
         click.echo(json.dumps(failed))
         raise
     _warn_skipped(report.rows_skipped, report.error_output)
@@ -195,7 +246,6 @@ def _run_all_shards(
 ) -> None:
     import time
 
-    from pipelines.errors import PipelineError
     from pipelines.runner import new_job_id
     from pipelines.shards import AllShards, default_plan_uri
 
@@ -208,8 +258,11 @@ def _run_all_shards(
     started = time.monotonic()
     try:
         summary = runner.run()
-    except PipelineError as exc:
-        click.echo(runner.summary.close(time.monotonic() - started, str(exc)).to_json())
+    except Exception as exc:
+        reported = _reported(exc)
+        if reported is None:
+            raise
+        click.echo(runner.summary.close(time.monotonic() - started, str(reported)).to_json())
         raise
     except KeyboardInterrupt:
         click.echo(runner.summary.close(time.monotonic() - started, "interrupted").to_json())
@@ -336,4 +389,10 @@ _add_workflow_commands()
 
 
 def main() -> None:
-    cli(prog_name="pipelines")
+    from pipelines.errors import Terminated
+
+    try:
+        cli(prog_name="pipelines")
+    except Terminated as exc:  # a SIGTERM that came while `run` was already reporting another error
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)

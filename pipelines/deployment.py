@@ -30,7 +30,7 @@ PER_RUN_ENV: dict[str, str] = {
 
 # Read by the engine when set, with defaults that fit a deployment: left out of Terraform on purpose.
 OPTIONAL_ENV: dict[str, str] = {
-    "PIPELINES_CONFIGS": "where the configs are (default: configs/ beside the package, as the image has it)",
+    "PIPELINES_CONFIGS": "where the configs are (default: configs/ beside the package; container/Dockerfile sets /app/configs)",
     "PIPELINES_SHARD_BYTES": "the plan's shard size in bytes (default 128 MiB)",
     "PIPELINES_KAFKA_DEBUG": "1: librdkafka's own log on stderr",
     "MALLOC_ARENA_MAX": "glibc's arena limit (the engine sets 2 itself)",

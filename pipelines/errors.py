@@ -44,5 +44,15 @@ class TransientRunError(RunError):
     exit_code = EXIT_RETRYABLE
 
 
+class Terminated(TransientRunError):
+    """The process was told to stop (SIGTERM: a Fargate stop or a Spot reclaim) and aborted what it ran.
+
+    Retryable: a stopped shard aborted its transaction (and its multipart uploads), so running it
+    again gives every row once."""
+
+    SHARD = "stopped by SIGTERM (a Fargate stop or Spot reclaim); the shard was aborted and can be retried"
+    JOB = "stopped by SIGTERM (a Fargate stop or Spot reclaim); the running shards were aborted, and running the job again resumes it"
+
+
 class DataError(RunError):
     """The input bytes themselves are bad (truncated compression, wrong charset, empty object)."""

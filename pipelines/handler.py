@@ -28,7 +28,7 @@ SHARD_BYTES_ENV = "PIPELINES_SHARD_BYTES"
 
 
 def configs_dir() -> Path:
-    """$PIPELINES_CONFIGS, or the configs/ folder beside the package (the image puts them there)."""
+    """$PIPELINES_CONFIGS (the image sets /app/configs), or the configs/ folder beside the package (a checkout)."""
     return Path(os.environ.get(CONFIGS_ENV) or Path(__file__).resolve().parent.parent / "configs")
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from pipelines import storage
 from pipelines.config import Job
 from pipelines.error_output import ErrorSink, error_file_uri
-from pipelines.errors import ConfigError, RunError
+from pipelines.errors import ConfigError, RunError, Terminated
 from pipelines.plugins.base import JobTotals
 from pipelines.plan import DEFAULT_SHARD_BYTES, Plan, make_plan
 from pipelines.progress import Progress, RunStats, log_event
@@ -179,6 +179,7 @@ def make_error_sink(job: Job, job_id: str, shard: int) -> ErrorSink:
 
 
 GC_THRESHOLD = (10_000, 10, 10)
+STOP_SECONDS = 25.0  # after a SIGTERM, how long the shard processes get to abort (ECS kills at 30 s)
 
 
 def relax_garbage_collector() -> None:
@@ -338,26 +339,52 @@ class AllShards:
         """Each shard in its own `pipelines run --shard` process, `threads` at a time."""
         waiting, running, failed = list(pending), {}, {}
         with tempfile.TemporaryDirectory(prefix="pipelines-shards-") as logs:
-            while waiting or running:
-                while waiting and len(running) < threads:
-                    index = waiting.pop(0)
-                    log = open(os.path.join(logs, f"{index}.log"), "w+b")
-                    process = subprocess.Popen(self._command(index), stdout=subprocess.DEVNULL, stderr=log)
-                    running[index] = (process, log)
-                    log_event("shard_started", job_id=self.job_id, shard=index, pid=process.pid)
-                for index, (process, log) in list(running.items()):
-                    code = process.poll()
-                    if code is None:
-                        continue
-                    del running[index]
-                    log.seek(0)
-                    lines = log.read().decode(errors="replace").splitlines()
-                    log.close()
-                    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
-                    if code != 0:
-                        failed[index] = errors[-1] if errors else f"exit code {code}: " + (lines[-1] if lines else "")
-                    log_event("shard_finished", job_id=self.job_id, shard=index, exit_code=code)
-                time.sleep(0.05)
+            try:
+                self._run_processes(waiting, running, failed, logs, threads)
+            except Terminated:
+                self._stop_processes(running)
+                raise
         if failed:
             details = "; ".join(f"shard {i}: {message}" for i, message in sorted(failed.items()))
             raise RunError(f"{len(failed)} shard(s) failed ({details}); rerun the job to resume", where=f"job {self.job_id}")
+
+    def _stop_processes(self, running: dict[int, Any]) -> None:
+        """SIGTERM to the running shard processes (each aborts its shard and exits 75); any still running
+        after STOP_SECONDS is killed (its transaction is fenced by the next attempt)."""
+        import signal
+
+        for process, _ in running.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for index, (process, log) in running.items():
+            try:
+                code = process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                code = process.wait()
+            log.close()
+            log_event("shard_finished", job_id=self.job_id, shard=index, exit_code=code)
+
+    def _run_processes(self, waiting: list[int], running: dict[int, Any], failed: dict[int, str], logs: str, threads: int) -> None:
+        """Starts shards while fewer than `threads` run; collects each one's exit code and last error line."""
+        while waiting or running:
+            while waiting and len(running) < threads:
+                index = waiting.pop(0)
+                log = open(os.path.join(logs, f"{index}.log"), "w+b")
+                process = subprocess.Popen(self._command(index), stdout=subprocess.DEVNULL, stderr=log)
+                running[index] = (process, log)
+                log_event("shard_started", job_id=self.job_id, shard=index, pid=process.pid)
+            for index, (process, log) in list(running.items()):
+                code = process.poll()
+                if code is None:
+                    continue
+                del running[index]
+                log.seek(0)
+                lines = log.read().decode(errors="replace").splitlines()
+                log.close()
+                errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+                if code != 0:
+                    failed[index] = errors[-1] if errors else f"exit code {code}: " + (lines[-1] if lines else "")
+                log_event("shard_finished", job_id=self.job_id, shard=index, exit_code=code)
+            time.sleep(0.05)
