@@ -45,7 +45,7 @@ from pipelines.errors import ConfigError, RunError, TransientRunError
 PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "s3_drop_rule": ("bucket", "prefix", "suffix"),
     "s3_drop_input": ("pipeline",),
-    "schedule_input": ("export_pipeline",),
+    "schedule_input": ("export_pipeline", "export_bucket"),
 }
 
 # templatefile's interpolation, as in pipelines.workflow: `${name}`; `$${` is a literal `${`.

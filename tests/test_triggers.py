@@ -207,7 +207,7 @@ def test_trigger_job_id_prefers_the_version_id() -> None:
 
 
 def test_schedule_input_and_job_id() -> None:
-    rendered = render_trigger("schedule_input", {"export_pipeline": "export_audience"})
+    rendered = render_trigger("schedule_input", {"export_pipeline": "export_audience", "export_bucket": "audiences-eu"})
     # what EventBridge Scheduler does with its context attributes when it invokes the target
     text = (
         json.dumps(rendered)
@@ -216,7 +216,7 @@ def test_schedule_input_and_job_id() -> None:
     )
     event = json.loads(text)
     assert event["task"] == "trigger" and event["pipeline"] == "export_audience"
-    assert event["params"] == {"SCHEDULED_TIME": "2026-11-22T03:00:00Z"}
+    assert event["params"] == {"SCHEDULED_TIME": "2026-11-22T03:00:00Z", "EXPORT_BUCKET": "audiences-eu"}
     assert trigger_job_id(event["pipeline"], event["trigger"]) == "sched-nightly-export-20261122T030000Z"
     other_group = json.loads(text.replace("schedule/default/", "schedule/exports/"))
     assert trigger_job_id(event["pipeline"], other_group["trigger"]) == "sched-exports-nightly-export-20261122T030000Z"

@@ -53,6 +53,7 @@ CONTAINER_NAME = "engine"
 
 
 EXPORT_PIPELINE = "export_audience_to_s3"  # a bounded snapshot of the audience topic into gzip CSV in S3, with a manifest
+EXPORT_BUCKET = DROP_BUCKET  # the local stack's one bucket: drops, work files and exports
 EXPORT_SCHEDULE_NAME = f"{NAME}-nightly-export"
 EXPORT_SCHEDULE = "cron(0 3 * * ? *)"
 
@@ -133,7 +134,7 @@ def _schedule(scheduler: Any, function: str, role: str) -> None:
     workflow/schedule_input.json (moto stores it but never fires it: tests start its input themselves)."""
     from pipelines.triggers import render_trigger
 
-    target = {"Arn": function, "RoleArn": role, "Input": json.dumps(render_trigger("schedule_input", {"export_pipeline": EXPORT_PIPELINE}))}
+    target = {"Arn": function, "RoleArn": role, "Input": json.dumps(render_trigger("schedule_input", {"export_pipeline": EXPORT_PIPELINE, "export_bucket": EXPORT_BUCKET}))}
     settings = {"ScheduleExpression": EXPORT_SCHEDULE, "FlexibleTimeWindow": {"Mode": "OFF"}, "Target": target, "State": "ENABLED"}
     try:
         scheduler.create_schedule(Name=EXPORT_SCHEDULE_NAME, **settings)
