@@ -209,3 +209,39 @@ def rows_and_markers(records: list) -> tuple[list, dict[int, dict]]:
         else:
             rows.append(msg)
     return rows, markers
+
+
+# --- the main import on several gzip objects (tests/test_exactly_once.py, tests/test_container.py)
+
+MAIN_CONFIG = CONFIGS / "send_audience_to_kafka.yml.liquid"
+
+
+def config_with(tmp_path: Path, **exec_options: object) -> str:
+    """The main config (and its Kafka partial) with extra exec options, e.g. small batches."""
+    lines = "".join(f"  {key}: {value}\n" for key, value in exec_options.items())
+    (tmp_path / "job.yml.liquid").write_text(MAIN_CONFIG.read_text().replace("exec:\n", "exec:\n" + lines))
+    (tmp_path / "_kafka.yml.liquid").write_text((CONFIGS / "_kafka.yml.liquid").read_text())
+    return str(tmp_path / "job.yml.liquid")
+
+
+def put_audiences(s3, bucket: str, count: int, rows: int) -> list[str]:
+    """`count` gzip CSV objects under in/ of `rows` rows each (distinct user ids); returns every user id."""
+    import gzip
+    import io
+
+    from pipelines.devstack.sample import write_audience_csv
+
+    ids = []
+    for n in range(count):
+        raw = io.BytesIO()
+        write_audience_csv(raw, rows, seed=n)
+        text = raw.getvalue().decode().replace("\nu", f"\nu{n}-")  # distinct ids across objects
+        s3.put_object(Bucket=bucket, Key=f"in/part-{n}.csv.gz", Body=gzip.compress(text.encode(), 1))
+        ids += [line.split(",", 1)[0] for line in text.splitlines()[1:]]
+    return ids
+
+
+def job_vars(bucket: str, topic: str, **more: str) -> list[str]:
+    """--var arguments of the main import reading in/ of `bucket` into `topic`."""
+    pairs = {"S3_BUCKET": bucket, "S3_KEY": "in/", "KAFKA_TOPIC": topic, **more}
+    return [arg for key, value in pairs.items() for arg in ("--var", f"{key}={value}")]

@@ -7,8 +7,6 @@ run exits 75 within ECS's 30 s, and running the shard again gives every row once
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import re
@@ -24,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, REPO, consume_all, run_cli, wait_for_rows
+from conftest import REPO, config_with, consume_all, job_vars, put_audiences, run_cli, wait_for_rows
 
 from pipelines.devstack.sample import write_audience_csv
 
@@ -367,31 +365,6 @@ def test_entrypoint_serves_the_lambda_handler(tmp_path):
 # ------------------------------------------------------------------------------------ SIGTERM, real broker
 
 
-def import_config(tmp_path: Path) -> str:
-    """The main import config with small batches (so a shard takes a while), and its Kafka partial."""
-    text = (CONFIGS / "send_audience_to_kafka.yml.liquid").read_text().replace("exec:\n", "exec:\n  batch_rows: 200\n")
-    (tmp_path / "job.yml.liquid").write_text(text)
-    (tmp_path / "_kafka.yml.liquid").write_text((CONFIGS / "_kafka.yml.liquid").read_text())
-    return str(tmp_path / "job.yml.liquid")
-
-
-def put_audiences(s3, bucket: str, count: int, rows: int) -> list[str]:
-    """`count` gzip CSV objects under in/ of `rows` rows each, distinct user ids; returns them all."""
-    ids = []
-    for n in range(count):
-        raw = io.BytesIO()
-        write_audience_csv(raw, rows, seed=n)
-        text = raw.getvalue().decode().replace("\nu", f"\nu{n}-")
-        s3.put_object(Bucket=bucket, Key=f"in/part-{n}.csv.gz", Body=gzip.compress(text.encode(), 1))
-        ids += [line.split(",", 1)[0] for line in text.splitlines()[1:]]
-    return ids
-
-
-def job_vars(bucket: str, topic: str, **more: str) -> list[str]:
-    pairs = {"S3_BUCKET": bucket, "S3_KEY": "in/", "KAFKA_TOPIC": topic, **more}
-    return [arg for key, value in pairs.items() for arg in ("--var", f"{key}={value}")]
-
-
 def start(command: list[str], tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
     """Starts `command` (ECS environment) with stdout and stderr in files; returns it and its folder."""
     folder = tmp_path / name
@@ -435,7 +408,7 @@ def test_sigterm_aborts_the_shard_and_exits_75(stack, s3, bucket, topic, tmp_pat
     from pipelines.errors import Terminated
 
     ids = put_audiences(s3, bucket, count=1, rows=150_000)
-    config = import_config(tmp_path)
+    config = config_with(tmp_path, batch_rows=200)
     job_id = f"sigterm-{via}"
     plan = f"s3://{bucket}/_jobs/{job_id}/plan.json"
     made = run_cli("plan", config, *job_vars(bucket, topic), "--out", plan, "--job-id", job_id)
@@ -469,7 +442,7 @@ def test_sigterm_stops_every_shard_process(stack, s3, bucket, topic, tmp_path):
     from pipelines.errors import Terminated
 
     ids = put_audiences(s3, bucket, count=3, rows=150_000)
-    config = import_config(tmp_path)
+    config = config_with(tmp_path, batch_rows=200)
     args = ["run", config, *job_vars(bucket, topic, MAX_THREADS="2"), "--job-id", "sigterm-all", "--shard-size", "1"]
     process, folder = start([str(ENTRYPOINT), *args], tmp_path, "first")
     wait_for_rows(stack.kafka_bootstrap, topic, 10_000, process)

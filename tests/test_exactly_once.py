@@ -4,7 +4,6 @@ end markers, and a broker restart in the middle of a run. Plans and reports live
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import signal
@@ -12,41 +11,11 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, REPO, consume_all, end_offsets, rows_and_markers, run_cli, summary_of, wait_for_rows
-
-from pipelines.devstack.sample import write_audience_csv
-
-MAIN_CONFIG = CONFIGS / "send_audience_to_kafka.yml.liquid"
-
-
-def config_with(tmp_path: Path, **exec_options: object) -> str:
-    """The main config (and its Kafka partial) with extra exec options, e.g. small batches."""
-    lines = "".join(f"  {key}: {value}\n" for key, value in exec_options.items())
-    (tmp_path / "job.yml.liquid").write_text(MAIN_CONFIG.read_text().replace("exec:\n", "exec:\n" + lines))
-    (tmp_path / "_kafka.yml.liquid").write_text((CONFIGS / "_kafka.yml.liquid").read_text())
-    return str(tmp_path / "job.yml.liquid")
-
-
-def put_audiences(s3, bucket: str, count: int, rows: int) -> list[str]:
-    """`count` gzip CSV objects of `rows` rows each (distinct user ids); returns every user id."""
-    ids = []
-    for n in range(count):
-        raw = io.BytesIO()
-        write_audience_csv(raw, rows, seed=n)
-        text = raw.getvalue().decode().replace("\nu", f"\nu{n}-")  # distinct ids across objects
-        s3.put_object(Bucket=bucket, Key=f"in/part-{n}.csv.gz", Body=gzip.compress(text.encode(), 1))
-        ids += [line.split(",", 1)[0] for line in text.splitlines()[1:]]
-    return ids
-
-
-def job_vars(bucket: str, topic: str, **more: str) -> list[str]:
-    out = ["--var", f"S3_BUCKET={bucket}", "--var", "S3_KEY=in/", "--var", f"KAFKA_TOPIC={topic}"]
-    for key, value in more.items():
-        out += ["--var", f"{key}={value}"]
-    return out
+from conftest import (
+    REPO, config_with, consume_all, end_offsets, job_vars, put_audiences, rows_and_markers, run_cli, summary_of, wait_for_rows,
+)
 
 
 def streams_style_read(bootstrap: str, topic: str, job_id: str) -> dict[int, list[str]]:
