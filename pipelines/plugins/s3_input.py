@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -66,7 +67,19 @@ def s3_error(exc: Exception, uri: str) -> RunError:
     return RunError(str(exc), where=uri)
 
 
-class S3Input(InputPlugin):
+class S3Client:
+    """The S3 client of a plugin whose settings name `endpoint`, `region`, `access_key_id` and
+    `secret_access_key` (the S3 input and output), made on first use."""
+
+    settings: Any
+
+    @functools.cached_property
+    def client(self) -> Any:
+        s = self.settings
+        return s3_client(s.endpoint, s.region, s.access_key_id, s.secret_access_key)
+
+
+class S3Input(S3Client, InputPlugin):
     Settings = S3InputSettings
 
     def __init__(self, settings: S3InputSettings, where: str) -> None:
@@ -74,14 +87,6 @@ class S3Input(InputPlugin):
         self.pattern = compile_pattern(settings.path_match_pattern, f"{where}.path_match_pattern")
         if settings.path is not None and settings.path_match_pattern is not None:
             raise ConfigError("path_match_pattern goes with path_prefix, not path", where=f"{where}.path_match_pattern")
-        self._client: Any = None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            s = self.settings
-            self._client = s3_client(s.endpoint, s.region, s.access_key_id, s.secret_access_key)
-        return self._client
 
     def list_sources(self) -> list[Source]:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -10,10 +10,10 @@ when the shard commits) are those of pipelines.object_files:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 from pipelines.object_files import DEFAULT_PART_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, FileStore, FileWritingOutput, S3FileStore
+from pipelines.plugins.s3_input import S3Client
 from pipelines.settings import option
 
 
@@ -46,26 +46,9 @@ class S3OutputSettings:
         if self.max_bytes_per_file is not None and self.max_bytes_per_file > self.part_size * MAX_PARTS:
             raise ValueError(f"max_bytes_per_file is more than S3's {MAX_PARTS} parts of part_size bytes")
 
-    def __repr__(self) -> str:  # never the credentials, in a traceback or a log
-        shown = {f.name: ("******" if f.metadata.get("secret") and getattr(self, f.name) else getattr(self, f.name)) for f in fields(self)}
-        return f"S3OutputSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
-
-class S3Output(FileWritingOutput):
+class S3Output(S3Client, FileWritingOutput):
     Settings = S3OutputSettings
-
-    def __init__(self, settings: S3OutputSettings, where: str) -> None:
-        super().__init__(settings, where)
-        self._client: Any = None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from pipelines.plugins.s3_input import s3_client
-
-            s = self.settings
-            self._client = s3_client(s.endpoint, s.region, s.access_key_id, s.secret_access_key)
-        return self._client
 
     def new_store(self) -> FileStore:
         return S3FileStore(self.client, self.settings.bucket, self.settings.part_size)
