@@ -84,10 +84,6 @@ class NullField:
         return 0.0
 
 
-def _boolean(value: Any) -> Any:
-    return ("true" if value else "false") if isinstance(value, bool) else value
-
-
 def _timestamp(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
@@ -100,9 +96,6 @@ def _json(value: Any) -> Any:
 
 def _same(value: Any) -> Any:
     return value
-
-
-CONVERTERS: dict[str, Callable[[Any], Any]] = {"boolean": _boolean, "timestamp": _timestamp, "json": _json}
 
 
 class _BooleanText(dict):
@@ -119,7 +112,8 @@ def _cached_timestamps() -> Callable[[Any], Any]:
     return lru_cache(maxsize=4096)(_timestamp)
 
 
-COLUMN_CONVERTERS: dict[str, Callable[[], Callable[[Any], Any]]] = {
+# What turns a column's values into what the csv module writes (a new one per formatter: the caches).
+CONVERTERS: dict[str, Callable[[], Callable[[Any], Any]]] = {
     "boolean": lambda: _BooleanText({True: "true", False: "false"}).__getitem__,
     "timestamp": _cached_timestamps,
     "json": lambda: _json,
@@ -152,7 +146,7 @@ class CsvFormatter(FormatterPlugin):
     def _converter(self, schema: Schema) -> Callable[[list[Any]], list[Any]] | None:
         """What turns a row into the values the csv module writes; None when the row goes as it is."""
         s: CsvFormatterSettings = self.settings
-        converters = [CONVERTERS.get(c.type, _same) for c in schema.columns]
+        converters = [CONVERTERS[c.type]() if c.type in CONVERTERS else _same for c in schema.columns]
         null = self.null
         if s.quote_policy == "ALL":  # every value a string (quoted), nulls bare
             typed = [(None if f is _same else f) for f in converters]
@@ -161,8 +155,8 @@ class CsvFormatter(FormatterPlugin):
         if s.null_string:
             return lambda row: [null if v is None else f(v) for f, v in zip(converters, row)]
         # Here a batch is converted column by column (transposed), each value by a C-level call:
-        # a cached isoformat for timestamps, a dict lookup for booleans (see COLUMN_CONVERTERS).
-        self.column_converters = [(i, COLUMN_CONVERTERS[c.type]()) for i, c in enumerate(schema.columns) if c.type in COLUMN_CONVERTERS]
+        # a cached isoformat for timestamps, a dict lookup for booleans (see CONVERTERS).
+        self.column_converters = [(i, f) for i, f in enumerate(converters) if f is not _same]
         return None
 
     def begin(self) -> bytes:
