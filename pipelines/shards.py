@@ -167,8 +167,7 @@ def next_attempt(plan_uri: str, index: int) -> int:
 
 def check_unchanged(job: Job, plan: Plan, index: int) -> None:
     """Every item of the shard is still what the plan saw (objects: same ETag and size)."""
-    for item in plan.shard(index).items:
-        job.input.check_item(item)
+    job.input.check_items(plan.shard(index).items)
 
 
 def make_error_sink(job: Job, job_id: str, shard: int) -> ErrorSink:

@@ -43,21 +43,20 @@ class InputPlugin(Plugin):
         """Everything to read, checked to exist and be non-empty before anything is written."""
         raise NotImplementedError
 
-    def check_item(self, item: PlanItem) -> None:
-        """Fails if the item is not what the plan saw (an object changed or gone since)."""
-        now = self.current(item.source)
-        if now is None:
-            from pipelines.errors import RunError
+    def check_items(self, items: tuple[PlanItem, ...]) -> None:
+        """Fails if an item is not what the plan saw (an object changed or gone since)."""
+        from pipelines.errors import RunError
 
-            raise RunError("the object is gone since the plan was made", where=item.uri)
-        if (now.etag, now.size) != (item.etag, item.size):
-            from pipelines.errors import RunError
-
-            raise RunError(
-                f"the object changed since the plan was made (ETag {item.etag} and {item.size} bytes, "
-                f"now {now.etag} and {now.size} bytes); make a new plan",
-                where=item.uri,
-            )
+        for item in items:
+            now = self.current(item.source)
+            if now is None:
+                raise RunError("the object is gone since the plan was made", where=item.uri)
+            if (now.etag, now.size) != (item.etag, item.size):
+                raise RunError(
+                    f"the object changed since the plan was made (ETag {item.etag} and {item.size} bytes, "
+                    f"now {now.etag} and {now.size} bytes); make a new plan",
+                    where=item.uri,
+                )
 
     # Record inputs only:
     def schema(self) -> Schema:

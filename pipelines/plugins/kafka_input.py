@@ -14,6 +14,7 @@ the records of one job (header `pipelines.job_id`).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -101,6 +102,11 @@ def _text(value: bytes) -> str:
     return value[:RAW_LIMIT].decode("utf-8", "replace")
 
 
+def partition_of(item: PlanItem) -> int:
+    """The partition of a plan item `kafka://topic/N`."""
+    return int(item.uri.rsplit("/", 1)[1])
+
+
 def partition_ranges(topic: str, starts: list[int], ends: list[int], per_shard: int) -> list[PlanItem]:
     """Offset ranges [start, end) of at most `per_shard` offsets, partition by partition; empty ones left out."""
     items = []
@@ -133,8 +139,9 @@ class KafkaInput(InputPlugin):
 
     # -- schema ---------------------------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def columns(self) -> tuple[ColumnSettings, ...]:
+        """The declared columns, or the fields of the subject's latest schema (asked once)."""
         if self.settings.columns:
             return self.settings.columns
         from pipelines.avro_schema import columns_from_avro
@@ -301,28 +308,32 @@ class KafkaInput(InputPlugin):
 
     # -- run ------------------------------------------------------------------------------------
 
-    def check_item(self, item: PlanItem) -> None:
-        """The range's records are all still there (retention may have deleted the oldest since the plan)."""
+    def check_items(self, items: tuple[PlanItem, ...]) -> None:
+        """Every range's records are all still there (retention may have deleted the oldest since the
+        plan): one metadata and one ListOffsets request for the whole shard."""
         from confluent_kafka.admin import OffsetSpec
 
+        if not items:
+            return
         admin = self._admin()
-        partition = int(item.uri.rsplit("/", 1)[1])
         partitions = self._partitions(admin)
-        if partition >= partitions:
-            raise RunError(f"partition {partition} is gone since the plan was made", where=item.uri)
-        earliest = self._offsets(admin, partitions, OffsetSpec.earliest())[partition]
-        if earliest > item.start:
-            raise RunError(
-                f"records from offset {item.start} to {earliest - 1} were deleted (retention) since the plan was made; make a new plan",
-                where=item.label,
-            )
+        earliest = self._offsets(admin, partitions, OffsetSpec.earliest())
+        for item in items:
+            partition = partition_of(item)
+            if partition >= partitions:
+                raise RunError(f"partition {partition} is gone since the plan was made", where=item.uri)
+            if earliest[partition] > item.start:
+                raise RunError(
+                    f"records from offset {item.start} to {earliest[partition] - 1} were deleted (retention) since the plan was made; make a new plan",
+                    where=item.label,
+                )
 
     def _messages(self, item: PlanItem, batch_rows: int) -> Iterator[list[Any]]:
         """The range's messages in lists (read_committed, offsets in [start, end)), ending at `end`
         even while the topic keeps growing."""
         from confluent_kafka import KafkaError, TopicPartition
 
-        partition, start, end = int(item.uri.rsplit("/", 1)[1]), item.start, item.end
+        partition, start, end = partition_of(item), item.start, item.end
         assert end is not None
         if start >= end:
             return
@@ -449,7 +460,7 @@ class KafkaInput(InputPlugin):
 
         ends: dict[int, int] = {}
         for item in items:
-            partition = int(item.uri.rsplit("/", 1)[1])
+            partition = partition_of(item)
             ends[partition] = max(ends.get(partition, 0), item.end or 0)
         consumer = self._consumer(self.settings.group_id or "")
         try:
