@@ -3,6 +3,7 @@ measuring a child process tree, and the results table. Nothing here installs any
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -37,6 +38,16 @@ PRODUCER_SETTINGS = {
 
 
 # --- the stack -------------------------------------------------------------------------------------
+
+def arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark takes: the audience (rows, seed), the topics' partitions, the cache."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="1000000 or 10000000, say (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--work-dir", type=Path, default=BENCH / ".work", help="cached audiences and logs")
+    return parser
+
 
 def stack_env() -> dict[str, str]:
     """KAFKA_BOOTSTRAP and AWS_ENDPOINT_URL as `eval "$(pipelines dev up)"` exports them; exits if unset

@@ -9,24 +9,19 @@ See bench/README.md for what the columns mean.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
-from common import (BENCH, BUCKET, PIPELINES, Row, bootstrap, delete_topics, kcat_path, machine, measure,
+from common import (arguments, BENCH, BUCKET, PIPELINES, Row, bootstrap, delete_topics, kcat_path, machine, measure,
                     new_topic, ours_import, prepare_audience, print_commands, s3, stack_env, summary_of, table)
 
 
 def main() -> None:
     cpus = os.cpu_count() or 1
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--partitions", type=int, default=6)
+    parser = arguments(__doc__)
     parser.add_argument("--processes", type=int, default=cpus, help="shard processes of the 'all processes' run (default: CPUs)")
-    parser.add_argument("--work-dir", type=Path, default=BENCH / ".work")
     parser.add_argument("--source-topic", help="an existing topic filled by our import with --rows rows (default: fill a new one)")
     parser.add_argument("--skip-naive", action="store_true", help="leave out the naive Python run (slow)")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the topic this run filled")

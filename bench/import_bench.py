@@ -9,25 +9,19 @@ checked and the table printed. See bench/README.md for what the columns mean.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from pathlib import Path
 
-from common import (BENCH, PRODUCER_SETTINGS, Row, bootstrap, count_committed, delete_topics, high_watermarks,
+from common import (arguments, BENCH, PRODUCER_SETTINGS, Row, bootstrap, count_committed, delete_topics, high_watermarks,
                     kcat_path, machine, measure, new_topic, ours_import, prepare_audience, print_commands,
                     stack_env, table)
 
 
 def main() -> None:
     cpus = os.cpu_count() or 1
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000, help="1000000 or 10000000, say (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--partitions", type=int, default=6)
+    parser = arguments(__doc__)
     parser.add_argument("--processes", type=int, default=cpus, help="shard processes of the 'all processes' run (default: CPUs)")
     parser.add_argument("--parts", type=int, default=2 * cpus, help="gzip parts (= shards) of that run (default: 2 x CPUs)")
-    parser.add_argument("--work-dir", type=Path, default=BENCH / ".work", help="cached audiences and logs")
     parser.add_argument("--skip-naive", action="store_true", help="leave out the naive Python run (slow)")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the benchmark topics at the end")
     args = parser.parse_args()

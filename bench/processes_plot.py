@@ -11,23 +11,18 @@ shard is a `pipelines run --shard` process, that many at once.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-from common import BENCH, Row, delete_topics, machine, new_topic, ours_import, prepare_audience, stack_env, table
+from common import arguments, BENCH, Row, delete_topics, machine, new_topic, ours_import, prepare_audience, stack_env, table
 
 
 def main() -> None:
     cpus = os.cpu_count() or 1
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--partitions", type=int, default=6)
+    parser = arguments(__doc__)
     parser.add_argument("--max-processes", type=int, default=cpus, help="N (default: CPUs)")
     parser.add_argument("--parts", type=int, help="gzip parts = shards (default: 2 x N, so every process has work)")
-    parser.add_argument("--work-dir", type=Path, default=BENCH / ".work")
     parser.add_argument("--out", type=Path, default=BENCH / "processes.png")
     args = parser.parse_args()
     try:
