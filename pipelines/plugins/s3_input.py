@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import threading
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -32,7 +34,25 @@ class S3InputSettings:
             raise ValueError("set exactly one of 'path' (one object) or 'path_prefix' (every object under it)")
 
 
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+# What a client is made from besides the arguments: a change (tests, a Lambda reused with new
+# settings) makes a new one.
+_CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_PROFILE")
+
+
 def s3_client(endpoint: str | None = None, region: str | None = None, access_key_id: str | None = None, secret_access_key: str | None = None) -> Any:
+    """An S3 client, made once per settings and process: making one loads botocore's service
+    models (a quarter of a second), and a run reads and writes through several."""
+    key = (endpoint, region, access_key_id, secret_access_key, *(os.environ.get(name) for name in _CLIENT_ENV))
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = _CLIENTS[key] = _new_s3_client(endpoint, region, access_key_id, secret_access_key)
+        return client
+
+
+def _new_s3_client(endpoint: str | None, region: str | None, access_key_id: str | None, secret_access_key: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
