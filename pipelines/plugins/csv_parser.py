@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import IO, Any
 
-from pipelines.columns import ColumnSettings, schema_of, text_converter
+from pipelines.columns import BOOLEANS, ColumnSettings, schema_of, text_converter
 from pipelines.error_output import ErrorSink
 from pipelines.errors import DataError
 from pipelines.plugins.base import ParserPlugin
@@ -17,6 +17,24 @@ from pipelines.records import Batch, Schema, Source
 from pipelines.textio import TextChunks, check_charset
 
 csv.field_size_limit(16 << 20)
+
+# _fastrows.read_rows: how a column converts, and why a call returned.
+FAST_KINDS = {"string": 0, "long": 1, "double": 2, "boolean": 3}
+CALL = 4
+FULL, END, CSV_ERROR, WIDTH = 0, 1, 2, 3
+
+
+def _fast_read_rows() -> Any:
+    """The compiled row loop, or None when it was not built (or PIPELINES_NATIVE=0)."""
+    import os
+
+    if os.environ.get("PIPELINES_NATIVE", "1") == "0":
+        return None
+    try:
+        from pipelines._fastrows import read_rows
+    except ImportError:
+        return None
+    return read_rows
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,10 @@ class CsvParser(ParserPlugin):
         self.converters = [
             (i, c.name, c.type, conv) for i, c in enumerate(settings.columns) if (conv := text_converter(c)) is not None
         ]
+        self.read_rows = _fast_read_rows()
+        # How _fastrows.read_rows converts each column: a kind, and the converter (or mapping) it uses.
+        self.kinds = tuple(FAST_KINDS.get(c.type, CALL) for c in settings.columns)
+        self.hows = tuple(BOOLEANS if c.type == "boolean" else text_converter(c) for c in settings.columns)
 
     def schema(self) -> Schema:
         return self._schema
@@ -104,6 +126,9 @@ class CsvParser(ParserPlugin):
 
         rows: list[list[Any]] = []
         line_nos: list[int] = []
+        if self.read_rows is not None:
+            yield from self._batches_fast(reader, chunks, errors, errors_before, batch_rows, skip, split, uri)
+            return
         prev = skip  # physical line where the previous record ended
         while True:
             try:
@@ -141,6 +166,42 @@ class CsvParser(ParserPlugin):
                 if split:
                     raise _range_ends_in_quotes(uri, start, exc) from None
                 bad(start, prev, f"malformed CSV: {exc}")
+        consumed = len(rows) + errors.count - errors_before
+        if consumed:
+            yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
+
+    def _batches_fast(
+        self, reader: Any, chunks: TextChunks, errors: ErrorSink, errors_before: int, batch_rows: int, skip: int, split: bool, uri: str
+    ) -> Iterator[tuple[Batch, int]]:
+        """The loop of `batches` in C (pipelines/_fastrows.c): the same rows, line numbers and errors."""
+        s = self.settings
+        columns = s.columns
+        read_rows, kinds, hows, null = self.read_rows, self.kinds, self.hows, s.null_string
+        extra_ok, optional_ok = s.allow_extra_columns, s.allow_optional_columns
+        rows: list[list[Any]] = []
+        line_nos: list[int] = []
+        prev = skip
+        while True:
+            done, start, prev, payload = read_rows(
+                reader, rows, line_nos, batch_rows, skip, prev, kinds, hows, null, extra_ok, optional_ok, csv.Error
+            )
+            if done == FULL:
+                consumed = len(rows) + errors.count - errors_before
+                yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
+                rows, line_nos, errors_before = [], [], errors.count
+            elif done == END:
+                break
+            elif done == CSV_ERROR:
+                start, prev = prev + 1, skip + reader.line_num
+                if split:
+                    raise _range_ends_in_quotes(uri, start, payload) from None
+                errors.add(uri, start, f"malformed CSV: {payload}", chunks.raw_lines(start, prev))
+            elif done == WIDTH:
+                errors.add(uri, start, f"expected {len(columns)} columns, got {len(payload)}", chunks.raw_lines(start, prev))
+            else:
+                i, text = payload
+                reason = f"column '{columns[i].name}' ({columns[i].type}): cannot parse {text!r}"
+                errors.add(uri, start, reason, chunks.raw_lines(start, prev))
         consumed = len(rows) + errors.count - errors_before
         if consumed:
             yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed

@@ -101,6 +101,7 @@ class KafkaOutputSettings(KafkaConnectionSettings):
 class KafkaOutput(OutputPlugin):
     Settings = KafkaOutputSettings
     serializer: Any = None  # with serialize_format avro: the AvroSerializer, set when the output opens
+    batch_producer: Any = None  # the compiled batch loop (pipelines.kafka.native), set when the output opens, if usable
 
     def bind(self, schema: Schema) -> None:
         s = self.settings
@@ -211,12 +212,16 @@ class KafkaOutput(OutputPlugin):
         self.headers = [(JOB_ID_HEADER, job_id.encode())]
         if self.settings.serialize_format == "avro":
             self.serializer, self.to_records = self._avro_schema()  # before connecting: a schema problem costs nothing
-        self.producer = self._producer(job_id, shard)
+        batched = self._batches_natively()
+        self.producer = self._producer(job_id, shard, only_errors=batched)
         self.partition_rows = [0] * self.partitions
+        self.batch_producer = self._batch_producer() if batched else None
+        if batched and self.batch_producer is None:  # its handle did not check out: every delivery report is needed
+            self.producer = self._producer(job_id, shard)
         if self.settings.transactional:
             self._transaction(lambda timeout: (self.producer.init_transactions(timeout), self.producer.begin_transaction()))
 
-    def _producer(self, job_id: str, shard: int | None) -> Any:
+    def _producer(self, job_id: str, shard: int | None, only_errors: bool = False) -> Any:
         from confluent_kafka import KafkaException, Producer
 
         from pipelines.kafka.memory import limit_malloc_arenas
@@ -224,6 +229,8 @@ class KafkaOutput(OutputPlugin):
         limit_malloc_arenas()
         config = self.producer_config(job_id, shard)
         config["on_delivery"] = self._on_delivery
+        if only_errors:
+            config["delivery.report.only.error"] = True
         config["error_cb"] = self._on_error
         config["logger"] = librdkafka_logger()
         try:
@@ -231,7 +238,36 @@ class KafkaOutput(OutputPlugin):
         except KafkaException as exc:
             raise ConfigError(f"invalid producer setting: {exc.args[0].str()}", where=self.where) from None
         self.partitions = self._check_topic(producer)
+        self.client_id = config["client.id"]
         return producer
+
+    def _batches_natively(self) -> bool:
+        """Whether keyed JSON values go through the compiled batch loop (pipelines.kafka.native)."""
+        if self.settings.serialize_format != "json" or self.key_index is None:
+            return False
+        from pipelines.kafka.native import unavailable_reason
+
+        return unavailable_reason() is None
+
+    def _batch_producer(self) -> Any:
+        """The compiled batch loop over the producer, or None.
+
+        Its producer reports failed deliveries only (delivery.report.only.error): rows are counted
+        per partition as they are produced, partitioned with murmur2 exactly as the
+        `murmur2_random` partitioner would, and a failure fails the run as on the Python path."""
+        from pipelines.kafka.native import batch_producer
+
+        s = self.settings
+        return batch_producer(
+            self.producer,
+            self.client_id,
+            topic=s.topic,
+            key_index=self.key_index,
+            value_indexes=self.value_indexes,
+            names=self.value_names,
+            headers=self.headers,
+            on_delivery=self._on_delivery,
+        )
 
     def _transaction(self, step: Any) -> None:
         from confluent_kafka import KafkaException
@@ -289,6 +325,18 @@ class KafkaOutput(OutputPlugin):
 
     def write(self, batch: Batch, errors: ErrorSink) -> None:
         """The batch's keys checked and its values encoded first (JSON, or Avro in the wire format), then produced."""
+        if self.batch_producer is not None:
+            try:
+                produced, empty_keys = self.batch_producer.produce(batch.rows, self.partition_rows)
+            except RuntimeError as exc:
+                raise RunError(str(exc), where=self._brokers) from None
+            self.produced += produced
+            for position in empty_keys:
+                line = batch.line_nos[position]
+                errors.add(batch.source, line, f"key column '{self.settings.key_column_name}' is empty", batch.raw_line(line))
+            self.producer.poll(0)
+            self._raise_if_failed()
+            return
         rows, line_nos, keys = self._keyed(batch, errors)
         if self.serializer is not None:
             records, bad = self.to_records(rows)
@@ -430,7 +478,7 @@ class KafkaOutput(OutputPlugin):
         return self.produced - self.failed - remaining
 
     def close(self) -> None:
-        self.producer = None
+        self.producer = self.batch_producer = None
 
     def finish(self, totals: JobTotals) -> dict[str, Any]:
         """Sends one end marker to every partition, once: a second finish of the same job sends none."""

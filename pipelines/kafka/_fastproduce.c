@@ -1,0 +1,479 @@
+/*
+ * The Kafka output's hot loop in C: a batch of rows becomes JSON values, keyed and partitioned
+ * like the Java client (murmur2), produced with one librdkafka call each, and counted per
+ * partition, with no Python call per row.
+ *
+ * It produces through the rd_kafka_t of a confluent_kafka.Producer (the first field after the
+ * object header of its Handle), so that producer's transactions, flush and callbacks stay in
+ * charge. Each message carries the per-message state confluent_kafka's delivery callback expects
+ * (its struct Producer_msgstate: the producer, then the callback; allocated with calloc, which
+ * that callback frees), so a failed delivery reaches the output's on_delivery as with
+ * Producer.produce. The producer is made with delivery.report.only.error: rows are counted per
+ * partition here as they are produced, and only failures come back.
+ *
+ * librdkafka is not linked: `bind(path)` finds its functions in the copy confluent_kafka has
+ * already loaded into the process, so this builds with nothing but Python's headers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <datetime.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* librdkafka's producev() argument types (rd_kafka_vtype_t) and the codes used here. */
+enum { V_END = 0, V_TOPIC = 1, V_PARTITION = 3, V_VALUE = 4, V_KEY = 5, V_OPAQUE = 6, V_MSGFLAGS = 7, V_HEADER = 9 };
+#define MSG_F_COPY 0x2
+#define ERR_QUEUE_FULL (-184)
+#define RD_KAFKA_PRODUCER 0
+
+typedef int (*producev_fn)(void *rk, ...);
+typedef const char *(*err2str_fn)(int err);
+typedef const char *(*name_fn)(const void *rk);
+typedef int (*type_fn)(const void *rk);
+
+static producev_fn rk_producev;
+static err2str_fn rk_err2str;
+static name_fn rk_name;
+static type_fn rk_type;
+
+typedef struct {
+    PyObject_HEAD
+    void *rk;
+} HandleHead;
+
+/* confluent_kafka's struct Producer_msgstate {Handle *self; PyObject *dr_cb;}, with room to spare (zeros). */
+#define MSGSTATE_WORDS 4
+
+static void **msgstate_new(PyObject *producer, PyObject *on_delivery) {
+    void **state = calloc(MSGSTATE_WORDS, sizeof(void *));
+    if (!state)
+        return NULL;
+    state[0] = producer;
+    state[1] = on_delivery;
+    Py_INCREF(on_delivery);
+    return state;
+}
+
+static void msgstate_free(void **state) {
+    Py_DECREF((PyObject *)state[1]);
+    free(state);
+}
+
+/* ---- a growable byte buffer, reused across calls (the GIL is held throughout) ---- */
+
+static char *buf;
+static size_t buf_cap, buf_len;
+
+static int reserve(size_t more) {
+    if (buf_len + more <= buf_cap)
+        return 0;
+    size_t cap = buf_cap ? buf_cap : 4096;
+    while (cap < buf_len + more)
+        cap *= 2;
+    char *grown = PyMem_Realloc(buf, cap);
+    if (!grown) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    buf = grown;
+    buf_cap = cap;
+    return 0;
+}
+
+static int put(const char *s, size_t n) {
+    if (reserve(n) < 0)
+        return -1;
+    memcpy(buf + buf_len, s, n);
+    buf_len += n;
+    return 0;
+}
+
+/* ---- JSON text of one value, as orjson writes it ---- */
+
+static const char HEX[] = "0123456789abcdef";
+
+static int put_json_string(const char *s, Py_ssize_t n) {
+    /* worst case: every byte a \u00XX escape */
+    if (reserve((size_t)n * 6 + 2) < 0)
+        return -1;
+    char *out = buf + buf_len;
+    *out++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *out++ = (char)c;
+            continue;
+        }
+        *out++ = '\\';
+        switch (c) {
+        case '"': *out++ = '"'; break;
+        case '\\': *out++ = '\\'; break;
+        case '\n': *out++ = 'n'; break;
+        case '\r': *out++ = 'r'; break;
+        case '\t': *out++ = 't'; break;
+        case '\b': *out++ = 'b'; break;
+        case '\f': *out++ = 'f'; break;
+        default:
+            *out++ = 'u'; *out++ = '0'; *out++ = '0';
+            *out++ = HEX[c >> 4]; *out++ = HEX[c & 15];
+        }
+    }
+    *out++ = '"';
+    buf_len = (size_t)(out - buf);
+    return 0;
+}
+
+static int put_float(double v) {
+    if (!isfinite(v))
+        return put("null", 4);
+    char *text = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (!text)
+        return -1;
+    /* Python writes 1e-07, orjson 1e-7: drop the exponent's leading zero. */
+    size_t n = strlen(text);
+    char *e = strchr(text, 'e');
+    int rc;
+    if (e && (e[1] == '-' || e[1] == '+') && e[2] == '0' && e[3] != '\0') {
+        size_t head = (size_t)(e + 2 - text);
+        rc = put(text, head) < 0 ? -1 : put(e + 3, n - head - 1);
+    } else {
+        rc = put(text, n);
+    }
+    PyMem_Free(text);
+    return rc;
+}
+
+static void two(char *p, int v) { p[0] = (char)('0' + v / 10); p[1] = (char)('0' + v % 10); }
+
+/* 1 written, 0 not one this writes (a time zone other than UTC), -1 error */
+static int put_datetime(PyObject *v) {
+    PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
+    int utc = tz != Py_None;
+    if (utc && tz != PyDateTime_TimeZone_UTC)
+        return 0;
+    int year = PyDateTime_GET_YEAR(v), us = PyDateTime_DATE_GET_MICROSECOND(v);
+    char text[40], *p = text;
+    *p++ = '"';
+    p[0] = (char)('0' + year / 1000); p[1] = (char)('0' + year / 100 % 10); two(p + 2, year % 100); p += 4;
+    *p++ = '-'; two(p, PyDateTime_GET_MONTH(v)); p += 2;
+    *p++ = '-'; two(p, PyDateTime_GET_DAY(v)); p += 2;
+    *p++ = 'T'; two(p, PyDateTime_DATE_GET_HOUR(v)); p += 2;
+    *p++ = ':'; two(p, PyDateTime_DATE_GET_MINUTE(v)); p += 2;
+    *p++ = ':'; two(p, PyDateTime_DATE_GET_SECOND(v)); p += 2;
+    if (us) {
+        *p++ = '.';
+        for (int d = 100000; d; d /= 10)
+            *p++ = (char)('0' + us / d % 10);
+    }
+    if (utc) {
+        memcpy(p, "+00:00", 6);
+        p += 6;
+    }
+    *p++ = '"';
+    return put(text, (size_t)(p - text)) < 0 ? -1 : 1;
+}
+
+static int put_other(PyObject *v, PyObject *fallback) {
+    PyObject *text = PyObject_CallOneArg(fallback, v);
+    if (!text)
+        return -1;
+    if (!PyBytes_Check(text)) {
+        Py_DECREF(text);
+        PyErr_SetString(PyExc_TypeError, "the fallback serializer must return bytes");
+        return -1;
+    }
+    int rc = put(PyBytes_AS_STRING(text), (size_t)PyBytes_GET_SIZE(text));
+    Py_DECREF(text);
+    return rc;
+}
+
+static int put_value(PyObject *v, PyObject *fallback) {
+    if (PyUnicode_CheckExact(v)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+        return s ? put_json_string(s, n) : -1;
+    }
+    if (v == Py_None)
+        return put("null", 4);
+    if (v == Py_True)
+        return put("true", 4);
+    if (v == Py_False)
+        return put("false", 5);
+    if (PyFloat_CheckExact(v))
+        return put_float(PyFloat_AS_DOUBLE(v));
+    if (PyLong_CheckExact(v)) {
+        int overflow;
+        long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (!overflow) {
+            char text[24];
+            int len = snprintf(text, sizeof text, "%lld", n);
+            return put(text, (size_t)len);
+        }
+        return put_other(v, fallback);
+    }
+    if (PyDateTime_CheckExact(v)) {
+        int done = put_datetime(v);
+        if (done)
+            return done < 0 ? -1 : 0;
+    }
+    return put_other(v, fallback);
+}
+
+/* ---- Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2) ---- */
+
+static int32_t murmur2(const unsigned char *data, size_t len) {
+    const uint32_t m = 0x5bd1e995;
+    uint32_t h = 0x9747b28cu ^ (uint32_t)len;
+    size_t end = len & ~(size_t)3;
+    for (size_t i = 0; i < end; i += 4) {
+        uint32_t k = (uint32_t)data[i] | (uint32_t)data[i + 1] << 8 | (uint32_t)data[i + 2] << 16 | (uint32_t)data[i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    switch (len & 3) {
+    case 3: h ^= (uint32_t)data[end + 2] << 16; /* fall through */
+    case 2: h ^= (uint32_t)data[end + 1] << 8; /* fall through */
+    case 1: h ^= data[end]; h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return (int32_t)h;
+}
+
+static PyObject *py_murmur2(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int32_t h = murmur2(view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromLong(h);
+}
+
+/* ---- binding to the loaded librdkafka, and to a producer ---- */
+
+static PyObject *py_bind(PyObject *self, PyObject *arg) {
+    const char *path = PyUnicode_AsUTF8(arg);
+    if (!path)
+        return NULL;
+    void *lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (!lib) {
+        PyErr_Format(PyExc_OSError, "librdkafka is not loaded from %s", path);
+        return NULL;
+    }
+    rk_producev = (producev_fn)dlsym(lib, "rd_kafka_producev");
+    rk_err2str = (err2str_fn)dlsym(lib, "rd_kafka_err2str");
+    rk_name = (name_fn)dlsym(lib, "rd_kafka_name");
+    rk_type = (type_fn)dlsym(lib, "rd_kafka_type");
+    if (!rk_producev || !rk_err2str || !rk_name || !rk_type) {
+        rk_producev = NULL;
+        PyErr_Format(PyExc_OSError, "%s lacks rd_kafka_producev, rd_kafka_err2str, rd_kafka_name or rd_kafka_type", path);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static void *producer_handle(PyObject *producer) {
+    if (!rk_producev) {
+        PyErr_SetString(PyExc_RuntimeError, "bind() librdkafka first");
+        return NULL;
+    }
+    void *rk = ((HandleHead *)producer)->rk;
+    if (!rk) {
+        PyErr_SetString(PyExc_RuntimeError, "the producer is closed");
+        return NULL;
+    }
+    return rk;
+}
+
+/* name(producer): librdkafka's name of the producer's handle ("<client.id>#producer-N"), and its type, to check the handle. */
+static PyObject *py_handle_name(PyObject *self, PyObject *producer) {
+    void *rk = producer_handle(producer);
+    if (!rk)
+        return NULL;
+    if (rk_type(rk) != RD_KAFKA_PRODUCER)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(rk_name(rk));
+}
+
+/* counts[p] += added[p] for every partition */
+static int add_counts(PyObject *counts, const long long *added, Py_ssize_t partitions) {
+    for (Py_ssize_t p = 0; p < partitions; p++) {
+        if (!added[p])
+            continue;
+        PyObject *more = PyLong_FromLongLong(added[p]);
+        PyObject *total = more ? PyNumber_Add(PyList_GET_ITEM(counts, p), more) : NULL;
+        Py_XDECREF(more);
+        if (!total)
+            return -1;
+        PyList_SetItem(counts, p, total);
+    }
+    return 0;
+}
+
+/*
+ * produce_json(producer, topic, rows, start, key_index, value_indexes, names, header_name,
+ *              header_value, counts, fallback, on_delivery) -> (next, produced, empty_keys)
+ *
+ * Produces rows[start:] (lists) as JSON objects {names[j]: row[value_indexes[j]]}: `names[j]`
+ * is the bytes '"name":' (with a leading ',' after the first). The key is row[key_index] (str;
+ * other values as str()); a row whose key is None or "" is not produced and its position is
+ * returned in empty_keys. The partition is murmur2(key) made positive modulo len(counts), and
+ * counts[partition] is increased for each row produced. Values other than str, int, float,
+ * bool, None and datetimes (naive or UTC) are written by `fallback(value) -> bytes`. A failed
+ * delivery calls on_delivery(err, msg) (from poll or flush), as Producer.produce(on_delivery=) would.
+ * `next` < len(rows) when librdkafka's queue is full: poll, then call again from `next`.
+ */
+static PyObject *py_produce_json(PyObject *self, PyObject *args) {
+    PyObject *producer, *rows, *value_indexes, *names, *counts, *fallback, *on_delivery;
+    const char *topic, *header_name, *header_value;
+    Py_ssize_t start, key_index, header_len;
+    if (!PyArg_ParseTuple(args, "OyO!nnO!O!yy#O!OO:produce_json", &producer, &topic, &PyList_Type, &rows, &start,
+                          &key_index, &PyTuple_Type, &value_indexes, &PyTuple_Type, &names, &header_name,
+                          &header_value, &header_len, &PyList_Type, &counts, &fallback, &on_delivery))
+        return NULL;
+    if (!PyCallable_Check(on_delivery)) {
+        PyErr_SetString(PyExc_TypeError, "on_delivery must be callable");
+        return NULL;
+    }
+    void *rk = producer_handle(producer);
+    if (!rk)
+        return NULL;
+    Py_ssize_t ncols = PyTuple_GET_SIZE(value_indexes), partitions = PyList_GET_SIZE(counts);
+    if (PyTuple_GET_SIZE(names) != ncols || partitions < 1) {
+        PyErr_SetString(PyExc_ValueError, "names must match value_indexes, and counts have one entry per partition");
+        return NULL;
+    }
+    Py_ssize_t idx[ncols > 0 ? ncols : 1];
+    const char *name_text[ncols > 0 ? ncols : 1];
+    Py_ssize_t name_len[ncols > 0 ? ncols : 1];
+    for (Py_ssize_t j = 0; j < ncols; j++) {
+        idx[j] = PyLong_AsSsize_t(PyTuple_GET_ITEM(value_indexes, j));
+        PyObject *name = PyTuple_GET_ITEM(names, j);
+        if ((idx[j] < 0 && PyErr_Occurred()) || !PyBytes_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "value_indexes are ints and names bytes");
+            return NULL;
+        }
+        name_text[j] = PyBytes_AS_STRING(name);
+        name_len[j] = PyBytes_GET_SIZE(name);
+    }
+    long long added[partitions];
+    memset(added, 0, sizeof added);
+    PyObject *empty_keys = PyList_New(0);
+    if (!empty_keys)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows), i = start, produced = 0;
+    for (; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyList_Check(row)) {
+            PyErr_SetString(PyExc_TypeError, "rows must be lists");
+            goto fail;
+        }
+        Py_ssize_t width = PyList_GET_SIZE(row);
+        if (key_index >= width) {
+            PyErr_SetString(PyExc_IndexError, "key_index is past the row's end");
+            goto fail;
+        }
+        PyObject *key = PyList_GET_ITEM(row, key_index), *key_text = NULL;
+        if (key == Py_None || (PyUnicode_Check(key) && PyUnicode_GET_LENGTH(key) == 0)) {
+            PyObject *position = PyLong_FromSsize_t(i);
+            if (!position || PyList_Append(empty_keys, position) < 0) {
+                Py_XDECREF(position);
+                goto fail;
+            }
+            Py_DECREF(position);
+            continue;
+        }
+        if (!PyUnicode_Check(key)) {
+            key = key_text = PyObject_Str(key);
+            if (!key)
+                goto fail;
+        }
+        Py_ssize_t key_len;
+        const char *key_bytes = PyUnicode_AsUTF8AndSize(key, &key_len);
+        if (!key_bytes) {
+            Py_XDECREF(key_text);
+            goto fail;
+        }
+        buf_len = 0;
+        if (put("{", 1) < 0) {
+            Py_XDECREF(key_text);
+            goto fail;
+        }
+        for (Py_ssize_t j = 0; j < ncols; j++) {
+            if (idx[j] >= width) {
+                PyErr_SetString(PyExc_IndexError, "a value index is past the row's end");
+                Py_XDECREF(key_text);
+                goto fail;
+            }
+            if (put(name_text[j], (size_t)name_len[j]) < 0 || put_value(PyList_GET_ITEM(row, idx[j]), fallback) < 0) {
+                Py_XDECREF(key_text);
+                goto fail;
+            }
+        }
+        if (put("}", 1) < 0) {
+            Py_XDECREF(key_text);
+            goto fail;
+        }
+        int32_t partition = (int32_t)((uint32_t)murmur2((const unsigned char *)key_bytes, (size_t)key_len) & 0x7fffffffu) % (int32_t)partitions;
+        void **state = msgstate_new(producer, on_delivery);
+        if (!state) {
+            Py_XDECREF(key_text);
+            PyErr_NoMemory();
+            goto fail;
+        }
+        int err = rk_producev(rk, V_TOPIC, topic, V_PARTITION, partition, V_KEY, (void *)key_bytes, (size_t)key_len,
+                              V_VALUE, (void *)buf, buf_len, V_MSGFLAGS, MSG_F_COPY, V_HEADER, header_name,
+                              (const void *)header_value, (Py_ssize_t)header_len, V_OPAQUE, (void *)state, V_END);
+        Py_XDECREF(key_text);
+        if (err)
+            msgstate_free(state);
+        if (err == ERR_QUEUE_FULL)
+            break;
+        if (err) {
+            PyErr_Format(PyExc_RuntimeError, "cannot produce: %s", rk_err2str(err));
+            goto fail;
+        }
+        added[partition]++;
+        produced++;
+    }
+    if (add_counts(counts, added, partitions) < 0) {
+        Py_DECREF(empty_keys);
+        return NULL;
+    }
+    return Py_BuildValue("nnN", i, produced, empty_keys);
+fail:
+    /* Rows produced before the failure still count (the caller aborts the transaction anyway). */
+    {
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        if (add_counts(counts, added, partitions) < 0)
+            PyErr_Clear();
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
+    Py_DECREF(empty_keys);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"bind", py_bind, METH_O, "bind(path): use the librdkafka confluent_kafka loaded from path"},
+    {"handle_name", py_handle_name, METH_O, "handle_name(producer): librdkafka's name of the producer's handle"},
+    {"produce_json", py_produce_json, METH_VARARGS, "produce rows as JSON values (see the source)"},
+    {"murmur2", py_murmur2, METH_O, "murmur2(data): Kafka's murmur2 of bytes, as a signed 32-bit int"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastproduce", "The Kafka output's batch produce loop.", -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__fastproduce(void) {
+    PyDateTime_IMPORT;
+    if (!PyDateTimeAPI)
+        return NULL;
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,127 @@
+"""The Kafka output's compiled batch loop (`_fastproduce.c`), when it was built and can be bound.
+
+`batch_producer(producer, client_id, ...)` gives a `BatchProducer` over a confluent_kafka Producer
+made with `delivery.report.only.error` (see _fastproduce.c), or None (with the reason in
+`unavailable_reason()`): the extension was not built (no C compiler at install time), librdkafka
+was not found in the process, the producer's handle did not check out, or PIPELINES_NATIVE=0.
+The output then produces row by row in Python, with the same result.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+_bound: bool | None = None
+_reason: str | None = None
+
+
+def _bind() -> bool:
+    global _bound, _reason
+    if _bound is not None:
+        return _bound
+    _bound = False
+    try:
+        from pipelines.kafka import _fastproduce
+    except ImportError as exc:
+        _reason = f"the extension is not built ({exc})"
+        return False
+    import confluent_kafka  # noqa: F401  (loads librdkafka)
+
+    path = _loaded_librdkafka()
+    if path is None:
+        _reason = "librdkafka is not among the process's loaded libraries"
+        return False
+    try:
+        _fastproduce.bind(path)
+    except OSError as exc:
+        _reason = str(exc)
+        return False
+    _bound = True
+    return True
+
+
+def _loaded_librdkafka() -> str | None:
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.rstrip("\n").split(maxsplit=5)[-1]
+                if "/librdkafka" in path and os.path.exists(path):
+                    return path
+    except OSError:
+        return None
+    return None
+
+
+def unavailable_reason() -> str | None:
+    """Why batch_producer() gives None, or None if it does not."""
+    if os.environ.get("PIPELINES_NATIVE", "1") == "0":
+        return "PIPELINES_NATIVE=0"
+    return None if _bind() else _reason
+
+
+class BatchProducer:
+    """Produces whole batches of rows as JSON values through one C call (see _fastproduce.c)."""
+
+    def __init__(
+        self,
+        producer: Any,
+        topic: str,
+        key_index: int,
+        value_indexes: list[int],
+        names: list[str],
+        headers: list[tuple[str, bytes]],
+        on_delivery: Any,
+    ):
+        import orjson
+
+        from pipelines.kafka import _fastproduce
+
+        (header_name, header_value), = headers
+        self._produce = _fastproduce.produce_json
+        self._args = (
+            producer,
+            topic.encode(),
+            key_index,
+            tuple(value_indexes),
+            tuple((b"," if j else b"") + orjson.dumps(name) + b":" for j, name in enumerate(names)),
+            header_name.encode(),
+            header_value,
+        )
+        self._fallback = orjson.dumps
+        self._on_delivery = on_delivery
+        self._poll = producer.poll
+
+    def produce(self, rows: list[list[Any]], counts: list[int]) -> tuple[int, list[int]]:
+        """Produces `rows`, adding to `counts` per partition: (rows produced, positions of rows with an empty key)."""
+        producer, topic, key_index, indexes, names, header_name, header_value = self._args
+        start, produced, empty = 0, 0, []
+        while True:
+            start, done, empty_here = self._produce(
+                producer, topic, rows, start, key_index, indexes, names, header_name, header_value, counts, self._fallback, self._on_delivery
+            )
+            produced += done
+            empty += empty_here
+            if start >= len(rows):
+                return produced, empty
+            self._poll(0.05)  # librdkafka's queue is full: let deliveries drain it
+
+
+def batch_producer(producer: Any, client_id: str, **kwargs: Any) -> BatchProducer | None:
+    """A BatchProducer over `producer` (a confluent_kafka.Producer made with `client_id` and
+    delivery.report.only.error), or None."""
+    if unavailable_reason() is not None:
+        return None
+    from confluent_kafka import Producer
+
+    from pipelines.kafka import _fastproduce
+
+    global _reason
+    if type(producer) is not Producer:
+        _reason = f"not a confluent_kafka.Producer: {type(producer).__name__}"
+        return None
+    name = _fastproduce.handle_name(producer)
+    if name is None or not name.startswith(client_id + "#"):
+        _reason = f"the producer's handle is not the expected one (name {name!r})"
+        return None
+    return BatchProducer(producer, **kwargs)
