@@ -1,20 +1,23 @@
 /*
- * The CSV parser's per-row loop in C: records from a csv.reader become typed rows with no Python
- * call per row (pipelines/plugins/csv_parser.py; that module keeps a Python loop with the same
- * results for when this is not built). Anything out of the ordinary (a record with the wrong
- * number of fields, a value that does not convert, a csv.Error) is handed back to the Python
- * side, which reports it exactly as before.
+ * The CSV parser's hot loop in C: decoded text becomes typed rows, with no Python call per row
+ * or per character (pipelines/plugins/csv_parser.py keeps the csv-module loop, with the same
+ * results, for when this is not built).
+ *
+ * It reads what audiences are made of: unquoted fields, and quoted fields with doubled quotes and
+ * line breaks inside. Any record out of the ordinary (a stray quote or carriage return, a
+ * character after a closing quote, a record the text ends inside) is handed back, and the Python
+ * side reads that one record with the csv module and reports it exactly as before. Records with
+ * the wrong number of fields and values that do not convert are handed back too, for the error
+ * output.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 
 enum { KIND_STRING = 0, KIND_LONG = 1, KIND_DOUBLE = 2, KIND_MAPPING = 3, KIND_CALL = 4 };
-enum { DONE_FULL = 0, DONE_END = 1, DONE_CSV_ERROR = 2, DONE_WIDTH = 3, DONE_VALUE = 4 };
+enum { DONE_FULL = 0, DONE_END = 1, DONE_SLOW = 2, DONE_WIDTH = 3, DONE_VALUE = 4 };
 
-static PyObject *line_num_name;
-
-/* 1 converted, 0 does not convert (a ValueError, TypeError or OverflowError, cleared), -1 other error */
+/* 1 converted, 0 does not convert (a ValueError, TypeError, OverflowError or KeyError, cleared), -1 other error */
 static int convert(int kind, PyObject *how, PyObject *text, PyObject **out) {
     PyObject *value = NULL;
     switch (kind) {
@@ -62,37 +65,302 @@ static int convert(int kind, PyObject *how, PyObject *text, PyObject **out) {
     return -1;
 }
 
-static int line_num(PyObject *reader, Py_ssize_t *out) {
-    PyObject *n = PyObject_GetAttr(reader, line_num_name);
-    if (!n)
-        return -1;
-    *out = PyLong_AsSsize_t(n);
-    Py_DECREF(n);
-    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+typedef struct {
+    Py_ssize_t ncols;
+    int *kinds;
+    PyObject *hows, *null;
+    int typed, extra_ok, optional_ok;
+} Columns;
+
+/* The record's fields checked and typed in place: 1 ready, -1 error, or DONE_WIDTH / DONE_VALUE
+ * with *payload set (the fields; (column index, the field)). Steals nothing. */
+static int type_record(const Columns *c, PyObject *fields, PyObject **payload) {
+    Py_ssize_t width = PyList_GET_SIZE(fields), ncols = c->ncols;
+    if (width != ncols) {
+        if (width > ncols && c->extra_ok) {
+            if (PyList_SetSlice(fields, ncols, width, NULL) < 0)
+                return -1;
+        } else if (width < ncols && c->optional_ok) {
+            for (Py_ssize_t i = width; i < ncols; i++)
+                if (PyList_Append(fields, Py_None) < 0)
+                    return -1;
+        } else {
+            *payload = Py_NewRef(fields);
+            return DONE_WIDTH;
+        }
+    }
+    for (Py_ssize_t i = 0; i < ncols; i++) {
+        PyObject *text = PyList_GET_ITEM(fields, i);
+        if (text == Py_None)
+            continue;
+        if (c->null != Py_None && PyUnicode_Compare(text, c->null) == 0) {
+            PyList_SetItem(fields, i, Py_NewRef(Py_None));
+            continue;
+        }
+        if (!c->typed || c->kinds[i] == KIND_STRING)
+            continue;
+        if (PyUnicode_GET_LENGTH(text) == 0) {
+            PyList_SetItem(fields, i, Py_NewRef(Py_None));
+            continue;
+        }
+        PyObject *value;
+        int ok = convert(c->kinds[i], PyTuple_GET_ITEM(c->hows, i), text, &value);
+        if (ok < 0)
+            return -1;
+        if (ok == 0) {
+            *payload = Py_BuildValue("(nO)", i, text);
+            return *payload ? DONE_VALUE : -1;
+        }
+        PyList_SetItem(fields, i, value);
+    }
+    return 1;
+}
+
+/* A quoted field's text between pos (after the opening quote) and the closing quote, doubled
+ * quotes made single. */
+static PyObject *unquote(PyObject *text, int kind, const void *data, Py_ssize_t a, Py_ssize_t b, Py_UCS4 quote, int doubled) {
+    if (!doubled)
+        return PyUnicode_Substring(text, a, b);
+    PyObject *parts = PyList_New(0), *piece = NULL, *joined = NULL, *empty = NULL;
+    if (!parts)
+        return NULL;
+    Py_ssize_t from = a;
+    for (Py_ssize_t i = a; i < b; i++) {
+        if (PyUnicode_READ(kind, data, i) == quote) { /* the first of a doubled pair: keep the second */
+            piece = PyUnicode_Substring(text, from, i + 1);
+            if (!piece || PyList_Append(parts, piece) < 0)
+                goto done;
+            Py_CLEAR(piece);
+            i++;
+            from = i + 1;
+        }
+    }
+    piece = PyUnicode_Substring(text, from, b);
+    if (!piece || PyList_Append(parts, piece) < 0)
+        goto done;
+    empty = PyUnicode_New(0, 0);
+    if (empty)
+        joined = PyUnicode_Join(empty, parts);
+done:
+    Py_XDECREF(piece);
+    Py_XDECREF(empty);
+    Py_DECREF(parts);
+    return joined;
 }
 
 /*
- * read_rows(reader, rows, line_nos, limit, skip, prev, kinds, hows, null, extra_ok, optional_ok, csv_error)
- *   -> (done, start, prev, payload)
+ * split_rows(text, pos, final, rows, line_nos, limit, line, kinds, hows, null, extra_ok,
+ *            optional_ok, delimiter, quote) -> (done, pos, line, start, payload)
  *
- * Appends to `rows` (and each row's first line to `line_nos`) the records `reader` (a csv.reader)
- * gives, typed: kinds[i] says how field i converts (0 string: kept; 1 long, 2 double: with hows[i]
- * for what the fast path does not take; 3 hows[i][text]; 4 hows[i](text)); an empty field of a
- * typed column, or one equal to `null` (not None), becomes None. `prev` is the physical line
- * where the previous record ended (`skip` + reader.line_num). Stops with `done`:
- *   0 len(rows) reached limit; 1 the reader is exhausted;
- *   2 the reader raised `csv_error` (payload: the exception; start/prev not yet moved past it);
- *   3 a record has the wrong number of fields (payload: the fields) and neither extra_ok nor
- *     optional_ok applies; 4 a field does not convert (payload: (column index, the field));
- * for 3 and 4, `start`..`prev` are the record's lines and the record is not in `rows`.
+ * Reads records from text[pos:] (which starts at a record) into `rows`, typed as `kinds` and
+ * `hows` say (0 string: kept; 1 long, 2 double: with hows[i] for what the fast path does not
+ * take; 3 hows[i][text]; 4 hows[i](text)); an empty field of a typed column, or one equal to
+ * `null` (not None), becomes None. `line` is the physical line where the previous record ended;
+ * each row's first line goes to `line_nos`. `quote` is the quote character, or "" for none.
+ * `final`: no text follows this. Returns how it stopped, where (pos, line), and:
+ *   0 len(rows) reached `limit`;
+ *   1 every complete record is read: pos is len(text), or where the unfinished last record starts;
+ *   2 the record at pos needs the csv module (line: before it);
+ *   3 a record has the wrong number of fields (payload: the fields; it spans lines start..line,
+ *     and pos is past it), unless extra_ok or optional_ok lets it be cut or padded;
+ *   4 a field does not convert (payload: (column index, the field); start..line, pos past it).
+ * A blank line is not a record.
  */
-static PyObject *read_rows(PyObject *self, PyObject *args) {
-    PyObject *reader, *rows, *line_nos, *kinds_obj, *hows, *null, *csv_error;
-    Py_ssize_t limit, skip, prev;
+static PyObject *split_rows(PyObject *self, PyObject *args) {
+    PyObject *text, *rows, *line_nos, *kinds_obj, *hows, *null, *delimiter_obj, *quote_obj;
+    Py_ssize_t pos, limit, line;
+    int final, extra_ok, optional_ok;
+    if (!PyArg_ParseTuple(args, "UnpO!O!nnO!O!OppUU:split_rows", &text, &pos, &final, &PyList_Type, &rows, &PyList_Type,
+                          &line_nos, &limit, &line, &PyTuple_Type, &kinds_obj, &PyTuple_Type, &hows, &null, &extra_ok,
+                          &optional_ok, &delimiter_obj, &quote_obj))
+        return NULL;
+    Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_obj);
+    if (ncols < 1 || PyTuple_GET_SIZE(hows) != ncols || PyUnicode_GET_LENGTH(delimiter_obj) != 1 ||
+        PyUnicode_GET_LENGTH(quote_obj) > 1) {
+        PyErr_SetString(PyExc_ValueError, "kinds and hows need one entry per column; delimiter one character; quote at most one");
+        return NULL;
+    }
+    int kinds[ncols];
+    Columns c = {ncols, kinds, hows, null, 0, extra_ok, optional_ok};
+    for (Py_ssize_t i = 0; i < ncols; i++) {
+        kinds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
+        if (kinds[i] == -1 && PyErr_Occurred())
+            return NULL;
+        c.typed |= kinds[i] != KIND_STRING;
+    }
+    Py_UCS4 delimiter = PyUnicode_READ_CHAR(delimiter_obj, 0);
+    int quoting = PyUnicode_GET_LENGTH(quote_obj) == 1;
+    Py_UCS4 quote = quoting ? PyUnicode_READ_CHAR(quote_obj, 0) : 0;
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    int done = DONE_END;
+    Py_ssize_t start = line + 1;
+    PyObject *payload = NULL;
+
+    while (pos < n) {
+        if (PyList_GET_SIZE(rows) >= limit) {
+            done = DONE_FULL;
+            break;
+        }
+        Py_ssize_t record = pos, lines = 0;
+        Py_UCS4 ch = PyUnicode_READ(kind, data, pos);
+        if (ch == '\n') { /* a blank line */
+            pos++;
+            line++;
+            continue;
+        }
+        if (ch == '\r' && pos + 1 < n && PyUnicode_READ(kind, data, pos + 1) == '\n') {
+            pos += 2;
+            line++;
+            continue;
+        }
+        PyObject *fields = PyList_New(0);
+        if (!fields)
+            goto fail;
+        int outcome = 0; /* 1 record complete, 2 slow, 3 unfinished */
+        while (!outcome) {
+            Py_ssize_t a = pos;
+            PyObject *field;
+            if (quoting && pos < n && PyUnicode_READ(kind, data, pos) == quote) {
+                Py_ssize_t i = pos + 1;
+                int doubled = 0, closed = 0;
+                while (i < n) {
+                    Py_UCS4 q = PyUnicode_READ(kind, data, i);
+                    if (q == quote) {
+                        if (i + 1 < n && PyUnicode_READ(kind, data, i + 1) == quote) {
+                            doubled = 1;
+                            i += 2;
+                            continue;
+                        }
+                        closed = 1;
+                        break;
+                    }
+                    if (q == '\n')
+                        lines++;
+                    else if (q == '\r') {
+                        outcome = 2;
+                        break;
+                    }
+                    i++;
+                }
+                if (outcome)
+                    break;
+                if (!closed) {
+                    outcome = final ? 2 : 3;
+                    break;
+                }
+                /* after the closing quote: a delimiter, the line's end, or the text's end */
+                Py_ssize_t after = i + 1;
+                Py_UCS4 next = after < n ? PyUnicode_READ(kind, data, after) : 0;
+                int ends_line = after >= n || next == '\n' ||
+                                (next == '\r' && after + 1 < n && PyUnicode_READ(kind, data, after + 1) == '\n');
+                if (!(ends_line || next == delimiter)) {
+                    outcome = 2;
+                    break;
+                }
+                if (after >= n && !final) {
+                    outcome = 3;
+                    break;
+                }
+                field = unquote(text, kind, data, a + 1, i, quote, doubled);
+                pos = after;
+            } else {
+                Py_ssize_t i = pos;
+                Py_UCS4 f = 0;
+                while (i < n) {
+                    f = PyUnicode_READ(kind, data, i);
+                    if (f == delimiter || f == '\n' || f == '\r' || (quoting && f == quote))
+                        break;
+                    i++;
+                }
+                if (i < n && ((quoting && f == quote) ||
+                              (f == '\r' && !(i + 1 < n && PyUnicode_READ(kind, data, i + 1) == '\n')))) {
+                    outcome = 2;
+                    break;
+                }
+                if (i >= n && !final) {
+                    outcome = 3;
+                    break;
+                }
+                field = PyUnicode_Substring(text, a, i);
+                pos = i;
+            }
+            if (!field || PyList_Append(fields, field) < 0) {
+                Py_XDECREF(field);
+                Py_DECREF(fields);
+                goto fail;
+            }
+            Py_DECREF(field);
+            /* pos: at a delimiter, a line end, or the text's end */
+            if (pos >= n) {
+                outcome = 1;
+            } else {
+                Py_UCS4 sep = PyUnicode_READ(kind, data, pos);
+                if (sep == delimiter) {
+                    pos++;
+                    if (pos >= n && !final)
+                        outcome = 3;
+                    else if (pos >= n) { /* "a," at the very end: a last, empty field */
+                        PyObject *empty = PyUnicode_New(0, 0);
+                        if (!empty || PyList_Append(fields, empty) < 0) {
+                            Py_XDECREF(empty);
+                            Py_DECREF(fields);
+                            goto fail;
+                        }
+                        Py_DECREF(empty);
+                        outcome = 1;
+                    }
+                } else {
+                    pos += sep == '\r' ? 2 : 1;
+                    lines++;
+                    outcome = 1;
+                }
+            }
+        }
+        if (outcome != 1) {
+            Py_DECREF(fields);
+            pos = record;
+            done = outcome == 2 ? DONE_SLOW : DONE_END;
+            break;
+        }
+        if (pos >= n && PyUnicode_READ(kind, data, n - 1) != '\n')
+            lines++; /* the last line, without a line break */
+        start = line + 1;
+        line += lines;
+        int typed = type_record(&c, fields, &payload);
+        if (typed < 0) {
+            Py_DECREF(fields);
+            goto fail;
+        }
+        if (typed != 1) {
+            Py_DECREF(fields);
+            done = typed;
+            break;
+        }
+        PyObject *number = PyLong_FromSsize_t(start);
+        int appended = number && PyList_Append(rows, fields) == 0 && PyList_Append(line_nos, number) == 0;
+        Py_XDECREF(number);
+        Py_DECREF(fields);
+        if (!appended)
+            goto fail;
+    }
+    return Py_BuildValue("innnN", done, pos, line, start, payload ? payload : Py_NewRef(Py_None));
+fail:
+    Py_XDECREF(payload);
+    return NULL;
+}
+
+/*
+ * type_rows(fields, kinds, hows, null, extra_ok, optional_ok) -> (status, payload)
+ * One record the csv module read, checked and typed in place as split_rows would:
+ * status 1 ready, 3 wrong number of fields, 4 a field does not convert (payload as in split_rows).
+ */
+static PyObject *type_fields(PyObject *self, PyObject *args) {
+    PyObject *fields, *kinds_obj, *hows, *null;
     int extra_ok, optional_ok;
-    if (!PyArg_ParseTuple(args, "OO!O!nnnO!O!OppO:read_rows", &reader, &PyList_Type, &rows, &PyList_Type, &line_nos,
-                          &limit, &skip, &prev, &PyTuple_Type, &kinds_obj, &PyTuple_Type, &hows, &null, &extra_ok,
-                          &optional_ok, &csv_error))
+    if (!PyArg_ParseTuple(args, "O!O!O!Opp:type_fields", &PyList_Type, &fields, &PyTuple_Type, &kinds_obj, &PyTuple_Type,
+                          &hows, &null, &extra_ok, &optional_ok))
         return NULL;
     Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_obj);
     if (ncols < 1 || PyTuple_GET_SIZE(hows) != ncols) {
@@ -100,134 +368,27 @@ static PyObject *read_rows(PyObject *self, PyObject *args) {
         return NULL;
     }
     int kinds[ncols];
-    int typed = 0;
+    Columns c = {ncols, kinds, hows, null, 0, extra_ok, optional_ok};
     for (Py_ssize_t i = 0; i < ncols; i++) {
         kinds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
         if (kinds[i] == -1 && PyErr_Occurred())
             return NULL;
-        typed |= kinds[i] != KIND_STRING;
+        c.typed |= kinds[i] != KIND_STRING;
     }
-    PyObject *iter = PyObject_GetIter(reader);
-    if (!iter)
-        return NULL;
-    int done;
-    Py_ssize_t start = prev;
     PyObject *payload = NULL;
-    for (;;) {
-        if (PyList_GET_SIZE(rows) >= limit) {
-            done = DONE_FULL;
-            break;
-        }
-        PyObject *fields = PyIter_Next(iter);
-        if (!fields) {
-            if (!PyErr_Occurred()) {
-                done = DONE_END;
-                break;
-            }
-            if (!PyErr_ExceptionMatches(csv_error))
-                goto fail;
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            PyErr_NormalizeException(&type, &value, &tb);
-            Py_XDECREF(type);
-            Py_XDECREF(tb);
-            payload = value ? value : Py_NewRef(Py_None);
-            done = DONE_CSV_ERROR;
-            break;
-        }
-        Py_ssize_t n;
-        if (line_num(reader, &n) < 0) {
-            Py_DECREF(fields);
-            goto fail;
-        }
-        start = prev + 1;
-        prev = skip + n;
-        Py_ssize_t width = PyList_GET_SIZE(fields);
-        if (width == 0) { /* a blank line is not a row */
-            Py_DECREF(fields);
-            continue;
-        }
-        if (width != ncols) {
-            if (width > ncols && extra_ok) {
-                if (PyList_SetSlice(fields, ncols, width, NULL) < 0) {
-                    Py_DECREF(fields);
-                    goto fail;
-                }
-            } else if (width < ncols && optional_ok) {
-                for (Py_ssize_t i = width; i < ncols; i++)
-                    if (PyList_Append(fields, Py_None) < 0) {
-                        Py_DECREF(fields);
-                        goto fail;
-                    }
-            } else {
-                payload = fields;
-                done = DONE_WIDTH;
-                break;
-            }
-        }
-        int bad = -1;
-        for (Py_ssize_t i = 0; i < ncols; i++) {
-            PyObject *text = PyList_GET_ITEM(fields, i);
-            if (text == Py_None)
-                continue;
-            if (null != Py_None) {
-                int same = PyUnicode_Compare(text, null) == 0;
-                if (same) {
-                    PyList_SetItem(fields, i, Py_NewRef(Py_None));
-                    continue;
-                }
-            }
-            if (!typed || kinds[i] == KIND_STRING)
-                continue;
-            if (PyUnicode_GET_LENGTH(text) == 0) {
-                PyList_SetItem(fields, i, Py_NewRef(Py_None));
-                continue;
-            }
-            PyObject *value;
-            int ok = convert(kinds[i], PyTuple_GET_ITEM(hows, i), text, &value);
-            if (ok < 0) {
-                Py_DECREF(fields);
-                goto fail;
-            }
-            if (ok == 0) {
-                bad = (int)i;
-                break;
-            }
-            PyList_SetItem(fields, i, value);
-        }
-        if (bad >= 0) {
-            payload = Py_BuildValue("(iO)", bad, PyList_GET_ITEM(fields, bad));
-            Py_DECREF(fields);
-            if (!payload)
-                goto fail;
-            done = DONE_VALUE;
-            break;
-        }
-        PyObject *line = PyLong_FromSsize_t(start);
-        int appended = line && PyList_Append(rows, fields) == 0 && PyList_Append(line_nos, line) == 0;
-        Py_XDECREF(line);
-        Py_DECREF(fields);
-        if (!appended)
-            goto fail;
-    }
-    Py_DECREF(iter);
-    return Py_BuildValue("innN", done, start, prev, payload ? payload : Py_NewRef(Py_None));
-fail:
-    Py_DECREF(iter);
-    return NULL;
+    int status = type_record(&c, fields, &payload);
+    if (status < 0)
+        return NULL;
+    return Py_BuildValue("iN", status, payload ? payload : Py_NewRef(Py_None));
 }
 
 static PyMethodDef methods[] = {
-    {"read_rows", read_rows, METH_VARARGS, "typed rows from a csv.reader (see the source)"},
+    {"split_rows", split_rows, METH_VARARGS, "typed rows from CSV text (see the source)"},
+    {"type_fields", type_fields, METH_VARARGS, "one record's fields checked and typed (see the source)"},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastrows", "The CSV parser's per-row loop.", -1, methods,
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastrows", "The CSV parser's hot loop.", -1, methods,
                                     NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__fastrows(void) {
-    line_num_name = PyUnicode_InternFromString("line_num");
-    if (!line_num_name)
-        return NULL;
-    return PyModule_Create(&module);
-}
+PyMODINIT_FUNC PyInit__fastrows(void) { return PyModule_Create(&module); }

@@ -18,23 +18,24 @@ from pipelines.textio import TextChunks, check_charset
 
 csv.field_size_limit(16 << 20)
 
-# _fastrows.read_rows: how a column converts, and why a call returned.
+# pipelines/_fastrows.c: how a column converts, and how a call ended.
 FAST_KINDS = {"string": 0, "long": 1, "double": 2, "boolean": 3}
 CALL = 4
-FULL, END, CSV_ERROR, WIDTH = 0, 1, 2, 3
+FULL, END, SLOW, WIDTH = 0, 1, 2, 3
+READY = 1
 
 
-def _fast_read_rows() -> Any:
-    """The compiled row loop, or None when it was not built (or PIPELINES_NATIVE=0)."""
+def _fast_rows() -> tuple[Any, Any] | None:
+    """The compiled loop (split_rows, type_fields), or None when it was not built (or PIPELINES_NATIVE=0)."""
     import os
 
     if os.environ.get("PIPELINES_NATIVE", "1") == "0":
         return None
     try:
-        from pipelines._fastrows import read_rows
+        from pipelines._fastrows import split_rows, type_fields
     except ImportError:
         return None
-    return read_rows
+    return split_rows, type_fields
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,8 @@ class CsvParser(ParserPlugin):
         self.converters = [
             (i, c.name, c.type, conv) for i, c in enumerate(settings.columns) if (conv := text_converter(c)) is not None
         ]
-        self.read_rows = _fast_read_rows()
-        # How _fastrows.read_rows converts each column: a kind, and the converter (or mapping) it uses.
+        self.split_rows = _fast_rows() if not (settings.escape and settings.escape != settings.quote) else None
+        # How _fastrows converts each column: a kind, and the converter (or mapping) it uses.
         self.kinds = tuple(FAST_KINDS.get(c.type, CALL) for c in settings.columns)
         self.hows = tuple(BOOLEANS if c.type == "boolean" else text_converter(c) for c in settings.columns)
 
@@ -108,10 +109,13 @@ class CsvParser(ParserPlugin):
     ) -> Iterator[tuple[Batch, int]]:
         s = self.settings
         chunks = TextChunks(stream, self.charset, source, errors)
-        lines = chain.from_iterable(map(io.StringIO, chunks))
         # Counted from here: skipping the header decodes the first chunk, whose bad-charset lines go to `errors`.
         errors_before = errors.count
         skip = s.skip_header_lines if header else 0
+        if self.split_rows is not None:
+            yield from self._batches_fast(chunks, errors, batch_rows, skip, split, source.uri)
+            return
+        lines = chain.from_iterable(map(io.StringIO, chunks))
         for _ in range(skip):
             if next(lines, None) is None:
                 if errors.count > errors_before:  # header lines with bad bytes still count as read
@@ -126,9 +130,6 @@ class CsvParser(ParserPlugin):
 
         rows: list[list[Any]] = []
         line_nos: list[int] = []
-        if self.read_rows is not None:
-            yield from self._batches_fast(reader, chunks, errors, errors_before, batch_rows, skip, split, uri)
-            return
         prev = skip  # physical line where the previous record ended
         while True:
             try:
@@ -171,37 +172,88 @@ class CsvParser(ParserPlugin):
             yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
 
     def _batches_fast(
-        self, reader: Any, chunks: TextChunks, errors: ErrorSink, errors_before: int, batch_rows: int, skip: int, split: bool, uri: str
+        self, chunks: TextChunks, errors: ErrorSink, batch_rows: int, skip: int, split: bool, uri: str
     ) -> Iterator[tuple[Batch, int]]:
-        """The loop of `batches` in C (pipelines/_fastrows.c): the same rows, line numbers and errors."""
+        """The loop of `batches` in C (pipelines/_fastrows.c), with the same rows, line numbers and
+        errors: records it leaves to the csv module are read here, one at a time."""
         s = self.settings
         columns = s.columns
-        read_rows, kinds, hows, null = self.read_rows, self.kinds, self.hows, s.null_string
+        split_rows, type_fields = self.split_rows
+        kinds, hows, null = self.kinds, self.hows, s.null_string
         extra_ok, optional_ok = s.allow_extra_columns, s.allow_optional_columns
+        delimiter, quote = s.delimiter, s.quote or ""
+        errors_before = errors.count
         rows: list[list[Any]] = []
         line_nos: list[int] = []
-        prev = skip
-        while True:
-            done, start, prev, payload = read_rows(
-                reader, rows, line_nos, batch_rows, skip, prev, kinds, hows, null, extra_ok, optional_ok, csv.Error
-            )
-            if done == FULL:
-                consumed = len(rows) + errors.count - errors_before
-                yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
-                rows, line_nos, errors_before = [], [], errors.count
-            elif done == END:
-                break
-            elif done == CSV_ERROR:
-                start, prev = prev + 1, skip + reader.line_num
-                if split:
-                    raise _range_ends_in_quotes(uri, start, payload) from None
-                errors.add(uri, start, f"malformed CSV: {payload}", chunks.raw_lines(start, prev))
-            elif done == WIDTH:
-                errors.add(uri, start, f"expected {len(columns)} columns, got {len(payload)}", chunks.raw_lines(start, prev))
+
+        def bad(start: int, end: int, reason: str) -> None:
+            errors.add(uri, start, reason, chunks.raw_lines(start, end))
+
+        def bad_record(done: int, start: int, end: int, payload: Any) -> None:
+            if done == WIDTH:
+                bad(start, end, f"expected {len(columns)} columns, got {len(payload)}")
             else:
                 i, text = payload
-                reason = f"column '{columns[i].name}' ({columns[i].type}): cannot parse {text!r}"
-                errors.add(uri, start, reason, chunks.raw_lines(start, prev))
+                bad(start, end, f"column '{columns[i].name}' ({columns[i].type}): cannot parse {text!r}")
+
+        texts = iter(chunks)
+        text = next(texts, None)
+        line, pos = 0, 0
+        while line < skip:  # header lines (physical lines, as the csv path skips them)
+            if text is None:
+                if errors.count > errors_before:  # header lines with bad bytes still count as read
+                    yield Batch([], [], uri, chunks.raw_lines), errors.count - errors_before
+                return
+            end = text.find("\n", pos)
+            if end < 0:
+                text, pos = next(texts, None), 0
+                continue
+            pos, line = end + 1, line + 1
+        final = False  # whether text is the last (read one chunk at a time: a bad-bytes error comes in line order)
+        while text is not None:
+            while True:
+                done, pos, line, start, payload = split_rows(
+                    text, pos, final, rows, line_nos, batch_rows, line, kinds, hows, null, extra_ok, optional_ok, delimiter, quote
+                )
+                if done == FULL:
+                    yield Batch(rows, line_nos, uri, chunks.raw_lines), len(rows) + errors.count - errors_before
+                    rows, line_nos, errors_before = [], [], errors.count
+                elif done == END:
+                    break
+                elif done == SLOW:
+                    stream = io.StringIO(text)
+                    stream.seek(pos)
+                    reader = csv.reader(stream, **self.dialect)
+                    try:
+                        fields = next(reader)
+                    except csv.Error as exc:
+                        if not final and stream.tell() >= len(text):
+                            break  # the record goes on in the next chunk
+                        start, line, pos = line + 1, line + reader.line_num, stream.tell()
+                        if split:
+                            raise _range_ends_in_quotes(uri, start, exc) from None
+                        bad(start, line, f"malformed CSV: {exc}")
+                        continue
+                    start, line, pos = line + 1, line + reader.line_num, stream.tell()
+                    if not fields:
+                        continue
+                    status, payload = type_fields(fields, kinds, hows, null, extra_ok, optional_ok)
+                    if status == READY:
+                        rows.append(fields)
+                        line_nos.append(start)
+                    else:
+                        bad_record(status, start, line, payload)
+                else:
+                    bad_record(done, start, line, payload)
+            if final:
+                break
+            rest = text[pos:]
+            following = next(texts, None)
+            if following is None:
+                text, final = (rest or None), True  # the unfinished last record, if any, once more as the last
+            else:
+                text = rest + following if rest else following
+            pos = 0
         consumed = len(rows) + errors.count - errors_before
         if consumed:
             yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed

@@ -1,0 +1,203 @@
+"""The compiled hot loops (setup.py: pipelines/_fastrows.c, pipelines/kafka/_fastproduce.c) give
+exactly what the Python loops give: the same rows, line numbers and errors from the CSV parser on
+random text, and the same keys, values, partitions and headers in a real Kafka topic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from pipelines import textio
+from pipelines.columns import ColumnSettings
+from pipelines.kafka.murmur2 import murmur2, partition_for
+from pipelines.plugins.csv_parser import CsvParser, CsvParserSettings
+from pipelines.records import Source
+
+from conftest import config_with, consume_all, create_topic, job_vars, put_audiences, run_cli, summary_of
+
+fastrows = pytest.importorskip("pipelines._fastrows", reason="the C extensions are not built (no C compiler at install)")
+
+
+class Errors:
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, ...]] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.seen)
+
+    def add(self, uri: str, line: int, reason: str, raw: str) -> None:
+        self.seen.append((line, reason, raw))
+
+
+def parse(data: bytes, native: bool, monkeypatch: pytest.MonkeyPatch, columns: list[dict[str, Any]], **options: Any) -> tuple:
+    monkeypatch.setenv("PIPELINES_NATIVE", "1" if native else "0")
+    settings = CsvParserSettings(columns=tuple(ColumnSettings(**c) for c in columns), **options)
+    parser = CsvParser(settings, "in.parser")
+    assert (parser.split_rows is not None) == (native and not options.get("escape"))
+    errors = Errors()
+    batches = []
+    try:
+        for batch, consumed in parser.batches(io.BytesIO(data), Source("mem://x.csv", len(data)), errors, 7):
+            batches.append((batch.rows, batch.line_nos, consumed))
+        failure = None
+    except Exception as exc:  # a byte range ending in quotes (split=True) and such: must fail alike
+        failure = (type(exc).__name__, str(exc))
+    return batches, errors.seen, failure
+
+
+COLUMNS = [
+    {"name": "id", "type": "long"},
+    {"name": "name"},
+    {"name": "score", "type": "double"},
+    {"name": "ok", "type": "boolean"},
+    {"name": "at", "type": "timestamp"},
+]
+
+FIELDS = {
+    "id": ["1", "-7", "+12", "007", " 5", "1_000", "99999999999999999999", "x", "", "1.5", "123456789012345678"],
+    "name": ["a", "", "é", "日本", "two words", '"quoted"', '"with ""doubled"""', '"multi\nline"', '"a,b"', "null", 'mid"quote'],
+    "score": ["1.5", "-0.0", "1e300", "nan", "inf", "x", "", "3", " 2.5 "],
+    "ok": ["true", "false", "Yes", "no", "1", "0", "maybe", "", "TRUE"],
+    "at": ["2026-11-01T12:00:00Z", "2026-11-01 12:00:00", "2026-11-01T12:00:00+02:00", "yesterday", ""],
+}
+ODDITIES = ["", "\r", '"unterminated', '"x"y', "a,b,c,d,e,f,g", "1", '"', ",,,,"]
+
+
+def random_csv(rng: random.Random, rows: int) -> bytes:
+    lines = []
+    for _ in range(rows):
+        roll = rng.random()
+        if roll < 0.06:
+            lines.append(rng.choice(ODDITIES))
+            continue
+        lines.append(",".join(rng.choice(FIELDS[c["name"]]) for c in COLUMNS))
+    ending = rng.choice(["\n", "\r\n"])
+    text = ending.join(lines) + rng.choice([ending, ""])
+    return text.encode()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_csv_parser_compiled_loop_equals_the_csv_module(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(seed)
+    monkeypatch.setattr(textio, "CHUNK_BYTES", rng.choice([16, 64, 200, 1 << 20]))  # records across chunk ends
+    data = random_csv(rng, rng.randint(0, 120))
+    options = rng.choice(
+        [
+            {},
+            {"skip_header_lines": rng.randint(1, 3)},
+            {"null_string": "null"},
+            {"allow_extra_columns": True, "allow_optional_columns": True},
+            {"delimiter": ";"},
+        ]
+    )
+    if options.get("delimiter"):
+        data = data.replace(b",", b";")
+    assert parse(data, True, monkeypatch, COLUMNS, **options) == parse(data, False, monkeypatch, COLUMNS, **options)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\n\n",
+        b"1,a,1.5,true,2026-11-01T12:00:00Z",
+        b'1,"a\nb\nc",1.5,true,\n2,"",,,\n',
+        b'1,"never closed,1.5,true,\n2,b,,,\n',
+        b"1,a,1.5,true,\r\n\r\n2,b,2,false,\r\n",
+        b'1,"x"y,1,true,\n2,b,2,false,\n',
+        b"1,a\rb,1,true,\n",
+        b"1,a,1,true,",
+        b'1,"a",1,true,""',
+        "1,caf\u00e9,1,true,\n2,\u65e5\u672c,2,false,\n".encode(),
+        b"1,a,1,true,\n2,caf\xe9,1,true,\n3,c,3,true,\n",  # bad bytes: reported in line order
+    ],
+)
+def test_csv_parser_compiled_loop_edge_cases(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    for options in ({}, {"skip_header_lines": 1}, {"quote": ""}):
+        assert parse(data, True, monkeypatch, COLUMNS, **options) == parse(data, False, monkeypatch, COLUMNS, **options)
+
+
+def test_murmur2_in_c_equals_kafkas() -> None:
+    from pipelines.kafka import _fastproduce
+
+    rng = random.Random(1)
+    for size in range(0, 40):
+        data = bytes(rng.randrange(256) for _ in range(size))
+        assert _fastproduce.murmur2(data) == murmur2(data)
+    # values from the Java client's tests (org.apache.kafka.common.utils.UtilsTest)
+    assert _fastproduce.murmur2(b"21") == -973932308
+    assert _fastproduce.murmur2(b"foobar") == -790332482
+
+
+def test_batch_producer_writes_what_the_python_loop_writes(stack, topic) -> None:
+    """Every value type through both loops into one topic: the same bytes, keys, partitions and headers."""
+    from confluent_kafka import Producer
+
+    from pipelines.kafka.native import BatchProducer, batch_producer
+
+    utc = dt.timezone.utc
+    rows = [
+        ["u1", "plain", 1, 1.5, True, None, dt.datetime(2026, 11, 1, 12, 0, tzinfo=utc)],
+        ["u2", 'quote " back \\ nl \n tab \t ctl \x01 \x7f', -(2**63), 1e-7, False, "", dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=utc)],
+        ["ü3", "日本 é \u2028", 2**63 - 1, -0.0, None, 0, dt.datetime(1999, 12, 31, 23, 59, 59)],
+        [12345, "a key that is an int", 0, 1e300, True, {"nested": [1, 2]}, dt.datetime(2026, 11, 1, tzinfo=dt.timezone(dt.timedelta(hours=2)))],
+        ["u5", "big float", 2**64 - 1, 123456789012345678.0, False, [1, "x"], dt.date(2026, 11, 1)],
+        ["", "empty key: not produced", 0, 0.0, False, None, None],
+        [None, "no key: not produced", 0, 0.0, False, None, None],
+    ]
+    names = ["user_id", "text", "n", "x", "flag", "other", "at"]
+    config = {"bootstrap.servers": stack.kafka_bootstrap, "client.id": "native-test", "delivery.report.only.error": True}
+    producer = Producer(config)
+    failures: list[Any] = []
+    fast = batch_producer(
+        producer,
+        "native-test",
+        topic=topic,
+        key_index=0,
+        value_indexes=list(range(len(names))),
+        names=names,
+        headers=[("pipelines.job_id", b"job-c")],
+        on_delivery=lambda err, msg: failures.append(err),
+    )
+    assert isinstance(fast, BatchProducer)
+    counts = [0] * 6
+    produced, empty = fast.produce([list(r) for r in rows], counts)
+    assert (produced, empty) == (5, [5, 6])
+    # The Python loop: what KafkaOutput does without the extension (orjson, murmur2_random).
+    slow = Producer({**config, "delivery.report.only.error": False, "partitioner": "murmur2_random"})
+    for row in rows[:5]:
+        key = row[0] if isinstance(row[0], str) else str(row[0])
+        slow.produce(topic, orjson.dumps(dict(zip(names, row))), key, headers=[("pipelines.job_id", b"job-p")])
+    assert producer.flush(30) == 0 and slow.flush(30) == 0 and not failures
+
+    records = consume_all(stack.kafka_bootstrap, topic, "read_uncommitted")
+    by_job: dict[bytes, dict] = {b"job-c": {}, b"job-p": {}}
+    for record in records:
+        (job,) = [v for k, v in record.headers() if k == "pipelines.job_id"]
+        by_job[job][record.key()] = (record.value(), record.partition())
+    assert by_job[b"job-c"] == by_job[b"job-p"] and len(by_job[b"job-c"]) == 5
+    for key, (value, partition) in by_job[b"job-c"].items():
+        assert partition == partition_for(key, 6)
+    assert counts == [sum(1 for _, p in by_job[b"job-c"].values() if p == q) for q in range(6)]
+
+
+def test_import_without_the_compiled_loops_writes_the_same_topic(stack, s3, bucket, tmp_path) -> None:
+    """PIPELINES_NATIVE=0 (as without a C compiler): the import gives the same records, partitions and counts."""
+    put_audiences(s3, bucket, 2, 3000)
+    config = config_with(tmp_path, batch_rows=1000)
+    seen = []
+    for native in ("1", "0"):
+        topic = f"native-{native}-{bucket}"
+        create_topic(stack.kafka_bootstrap, topic, 6)
+        result = run_cli("run", config, *job_vars(bucket, topic, SEGMENT_ID="7"), env={"PIPELINES_NATIVE": native})
+        assert result.returncode == 0, result.stderr
+        assert summary_of(result)["rows_written"] == 6000
+        records = [r for r in consume_all(stack.kafka_bootstrap, topic) if r.key() is not None]
+        seen.append(sorted(((r.key(), r.partition(), orjson.loads(r.value())) for r in records), key=lambda t: t[0]))
+    assert seen[0] == seen[1] and len(seen[0]) == 6000
