@@ -382,13 +382,222 @@ static PyObject *type_fields(PyObject *self, PyObject *args) {
     return Py_BuildValue("iN", status, payload ? payload : Py_NewRef(Py_None));
 }
 
+
+/* ---- writing: rows to CSV text (the csv module's QUOTE_MINIMAL with doubled quotes, LF lines) ---- */
+
+#include <datetime.h>
+
+enum { OUT_PLAIN = 0, OUT_BOOLEAN = 1, OUT_TIMESTAMP = 2 };
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} Buffer;
+
+static int grow(Buffer *b, size_t more) {
+    if (b->len + more <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 1 << 16;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *data = PyMem_Realloc(b->data, cap);
+    if (!data) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int add(Buffer *b, const char *s, size_t n) {
+    if (grow(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+static void two_digits(char *p, int v) {
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+}
+
+/* datetime.isoformat() of a naive or UTC datetime; 0 when it is neither (the Python writer takes the batch) */
+static int add_isoformat(Buffer *b, PyObject *v) {
+    PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
+    if (tz != Py_None && tz != PyDateTime_TimeZone_UTC)
+        return 0;
+    int year = PyDateTime_GET_YEAR(v), us = PyDateTime_DATE_GET_MICROSECOND(v);
+    char text[40], *p = text;
+    p[0] = (char)('0' + year / 1000);
+    p[1] = (char)('0' + year / 100 % 10);
+    two_digits(p + 2, year % 100);
+    p += 4;
+    *p++ = '-'; two_digits(p, PyDateTime_GET_MONTH(v)); p += 2;
+    *p++ = '-'; two_digits(p, PyDateTime_GET_DAY(v)); p += 2;
+    *p++ = 'T'; two_digits(p, PyDateTime_DATE_GET_HOUR(v)); p += 2;
+    *p++ = ':'; two_digits(p, PyDateTime_DATE_GET_MINUTE(v)); p += 2;
+    *p++ = ':'; two_digits(p, PyDateTime_DATE_GET_SECOND(v)); p += 2;
+    if (us) {
+        *p++ = '.';
+        for (int d = 100000; d; d /= 10)
+            *p++ = (char)('0' + us / d % 10);
+    }
+    if (tz != Py_None) {
+        memcpy(p, "+00:00", 6);
+        p += 6;
+    }
+    return add(b, text, (size_t)(p - text)) < 0 ? -1 : 1;
+}
+
+/* 1 written, 0 a value this does not write (the Python writer takes the batch), -1 error */
+static int add_field(Buffer *b, PyObject *v, int kind, char delimiter, char quote) {
+    if (v == Py_None)
+        return 1;
+    if (PyUnicode_CheckExact(v)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+        if (!s)
+            return -1;
+        if (n == 0) /* "" is null_string: that row is written by the careful writer */
+            return 0;
+        int quoted = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            char c = s[i];
+            if (c == '\r')
+                return 0;
+            if (c == delimiter || c == quote || c == '\n')
+                quoted = 1;
+        }
+        if (!quoted)
+            return add(b, s, (size_t)n) < 0 ? -1 : 1;
+        if (grow(b, (size_t)n * 2 + 2) < 0)
+            return -1;
+        char *out = b->data + b->len;
+        *out++ = quote;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (s[i] == quote)
+                *out++ = quote;
+            *out++ = s[i];
+        }
+        *out++ = quote;
+        b->len = (size_t)(out - b->data);
+        return 1;
+    }
+    if (PyBool_Check(v)) {
+        int t = v == Py_True;
+        if (kind == OUT_BOOLEAN)
+            return add(b, t ? "true" : "false", t ? 4 : 5) < 0 ? -1 : 1;
+        return add(b, t ? "True" : "False", t ? 4 : 5) < 0 ? -1 : 1;
+    }
+    if (PyLong_CheckExact(v)) {
+        int overflow;
+        if (kind == OUT_BOOLEAN) /* 1 and 0 would be true and false there (a dict lookup): not this writer's case */
+            return 0;
+        long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow)
+            return 0;
+        char text[24];
+        int len = snprintf(text, sizeof text, "%lld", n);
+        return add(b, text, (size_t)len) < 0 ? -1 : 1;
+    }
+    if (PyFloat_CheckExact(v)) {
+        double d = PyFloat_AS_DOUBLE(v);
+        if (!isfinite(d))
+            return 0;
+        char *text = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (!text)
+            return -1;
+        int rc = add(b, text, strlen(text)) < 0 ? -1 : 1;
+        PyMem_Free(text);
+        return rc;
+    }
+    if (kind == OUT_TIMESTAMP && PyDateTime_CheckExact(v))
+        return add_isoformat(b, v);
+    return 0;
+}
+
+/*
+ * format_rows(rows, kinds, delimiter, quote) -> bytes, or None
+ *
+ * The rows as UTF-8 CSV text with LF line ends, as CsvFormatter writes them with quote_policy
+ * MINIMAL, the quote doubled, null_string "": kinds[i] 0 (values as the csv module writes them),
+ * 1 (booleans true/false), 2 (datetimes in ISO 8601). None when a value needs more than that (an
+ * empty string, a carriage return, another type, a time zone other than UTC): the Python writer
+ * then writes the batch.
+ */
+static PyObject *format_rows(PyObject *self, PyObject *args) {
+    PyObject *rows, *kinds_obj;
+    int delimiter, quote;
+    if (!PyArg_ParseTuple(args, "O!O!CC:format_rows", &PyList_Type, &rows, &PyTuple_Type, &kinds_obj, &delimiter, &quote))
+        return NULL;
+    if (delimiter > 127 || quote > 127) {
+        PyErr_SetString(PyExc_ValueError, "delimiter and quote must be ASCII");
+        return NULL;
+    }
+    Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_obj);
+    if (ncols < 2) /* the csv module quotes a lone empty field: not this writer's case */
+        Py_RETURN_NONE;
+    int kinds[ncols];
+    for (Py_ssize_t i = 0; i < ncols; i++) {
+        kinds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
+        if (kinds[i] == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    Buffer b = {NULL, 0, 0};
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    for (Py_ssize_t r = 0; r < n; r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        PyObject *seq = PySequence_Fast(row, "rows must be sequences");
+        if (!seq)
+            goto fail;
+        if (PySequence_Fast_GET_SIZE(seq) != ncols) {
+            Py_DECREF(seq);
+            goto bail;
+        }
+        PyObject **values = PySequence_Fast_ITEMS(seq);
+        for (Py_ssize_t i = 0; i < ncols; i++) {
+            if (i && add(&b, (const char *)&delimiter, 1) < 0) {
+                Py_DECREF(seq);
+                goto fail;
+            }
+            int done = add_field(&b, values[i], kinds[i], (char)delimiter, (char)quote);
+            if (done <= 0) {
+                Py_DECREF(seq);
+                if (done < 0)
+                    goto fail;
+                goto bail;
+            }
+        }
+        Py_DECREF(seq);
+        if (add(&b, "\n", 1) < 0)
+            goto fail;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(b.data ? b.data : "", (Py_ssize_t)b.len);
+    PyMem_Free(b.data);
+    return out;
+bail:
+    PyMem_Free(b.data);
+    Py_RETURN_NONE;
+fail:
+    PyMem_Free(b.data);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"split_rows", split_rows, METH_VARARGS, "typed rows from CSV text (see the source)"},
     {"type_fields", type_fields, METH_VARARGS, "one record's fields checked and typed (see the source)"},
+    {"format_rows", format_rows, METH_VARARGS, "rows as CSV text (see the source)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastrows", "The CSV parser's hot loop.", -1, methods,
                                     NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__fastrows(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fastrows(void) {
+    PyDateTime_IMPORT;
+    if (!PyDateTimeAPI)
+        return NULL;
+    return PyModule_Create(&module);
+}

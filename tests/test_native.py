@@ -201,3 +201,49 @@ def test_import_without_the_compiled_loops_writes_the_same_topic(stack, s3, buck
         records = [r for r in consume_all(stack.kafka_bootstrap, topic) if r.key() is not None]
         seen.append(sorted(((r.key(), r.partition(), orjson.loads(r.value())) for r in records), key=lambda t: t[0]))
     assert seen[0] == seen[1] and len(seen[0]) == 6000
+
+
+def format_both(schema_columns: list[tuple[str, str]], rows: list[list[Any]], monkeypatch: pytest.MonkeyPatch, **options: Any) -> list[Any]:
+    from pipelines.plugins.csv_formatter import CsvFormatter, CsvFormatterSettings
+    from pipelines.records import Column, Schema
+
+    out = []
+    for native in ("1", "0"):
+        monkeypatch.setenv("PIPELINES_NATIVE", native)
+        formatter = CsvFormatter(CsvFormatterSettings(**options), "out.formatter")
+        formatter.bind(Schema(tuple(Column(n, t) for n, t in schema_columns)))
+        assert (formatter.format_rows is not None) == (native == "1" and not options)
+        try:
+            out.append(formatter.rows([list(r) for r in rows]))
+        except Exception as exc:
+            out.append((type(exc).__name__, str(exc)))
+    return out
+
+
+WRITER_VALUES: dict[str, list[Any]] = {
+    "string": ["a", "", "with,comma", 'say "hi"', "line\nbreak", "cr\rhere", "é 日本", " spaced ", None, "null"],
+    "long": [0, -1, 2**63 - 1, -(2**63), 2**64, None],
+    "double": [0.0, -0.0, 1.5, 1e20, 1e-7, 123456789012345678.0, 0.1, None],
+    "boolean": [True, False, None],
+    "timestamp": [
+        dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.timezone.utc),
+        dt.datetime(2026, 11, 1, 12, 0, 0, 5, tzinfo=dt.timezone.utc),
+        dt.datetime(999, 1, 2, 3, 4, 5),
+        dt.datetime(2026, 11, 1, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+        None,
+    ],
+}
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_csv_formatter_compiled_writer_equals_the_csv_module(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(seed)
+    types = [rng.choice(list(WRITER_VALUES)) for _ in range(rng.randint(1, 6))]
+    columns = [(f"c{i}", t) for i, t in enumerate(types)]
+    # mostly plain values (so whole batches go through C), sometimes anything
+    plain = {t: [v for v in vs if v not in ("", "cr\rhere", 2**64) and not (isinstance(v, dt.datetime) and v.utcoffset())] for t, vs in WRITER_VALUES.items()}
+    pool = WRITER_VALUES if rng.random() < 0.3 else plain
+    rows = [[rng.choice(pool[t]) for t in types] for _ in range(rng.randint(0, 50))]
+    options = rng.choice([{}, {}, {}, {"quote_policy": "ALL"}, {"null_string": "NULL"}, {"newline": "CRLF"}])
+    fast, slow = format_both(columns, rows, monkeypatch, **options)
+    assert fast == slow

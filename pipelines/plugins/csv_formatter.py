@@ -142,6 +142,27 @@ class CsvFormatter(FormatterPlugin):
         self.names = schema.names
         self.column_converters: list[tuple[int, Callable[[Any], Any]]] = []
         self.convert = self._converter(schema)
+        self.format_rows = self._compiled_writer(schema)
+
+    def _compiled_writer(self, schema: Schema) -> Callable[[list[list[Any]]], bytes | None] | None:
+        """The compiled writer (pipelines/_fastrows.c) for the default settings: MINIMAL, doubled
+        quotes, null_string "", LF lines, no json column; None otherwise or when it is not built.
+        It hands a batch back (None) whenever a value needs the rules below (an empty string, a CR)."""
+        import os
+
+        s: CsvFormatterSettings = self.settings
+        plain = s.quote_policy == "MINIMAL" and s.null_string == "" and s.newline == "LF" and s.escape in (None, s.quote)
+        if not plain or any(c.type == "json" for c in schema.columns) or not (s.delimiter + s.quote).isascii():
+            return None
+        if os.environ.get("PIPELINES_NATIVE", "1") == "0":
+            return None
+        try:
+            from pipelines._fastrows import format_rows
+        except ImportError:
+            return None
+        kinds = tuple({"boolean": 1, "timestamp": 2}.get(c.type, 0) for c in schema.columns)
+        delimiter, quote = s.delimiter, s.quote
+        return lambda rows: format_rows(rows, kinds, delimiter, quote)
 
     def _converter(self, schema: Schema) -> Callable[[list[Any]], list[Any]] | None:
         """What turns a row into the values the csv module writes; None when the row goes as it is."""
@@ -165,6 +186,10 @@ class CsvFormatter(FormatterPlugin):
         return self._format([list(self.names)])
 
     def rows(self, rows: list[list[Any]]) -> bytes:
+        if self.format_rows is not None:
+            text = self.format_rows(rows)
+            if text is not None:
+                return text
         if self.convert is not None:
             rows = [self.convert(row) for row in rows]
         elif self.column_converters and rows:
