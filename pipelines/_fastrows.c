@@ -585,10 +585,422 @@ fail:
     return NULL;
 }
 
+
+/* ---- JSON objects (Kafka values) to typed rows ---- */
+
+enum { IN_STRING = 0, IN_LONG = 1, IN_DOUBLE = 2, IN_BOOLEAN = 3, IN_TIMESTAMP = 4 };
+#define BAIL 0 /* a value this does not read exactly as orjson + the columns' converters: the Python path takes the batch */
+
+typedef struct {
+    const unsigned char *p, *end;
+} Cursor;
+
+static void skip_space(Cursor *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+static int hex4(const unsigned char *p, unsigned *out) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char h = p[i];
+        v <<= 4;
+        if (h >= '0' && h <= '9') v |= h - '0';
+        else if (h >= 'a' && h <= 'f') v |= h - 'a' + 10;
+        else if (h >= 'A' && h <= 'F') v |= h - 'A' + 10;
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* A JSON string at c->p (the opening quote): *start and *len give its raw bytes; *escaped whether it has escapes. 1 ok, 0 bail. */
+static int scan_string(Cursor *c, const unsigned char **start, Py_ssize_t *len, int *escaped) {
+    const unsigned char *p = c->p + 1;
+    *escaped = 0;
+    while (p < c->end) {
+        unsigned char ch = *p;
+        if (ch == '"') {
+            *start = c->p + 1;
+            *len = p - (c->p + 1);
+            c->p = p + 1;
+            return 1;
+        }
+        if (ch < 0x20)
+            return BAIL;
+        if (ch == '\\') {
+            *escaped = 1;
+            p += 2;
+            continue;
+        }
+        p++;
+    }
+    return BAIL;
+}
+
+/* The str of a scanned JSON string, or NULL with no error set (bail), or NULL with an error. */
+static PyObject *string_value(const unsigned char *s, Py_ssize_t n, int escaped) {
+    if (!escaped) {
+        PyObject *v = PyUnicode_DecodeUTF8((const char *)s, n, "strict");
+        if (!v && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+            PyErr_Clear();
+        return v;
+    }
+    char small[256] = {0}, *out = n <= (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n);
+    if (!out)
+        return PyErr_NoMemory();
+    Py_ssize_t o = 0;
+    PyObject *v = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] != '\\') {
+            out[o++] = (char)s[i];
+            continue;
+        }
+        if (++i >= n)
+            goto done;
+        unsigned cp;
+        switch (s[i]) {
+        case '"': out[o++] = '"'; continue;
+        case '\\': out[o++] = '\\'; continue;
+        case '/': out[o++] = '/'; continue;
+        case 'b': out[o++] = '\b'; continue;
+        case 'f': out[o++] = '\f'; continue;
+        case 'n': out[o++] = '\n'; continue;
+        case 'r': out[o++] = '\r'; continue;
+        case 't': out[o++] = '\t'; continue;
+        case 'u':
+            if (i + 4 >= n || !hex4(s + i + 1, &cp))
+                goto done;
+            i += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) { /* a surrogate pair, or bail */
+                unsigned low;
+                if (i + 6 >= n || s[i + 1] != '\\' || s[i + 2] != 'u' || !hex4(s + i + 3, &low) || low < 0xDC00 || low > 0xDFFF)
+                    goto done;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+                i += 6;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                goto done;
+            }
+            /* UTF-8 of cp: at most 4 bytes, never more than the 6 escape bytes it replaces */
+            if (cp < 0x80) {
+                out[o++] = (char)cp;
+            } else if (cp < 0x800) {
+                out[o++] = (char)(0xC0 | cp >> 6);
+                out[o++] = (char)(0x80 | (cp & 0x3F));
+            } else if (cp < 0x10000) {
+                out[o++] = (char)(0xE0 | cp >> 12);
+                out[o++] = (char)(0x80 | (cp >> 6 & 0x3F));
+                out[o++] = (char)(0x80 | (cp & 0x3F));
+            } else {
+                out[o++] = (char)(0xF0 | cp >> 18);
+                out[o++] = (char)(0x80 | (cp >> 12 & 0x3F));
+                out[o++] = (char)(0x80 | (cp >> 6 & 0x3F));
+                out[o++] = (char)(0x80 | (cp & 0x3F));
+            }
+            continue;
+        default:
+            goto done;
+        }
+    }
+    v = PyUnicode_DecodeUTF8(out, o, "strict");
+    if (!v && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+        PyErr_Clear();
+done:
+    if (out != small)
+        PyMem_Free(out);
+    return v;
+}
+
+/* A JSON number at c->p: 1 with *out (int or float), 0 bail, -1 error. */
+static int number_value(Cursor *c, PyObject **out) {
+    const unsigned char *p = c->p, *start = p;
+    if (p < c->end && *p == '-')
+        p++;
+    if (p >= c->end || !(*p >= '0' && *p <= '9'))
+        return BAIL;
+    if (*p == '0')
+        p++;
+    else
+        while (p < c->end && *p >= '0' && *p <= '9')
+            p++;
+    int is_float = 0;
+    if (p < c->end && *p == '.') {
+        is_float = 1;
+        p++;
+        if (p >= c->end || !(*p >= '0' && *p <= '9'))
+            return BAIL;
+        while (p < c->end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < c->end && (*p == 'e' || *p == 'E')) {
+        is_float = 1;
+        p++;
+        if (p < c->end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= c->end || !(*p >= '0' && *p <= '9'))
+            return BAIL;
+        while (p < c->end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    Py_ssize_t n = p - start;
+    char text[64];
+    if (n >= (Py_ssize_t)sizeof text)
+        return BAIL;
+    memcpy(text, start, (size_t)n);
+    text[n] = '\0';
+    c->p = p;
+    if (is_float) {
+        double d = PyOS_string_to_double(text, NULL, NULL);
+        if (d == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return BAIL;
+        }
+        if (!isfinite(d))
+            return BAIL;
+        *out = PyFloat_FromDouble(d);
+    } else {
+        if (n - (text[0] == '-') > 18)
+            return BAIL;
+        *out = PyLong_FromLongLong(strtoll(text, NULL, 10));
+    }
+    return *out ? 1 : -1;
+}
+
+/* One value for a column of `kind`: 1 with *out (a new reference), 0 bail, -1 error. */
+static int column_value(Cursor *c, int kind, PyObject *how, PyObject **out) {
+    unsigned char ch = *c->p;
+    if (ch == 'n') {
+        if (c->end - c->p < 4 || memcmp(c->p, "null", 4))
+            return BAIL;
+        c->p += 4;
+        *out = Py_NewRef(Py_None);
+        return 1;
+    }
+    if (ch == 't' || ch == 'f') {
+        int t = ch == 't';
+        Py_ssize_t n = t ? 4 : 5;
+        if (c->end - c->p < n || memcmp(c->p, t ? "true" : "false", (size_t)n))
+            return BAIL;
+        if (kind != IN_BOOLEAN)
+            return BAIL;
+        c->p += n;
+        *out = Py_NewRef(t ? Py_True : Py_False);
+        return 1;
+    }
+    if (ch == '"') {
+        if (kind != IN_STRING && kind != IN_TIMESTAMP)
+            return BAIL;
+        const unsigned char *s;
+        Py_ssize_t n;
+        int escaped;
+        if (!scan_string(c, &s, &n, &escaped))
+            return BAIL;
+        PyObject *text = string_value(s, n, escaped);
+        if (!text)
+            return PyErr_Occurred() ? -1 : BAIL;
+        if (kind == IN_STRING) {
+            *out = text;
+            return 1;
+        }
+        PyObject *value = PyObject_CallOneArg(how, text);
+        Py_DECREF(text);
+        if (!value) {
+            if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError) ||
+                PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                PyErr_Clear();
+                return BAIL;
+            }
+            return -1;
+        }
+        *out = value;
+        return 1;
+    }
+    if (ch == '-' || (ch >= '0' && ch <= '9')) {
+        if (kind != IN_LONG && kind != IN_DOUBLE)
+            return BAIL;
+        PyObject *number;
+        int got = number_value(c, &number);
+        if (got <= 0)
+            return got;
+        if (kind == IN_LONG) {
+            if (!PyLong_CheckExact(number)) {
+                Py_DECREF(number);
+                return BAIL;
+            }
+            *out = number;
+            return 1;
+        }
+        if (PyLong_CheckExact(number)) {
+            double d = PyLong_AsDouble(number);
+            Py_DECREF(number);
+            if (d == -1.0 && PyErr_Occurred())
+                return -1;
+            *out = PyFloat_FromDouble(d);
+            return *out ? 1 : -1;
+        }
+        *out = number;
+        return 1;
+    }
+    return BAIL; /* an object or an array */
+}
+
+/* Skips a JSON string that orjson would read (valid escapes and UTF-8): 1 ok, 0 bail. */
+static int valid_string(Cursor *c) {
+    const unsigned char *s;
+    Py_ssize_t n;
+    int escaped;
+    if (!scan_string(c, &s, &n, &escaped))
+        return BAIL;
+    PyObject *text = string_value(s, n, escaped);
+    if (!text) {
+        PyErr_Clear();
+        return BAIL;
+    }
+    Py_DECREF(text);
+    return 1;
+}
+
+/* Skips any JSON value (of a key that is not a column): only scalars; 1 ok, 0 bail. */
+static int skip_value(Cursor *c) {
+    PyObject *ignored = NULL;
+    unsigned char ch = *c->p;
+    if (ch == '"')
+        return valid_string(c);
+    if (ch == 'n' || ch == 't' || ch == 'f') {
+        Py_ssize_t n = ch == 'f' ? 5 : 4;
+        if (c->end - c->p < n || memcmp(c->p, ch == 'n' ? "null" : ch == 't' ? "true" : "false", (size_t)n))
+            return BAIL;
+        c->p += n;
+        return 1;
+    }
+    int got = number_value(c, &ignored);
+    Py_XDECREF(ignored);
+    if (got < 0)
+        PyErr_Clear();
+    return got > 0;
+}
+
+/*
+ * json_rows(values, names, kinds, hows) -> rows, or None
+ *
+ * Flat JSON objects (bytes) to rows in column order, as KafkaInput's JSON decoding gives them
+ * (orjson, then the columns' converters): names are the columns' UTF-8 names; kinds 0 string,
+ * 1 long, 2 double, 3 boolean, 4 timestamp (hows[i](text) parses it); a missing key or null is
+ * None. None when any value is out of the ordinary (not an object, nested values, a number in a
+ * string column, a value that does not convert...): the Python path then decodes the batch and
+ * reports what is wrong.
+ */
+static PyObject *json_rows(PyObject *self, PyObject *args) {
+    PyObject *values, *names, *kinds_obj, *hows;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!:json_rows", &PyList_Type, &values, &PyTuple_Type, &names, &PyTuple_Type, &kinds_obj,
+                          &PyTuple_Type, &hows))
+        return NULL;
+    Py_ssize_t ncols = PyTuple_GET_SIZE(names);
+    if (ncols < 1 || PyTuple_GET_SIZE(kinds_obj) != ncols || PyTuple_GET_SIZE(hows) != ncols) {
+        PyErr_SetString(PyExc_ValueError, "names, kinds and hows need one entry per column");
+        return NULL;
+    }
+    int kinds[ncols];
+    const char *name_text[ncols];
+    Py_ssize_t name_len[ncols];
+    for (Py_ssize_t i = 0; i < ncols; i++) {
+        kinds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        if ((kinds[i] == -1 && PyErr_Occurred()) || !PyBytes_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "kinds are ints and names bytes");
+            return NULL;
+        }
+        name_text[i] = PyBytes_AS_STRING(name);
+        name_len[i] = PyBytes_GET_SIZE(name);
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    PyObject *rows = PyList_New(n);
+    if (!rows)
+        return NULL;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        PyObject *value = PyList_GET_ITEM(values, r);
+        if (!PyBytes_Check(value))
+            goto bail;
+        Cursor c = {(const unsigned char *)PyBytes_AS_STRING(value), (const unsigned char *)PyBytes_AS_STRING(value) + PyBytes_GET_SIZE(value)};
+        PyObject *row = PyList_New(ncols);
+        if (!row)
+            goto fail;
+        PyList_SET_ITEM(rows, r, row);
+        for (Py_ssize_t i = 0; i < ncols; i++)
+            PyList_SET_ITEM(row, i, Py_NewRef(Py_None));
+        skip_space(&c);
+        if (c.p >= c.end || *c.p != '{')
+            goto bail;
+        c.p++;
+        skip_space(&c);
+        if (c.p < c.end && *c.p == '}') {
+            c.p++;
+        } else {
+            for (;;) {
+                skip_space(&c);
+                if (c.p >= c.end || *c.p != '"')
+                    goto bail;
+                const unsigned char *key;
+                Py_ssize_t key_len;
+                int escaped;
+                if (!scan_string(&c, &key, &key_len, &escaped) || escaped)
+                    goto bail;
+                skip_space(&c);
+                if (c.p >= c.end || *c.p != ':')
+                    goto bail;
+                c.p++;
+                skip_space(&c);
+                if (c.p >= c.end)
+                    goto bail;
+                Py_ssize_t column = -1;
+                for (Py_ssize_t i = 0; i < ncols; i++)
+                    if (name_len[i] == key_len && memcmp(name_text[i], key, (size_t)key_len) == 0) {
+                        column = i;
+                        break;
+                    }
+                if (column < 0) {
+                    Cursor name = {key - 1, key + key_len + 1};
+                    if (!valid_string(&name) || !skip_value(&c))
+                        goto bail;
+                } else {
+                    PyObject *item;
+                    int got = column_value(&c, kinds[column], PyTuple_GET_ITEM(hows, column), &item);
+                    if (got < 0)
+                        goto fail;
+                    if (got == 0)
+                        goto bail;
+                    PyList_SetItem(row, column, item);
+                }
+                skip_space(&c);
+                if (c.p < c.end && *c.p == ',') {
+                    c.p++;
+                    continue;
+                }
+                if (c.p < c.end && *c.p == '}') {
+                    c.p++;
+                    break;
+                }
+                goto bail;
+            }
+        }
+        skip_space(&c);
+        if (c.p != c.end)
+            goto bail;
+    }
+    return rows;
+bail:
+    Py_DECREF(rows);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(rows);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"split_rows", split_rows, METH_VARARGS, "typed rows from CSV text (see the source)"},
     {"type_fields", type_fields, METH_VARARGS, "one record's fields checked and typed (see the source)"},
     {"format_rows", format_rows, METH_VARARGS, "rows as CSV text (see the source)"},
+    {"json_rows", json_rows, METH_VARARGS, "JSON objects as typed rows (see the source)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -418,8 +418,13 @@ class KafkaInput(InputPlugin):
         import orjson
 
         loads, convert = orjson.loads, records_converter(self.columns)
+        fast = compiled_json_rows(self.columns)
 
         def decode(values: list[bytes]) -> tuple[list[list[Any]], list[int], list[tuple[int, str]]]:
+            if fast is not None:
+                rows = fast(values)
+                if rows is not None:
+                    return rows, list(range(len(rows))), []
             try:
                 records = list(map(loads, values))
                 if set(map(type, records)) == {dict}:
@@ -473,3 +478,24 @@ class KafkaInput(InputPlugin):
             raise TransientRunError(f"cannot commit the group's offsets: {exc.args[0].str()}", where=self._brokers) from None
         finally:
             consumer.close()
+
+
+def compiled_json_rows(columns: tuple[ColumnSettings, ...]) -> Callable[[list[bytes]], list[list[Any]] | None] | None:
+    """The compiled decoder of flat JSON objects (pipelines/_fastrows.c), giving the rows orjson and
+    records_converter give, or None for a batch with anything out of the ordinary (which the Python
+    path then decodes and reports); None when there is a json column or it is not built."""
+    import os
+
+    kinds = {"string": 0, "long": 1, "double": 2, "boolean": 3, "timestamp": 4}
+    if any(c.type not in kinds for c in columns) or os.environ.get("PIPELINES_NATIVE", "1") == "0":
+        return None
+    try:
+        from pipelines._fastrows import json_rows
+    except ImportError:
+        return None
+    from pipelines.columns import text_converter
+
+    names = tuple(c.name.encode() for c in columns)
+    types = tuple(kinds[c.type] for c in columns)
+    hows = tuple(text_converter(c) if c.type == "timestamp" else None for c in columns)  # the cached parser
+    return lambda values: json_rows(values, names, types, hows)
