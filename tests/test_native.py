@@ -1,4 +1,4 @@
-"""The compiled hot loops (setup.py: pipelines/_fastrows.c, pipelines/kafka/_fastproduce.c) give
+"""The compiled hot loops (setup.py: pipelines/_fastrows.c, pipelines/kafka/_fastkafka.c) give
 exactly what the Python loops give: the same rows, line numbers and errors from the CSV parser on
 random text, and the same keys, values, partitions and headers in a real Kafka topic."""
 
@@ -124,15 +124,15 @@ def test_csv_parser_compiled_loop_edge_cases(data: bytes, monkeypatch: pytest.Mo
 
 
 def test_murmur2_in_c_equals_kafkas() -> None:
-    from pipelines.kafka import _fastproduce
+    from pipelines.kafka import _fastkafka
 
     rng = random.Random(1)
     for size in range(0, 40):
         data = bytes(rng.randrange(256) for _ in range(size))
-        assert _fastproduce.murmur2(data) == murmur2(data)
+        assert _fastkafka.murmur2(data) == murmur2(data)
     # values from the Java client's tests (org.apache.kafka.common.utils.UtilsTest)
-    assert _fastproduce.murmur2(b"21") == -973932308
-    assert _fastproduce.murmur2(b"foobar") == -790332482
+    assert _fastkafka.murmur2(b"21") == -973932308
+    assert _fastkafka.murmur2(b"foobar") == -790332482
 
 
 def test_batch_producer_writes_what_the_python_loop_writes(stack, topic) -> None:

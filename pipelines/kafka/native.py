@@ -1,7 +1,9 @@
-"""The Kafka output's compiled batch loop (`_fastproduce.c`), when it was built and can be bound.
+"""The compiled Kafka loops (`_fastkafka.c`), when they were built and can be used.
+
+`split_messages()` gives the Kafka input's message splitter: compiled, or the Python loop.
 
 `batch_producer(producer, client_id, ...)` gives a `BatchProducer` over a confluent_kafka Producer
-made with `delivery.report.only.error` (see _fastproduce.c), or None (with the reason in
+made with `delivery.report.only.error` (see _fastkafka.c), or None (with the reason in
 `unavailable_reason()`): the extension was not built (no C compiler at install time), librdkafka
 was not found in the process, the producer's handle did not check out, or PIPELINES_NATIVE=0.
 The output then produces row by row in Python, with the same result.
@@ -10,6 +12,7 @@ The output then produces row by row in Python, with the same result.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 _bound: bool | None = None
@@ -22,7 +25,7 @@ def _bind() -> bool:
         return _bound
     _bound = False
     try:
-        from pipelines.kafka import _fastproduce
+        from pipelines.kafka import _fastkafka
     except ImportError as exc:
         _reason = f"the extension is not built ({exc})"
         return False
@@ -33,7 +36,7 @@ def _bind() -> bool:
         _reason = "librdkafka is not among the process's loaded libraries"
         return False
     try:
-        _fastproduce.bind(path)
+        _fastkafka.bind(path)
     except OSError as exc:
         _reason = str(exc)
         return False
@@ -61,7 +64,7 @@ def unavailable_reason() -> str | None:
 
 
 class BatchProducer:
-    """Produces whole batches of rows as JSON values through one C call (see _fastproduce.c)."""
+    """Produces whole batches of rows as JSON values through one C call (see _fastkafka.c)."""
 
     def __init__(
         self,
@@ -75,10 +78,10 @@ class BatchProducer:
     ):
         import orjson
 
-        from pipelines.kafka import _fastproduce
+        from pipelines.kafka import _fastkafka
 
         (header_name, header_value), = headers
-        self._produce = _fastproduce.produce_json
+        self._produce = _fastkafka.produce_json
         self._args = (
             producer,
             topic.encode(),
@@ -114,14 +117,51 @@ def batch_producer(producer: Any, client_id: str, **kwargs: Any) -> BatchProduce
         return None
     from confluent_kafka import Producer
 
-    from pipelines.kafka import _fastproduce
+    from pipelines.kafka import _fastkafka
 
     global _reason
     if type(producer) is not Producer:
         _reason = f"not a confluent_kafka.Producer: {type(producer).__name__}"
         return None
-    name = _fastproduce.handle_name(producer)
+    name = _fastkafka.handle_name(producer)
     if name is None or not name.startswith(client_id + "#"):
         _reason = f"the producer's handle is not the expected one (name {name!r})"
         return None
     return BatchProducer(producer, **kwargs)
+
+
+def split_messages() -> Callable[[list[Any], tuple[str, bytes], tuple[str, bytes] | None], tuple[list[bytes], list[int], list[Any], list[int]]]:
+    """split_messages(messages, marker, job) -> (values, offsets, keys, tombstones): see _fastkafka.c."""
+    if os.environ.get("PIPELINES_NATIVE", "1") != "0":
+        try:
+            from pipelines.kafka._fastkafka import split_messages as compiled
+
+            return compiled
+        except ImportError:
+            pass
+    return _split_messages
+
+
+def _split_messages(
+    messages: list[Any], marker: tuple[str, bytes], job: tuple[str, bytes] | None
+) -> tuple[list[bytes], list[int], list[Any], list[int]]:
+    values: list[bytes] = []
+    offsets: list[int] = []
+    keys: list[Any] = []
+    tombstones: list[int] = []
+    for message in messages:
+        key = message.key()
+        # Headers cost a list of tuples per record: read only where they decide something. An end
+        # marker has no key, so a keyed record is never one.
+        if job is not None or key is None:
+            headers = message.headers()
+            if (headers is not None and marker in headers) or (job is not None and (headers is None or job not in headers)):
+                continue  # an end marker, or another job's record: not a row of this export
+        value = message.value()
+        if value is None:
+            tombstones.append(message.offset())
+            continue
+        values.append(value)
+        offsets.append(message.offset())
+        keys.append(key)
+    return values, offsets, keys, tombstones

@@ -25,6 +25,7 @@ from pipelines.columns import ColumnSettings, records_converter, schema_of
 from pipelines.error_output import ErrorSink
 from pipelines.errors import ConfigError, RunError, TransientRunError
 from pipelines.kafka.connection import KafkaConnectionSettings, client_config, is_auth_error, unreachable
+from pipelines.kafka.native import split_messages
 from pipelines.plan import PlanItem
 from pipelines.plugins.base import InputPlugin
 from pipelines.records import Batch, Schema
@@ -384,34 +385,23 @@ class KafkaInput(InputPlugin):
         decode = self._avro_rows() if self.settings.serialize_format == "avro" else self._json_rows()
         key_index = self.schema().index(self.settings.key_column_name) if self.settings.key_column_name else None
         job = (JOB_ID_HEADER, self.settings.only_job_id.encode()) if self.settings.only_job_id is not None else None
+        split = split_messages()
         for messages in self._messages(item, batch_rows):
-            kept, failed = [], []
-            for message in messages:
-                # Headers cost a list of tuples per record: read them only where they decide something.
-                # An end marker has no key, so a keyed record is never one.
-                if job is not None or message.key() is None:
-                    headers = message.headers()
-                    if (headers is not None and MARKER in headers) or (job is not None and (headers is None or job not in headers)):
-                        continue  # an end marker, or another job's record: not a row of this export
-                if message.value() is None:
-                    failed.append((message.offset(), "the record has no value (a tombstone)", ""))
-                    continue
-                kept.append(message)
-            values = [m.value() for m in kept]
+            # End markers and other jobs' records left out; tombstones (no value) to the error output.
+            values, offsets, keys, tombstones = split(messages, MARKER, job)
+            failed = [(offset, "the record has no value (a tombstone)", "") for offset in tombstones]
             rows, positions, bad = decode(values) if values else ([], [], [])
-            failed += [(kept[p].offset(), f"cannot read the value: {reason}", _text(values[p])) for p, reason in bad]
+            failed += [(offsets[p], f"cannot read the value: {reason}", _text(values[p])) for p, reason in bad]
             for offset, reason, raw_text in sorted(failed):
                 errors.add(source, offset, reason, raw_text)
-            tombstones = len(failed) - len(bad)
-            offsets = [kept[p].offset() for p in positions]
+            row_offsets = offsets if len(positions) == len(offsets) else [offsets[p] for p in positions]
             if key_index is not None:
                 for row, p in zip(rows, positions):
-                    key = kept[p].key()
+                    key = keys[p]
                     row[key_index] = key.decode("utf-8", "replace") if key is not None else None
-            if kept or tombstones:
-                raw = dict(zip(offsets, (values[p] for p in positions)))
-                batch = Batch(rows, offsets, source, lambda n, raw=raw: _text(raw.get(n, b"")))
-                yield batch, len(kept) + tombstones, sum(map(len, values))
+            if values or tombstones:
+                batch = Batch(rows, row_offsets, source, _raw_values(offsets, values))
+                yield batch, len(values) + len(tombstones), sum(map(len, values))
 
     def _json_rows(self) -> Callable[[list[bytes]], tuple[list[list[Any]], list[int], list[tuple[int, str]]]]:
         """JSON values -> (rows, their positions, [(position, reason)] of the bad ones)."""
@@ -478,6 +468,17 @@ class KafkaInput(InputPlugin):
             raise TransientRunError(f"cannot commit the group's offsets: {exc.args[0].str()}", where=self._brokers) from None
         finally:
             consumer.close()
+
+
+def _raw_values(offsets: list[int], values: list[bytes]) -> Callable[[int], str]:
+    """The text of the value at an offset (offsets ascending), for the error output; looked up only then."""
+    from bisect import bisect_left
+
+    def raw(offset: int) -> str:
+        i = bisect_left(offsets, offset)
+        return _text(values[i]) if i < len(offsets) and offsets[i] == offset else ""
+
+    return raw
 
 
 def compiled_json_rows(columns: tuple[ColumnSettings, ...]) -> Callable[[list[bytes]], list[list[Any]] | None] | None:

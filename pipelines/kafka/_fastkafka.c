@@ -1,7 +1,12 @@
 /*
- * The Kafka output's hot loop in C: a batch of rows becomes JSON values, keyed and partitioned
+ * The Kafka hot loops in C.
+ *
+ * produce_json: the Kafka output's; a batch of rows becomes JSON values, keyed and partitioned
  * like the Java client (murmur2), produced with one librdkafka call each, and counted per
  * partition, with no Python call per row.
+ *
+ * split_messages: the Kafka input's; a consumed batch of confluent_kafka Messages becomes lists of
+ * values, offsets and keys (end markers and other jobs' records left out, tombstones set apart).
  *
  * It produces through the rd_kafka_t of a confluent_kafka.Producer (the first field after the
  * object header of its Handle), so that producer's transactions, flush and callbacks stay in
@@ -460,18 +465,97 @@ fail:
     return NULL;
 }
 
+
+/*
+ * split_messages(messages, marker, job) -> (values, offsets, keys, tombstones)
+ *
+ * For each confluent_kafka Message: a record whose headers hold `marker` (a (name, value) tuple;
+ * end markers have no key, so only keyless records' headers are read), or, with `job` (a tuple,
+ * or None), whose headers do not hold `job`, is left out; a record without a value (a tombstone)
+ * has its offset in `tombstones`; the others give their value, offset and key.
+ */
+static PyObject *py_split_messages(PyObject *self, PyObject *args) {
+    PyObject *messages, *marker, *job;
+    if (!PyArg_ParseTuple(args, "O!OO:split_messages", &PyList_Type, &messages, &marker, &job))
+        return NULL;
+    static PyObject *s_key, *s_value, *s_offset, *s_headers;
+    if (!s_key) {
+        s_key = PyUnicode_InternFromString("key");
+        s_value = PyUnicode_InternFromString("value");
+        s_offset = PyUnicode_InternFromString("offset");
+        s_headers = PyUnicode_InternFromString("headers");
+        if (!s_key || !s_value || !s_offset || !s_headers)
+            return NULL;
+    }
+    PyObject *values = PyList_New(0), *offsets = PyList_New(0), *keys = PyList_New(0), *tombstones = PyList_New(0);
+    if (!values || !offsets || !keys || !tombstones)
+        goto fail;
+    Py_ssize_t n = PyList_GET_SIZE(messages);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *message = PyList_GET_ITEM(messages, i);
+        PyObject *key = PyObject_CallMethodNoArgs(message, s_key);
+        if (!key)
+            goto fail;
+        if (job != Py_None || key == Py_None) {
+            PyObject *headers = PyObject_CallMethodNoArgs(message, s_headers);
+            if (!headers) {
+                Py_DECREF(key);
+                goto fail;
+            }
+            int skip = 0;
+            if (headers != Py_None) {
+                int is_marker = PySequence_Contains(headers, marker);
+                int of_job = job == Py_None ? 1 : PySequence_Contains(headers, job);
+                if (is_marker < 0 || of_job < 0) {
+                    Py_DECREF(headers);
+                    Py_DECREF(key);
+                    goto fail;
+                }
+                skip = is_marker || !of_job;
+            } else {
+                skip = job != Py_None;
+            }
+            Py_DECREF(headers);
+            if (skip) {
+                Py_DECREF(key);
+                continue;
+            }
+        }
+        PyObject *offset = PyObject_CallMethodNoArgs(message, s_offset);
+        PyObject *value = offset ? PyObject_CallMethodNoArgs(message, s_value) : NULL;
+        int ok = value != NULL;
+        if (ok && value == Py_None)
+            ok = PyList_Append(tombstones, offset) == 0;
+        else if (ok)
+            ok = PyList_Append(values, value) == 0 && PyList_Append(offsets, offset) == 0 && PyList_Append(keys, key) == 0;
+        Py_XDECREF(offset);
+        Py_XDECREF(value);
+        Py_DECREF(key);
+        if (!ok)
+            goto fail;
+    }
+    return Py_BuildValue("NNNN", values, offsets, keys, tombstones);
+fail:
+    Py_XDECREF(values);
+    Py_XDECREF(offsets);
+    Py_XDECREF(keys);
+    Py_XDECREF(tombstones);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"bind", py_bind, METH_O, "bind(path): use the librdkafka confluent_kafka loaded from path"},
     {"handle_name", py_handle_name, METH_O, "handle_name(producer): librdkafka's name of the producer's handle"},
     {"produce_json", py_produce_json, METH_VARARGS, "produce rows as JSON values (see the source)"},
+    {"split_messages", py_split_messages, METH_VARARGS, "a consumed batch as values, offsets, keys and tombstones (see the source)"},
     {"murmur2", py_murmur2, METH_O, "murmur2(data): Kafka's murmur2 of bytes, as a signed 32-bit int"},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastproduce", "The Kafka output's batch produce loop.", -1, methods,
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastkafka", "The Kafka input's and output's hot loops.", -1, methods,
                                     NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__fastproduce(void) {
+PyMODINIT_FUNC PyInit__fastkafka(void) {
     PyDateTime_IMPORT;
     if (!PyDateTimeAPI)
         return NULL;
