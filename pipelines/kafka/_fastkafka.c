@@ -543,11 +543,46 @@ fail:
     return NULL;
 }
 
+
+/* with_errors(messages) -> [i, ...]: the positions of the Messages whose error() is not None */
+static PyObject *py_with_errors(PyObject *self, PyObject *messages) {
+    static PyObject *s_error;
+    if (!s_error && !(s_error = PyUnicode_InternFromString("error")))
+        return NULL;
+    if (!PyList_Check(messages)) {
+        PyErr_SetString(PyExc_TypeError, "messages must be a list");
+        return NULL;
+    }
+    PyObject *found = PyList_New(0);
+    if (!found)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(messages); i++) {
+        PyObject *error = PyObject_CallMethodNoArgs(PyList_GET_ITEM(messages, i), s_error);
+        if (!error)
+            goto fail;
+        int failed = error != Py_None;
+        Py_DECREF(error);
+        if (failed) {
+            PyObject *position = PyLong_FromSsize_t(i);
+            if (!position || PyList_Append(found, position) < 0) {
+                Py_XDECREF(position);
+                goto fail;
+            }
+            Py_DECREF(position);
+        }
+    }
+    return found;
+fail:
+    Py_DECREF(found);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"bind", py_bind, METH_O, "bind(path): use the librdkafka confluent_kafka loaded from path"},
     {"handle_name", py_handle_name, METH_O, "handle_name(producer): librdkafka's name of the producer's handle"},
     {"produce_json", py_produce_json, METH_VARARGS, "produce rows as JSON values (see the source)"},
     {"split_messages", py_split_messages, METH_VARARGS, "a consumed batch as values, offsets, keys and tombstones (see the source)"},
+    {"with_errors", py_with_errors, METH_O, "with_errors(messages): the positions of messages with an error"},
     {"murmur2", py_murmur2, METH_O, "murmur2(data): Kafka's murmur2 of bytes, as a signed 32-bit int"},
     {NULL, NULL, 0, NULL},
 };

@@ -130,6 +130,29 @@ def batch_producer(producer: Any, client_id: str, **kwargs: Any) -> BatchProduce
     return BatchProducer(producer, **kwargs)
 
 
+def with_errors(messages: list[Any]) -> list[int]:
+    """The positions of the consumed messages whose error() is not None (compiled when built)."""
+    return _with_errors(messages)
+
+
+def _with_errors_py(messages: list[Any]) -> list[int]:
+    return [i for i, message in enumerate(messages) if message.error() is not None]
+
+
+def _compiled_with_errors() -> Callable[[list[Any]], list[int]]:
+    if os.environ.get("PIPELINES_NATIVE", "1") != "0":
+        try:
+            from pipelines.kafka._fastkafka import with_errors as compiled
+
+            return compiled
+        except ImportError:
+            pass
+    return _with_errors_py
+
+
+_with_errors = _compiled_with_errors()
+
+
 def split_messages() -> Callable[[list[Any], tuple[str, bytes], tuple[str, bytes] | None], tuple[list[bytes], list[int], list[Any], list[int]]]:
     """split_messages(messages, marker, job) -> (values, offsets, keys, tombstones): see _fastkafka.c."""
     if os.environ.get("PIPELINES_NATIVE", "1") != "0":

@@ -25,7 +25,7 @@ from pipelines.columns import ColumnSettings, records_converter, schema_of
 from pipelines.error_output import ErrorSink
 from pipelines.errors import ConfigError, RunError, TransientRunError
 from pipelines.kafka.connection import KafkaConnectionSettings, client_config, is_auth_error, unreachable
-from pipelines.kafka.native import split_messages
+from pipelines.kafka.native import split_messages, with_errors
 from pipelines.plan import PlanItem
 from pipelines.plugins.base import InputPlugin
 from pipelines.records import Batch, Schema
@@ -346,12 +346,11 @@ class KafkaInput(InputPlugin):
                 # consume waits its whole timeout when fewer records than asked for are left (the range's
                 # last offsets are often transaction markers, which take offsets but are not messages)
                 messages = consumer.consume(min(batch_rows, end - position), 0.2)
-                good = []
-                for message in messages:
+                failing = with_errors(messages)
+                good = messages if not failing else [m for i, m in enumerate(messages) if i not in failing]
+                for message in (messages[i] for i in failing):
                     error = message.error()
-                    if error is None:
-                        good.append(message)
-                    elif error.code() == KafkaError._PARTITION_EOF:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         position = max(position, message.offset())  # the last stable offset: nothing more below it
                     elif error.code() == KafkaError._AUTO_OFFSET_RESET:
                         raise RunError(
