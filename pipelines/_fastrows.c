@@ -116,6 +116,18 @@ static int type_record(const Columns *c, PyObject *fields, PyObject **payload) {
     return 1;
 }
 
+/* kinds (a tuple of ints) into out[ncols]; *typed: whether any is not KIND_STRING. 0 ok, -1 error. */
+static int read_kinds(PyObject *kinds_obj, int *out, Py_ssize_t ncols, int *typed) {
+    *typed = 0;
+    for (Py_ssize_t i = 0; i < ncols; i++) {
+        out[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
+        if (out[i] == -1 && PyErr_Occurred())
+            return -1;
+        *typed |= out[i] != KIND_STRING;
+    }
+    return 0;
+}
+
 /* A quoted field's text between pos (after the opening quote) and the closing quote, doubled
  * quotes made single. */
 static PyObject *unquote(PyObject *text, int kind, const void *data, Py_ssize_t a, Py_ssize_t b, Py_UCS4 quote, int doubled) {
@@ -182,12 +194,8 @@ static PyObject *split_rows(PyObject *self, PyObject *args) {
     }
     int kinds[ncols];
     Columns c = {ncols, kinds, hows, null, 0, extra_ok, optional_ok};
-    for (Py_ssize_t i = 0; i < ncols; i++) {
-        kinds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
-        if (kinds[i] == -1 && PyErr_Occurred())
-            return NULL;
-        c.typed |= kinds[i] != KIND_STRING;
-    }
+    if (read_kinds(kinds_obj, kinds, ncols, &c.typed) < 0)
+        return NULL;
     Py_UCS4 delimiter = PyUnicode_READ_CHAR(delimiter_obj, 0);
     int quoting = PyUnicode_GET_LENGTH(quote_obj) == 1;
     Py_UCS4 quote = quoting ? PyUnicode_READ_CHAR(quote_obj, 0) : 0;
@@ -369,12 +377,8 @@ static PyObject *type_fields(PyObject *self, PyObject *args) {
     }
     int kinds[ncols];
     Columns c = {ncols, kinds, hows, null, 0, extra_ok, optional_ok};
-    for (Py_ssize_t i = 0; i < ncols; i++) {
-        kinds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
-        if (kinds[i] == -1 && PyErr_Occurred())
-            return NULL;
-        c.typed |= kinds[i] != KIND_STRING;
-    }
+    if (read_kinds(kinds_obj, kinds, ncols, &c.typed) < 0)
+        return NULL;
     PyObject *payload = NULL;
     int status = type_record(&c, fields, &payload);
     if (status < 0)
@@ -539,12 +543,9 @@ static PyObject *format_rows(PyObject *self, PyObject *args) {
     Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_obj);
     if (ncols < 2) /* the csv module quotes a lone empty field: not this writer's case */
         Py_RETURN_NONE;
-    int kinds[ncols];
-    for (Py_ssize_t i = 0; i < ncols; i++) {
-        kinds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
-        if (kinds[i] == -1 && PyErr_Occurred())
-            return NULL;
-    }
+    int kinds[ncols], typed;
+    if (read_kinds(kinds_obj, kinds, ncols, &typed) < 0)
+        return NULL;
     Buffer b = {NULL, 0, 0};
     Py_ssize_t n = PyList_GET_SIZE(rows);
     for (Py_ssize_t r = 0; r < n; r++) {

@@ -32,16 +32,43 @@ enum { V_END = 0, V_TOPIC = 1, V_PARTITION = 3, V_VALUE = 4, V_KEY = 5, V_OPAQUE
 #define MSG_F_COPY 0x2
 #define ERR_QUEUE_FULL (-184)
 #define RD_KAFKA_PRODUCER 0
+#define RD_KAFKA_CONSUMER 1
 
 typedef int (*producev_fn)(void *rk, ...);
 typedef const char *(*err2str_fn)(int err);
 typedef const char *(*name_fn)(const void *rk);
 typedef int (*type_fn)(const void *rk);
 
+/* librdkafka's public rd_kafka_message_t */
+typedef struct {
+    int err;
+    void *rkt;
+    int32_t partition;
+    void *payload;
+    size_t len;
+    void *key;
+    size_t key_len;
+    int64_t offset;
+    void *_private;
+} Message;
+
+typedef void *(*queue_get_consumer_fn)(void *rk);
+typedef void (*queue_destroy_fn)(void *rkqu);
+typedef Py_ssize_t (*consume_batch_queue_fn)(void *rkqu, int timeout_ms, Message **messages, size_t size);
+typedef void (*message_destroy_fn)(Message *m);
+typedef int (*message_headers_fn)(const Message *m, void **headers);
+typedef int (*header_get_fn)(const void *headers, size_t idx, const char *name, const void **value, size_t *size);
+
 static producev_fn rk_producev;
 static err2str_fn rk_err2str;
 static name_fn rk_name;
 static type_fn rk_type;
+static queue_get_consumer_fn rk_queue_get_consumer;
+static queue_destroy_fn rk_queue_destroy;
+static consume_batch_queue_fn rk_consume_batch_queue;
+static message_destroy_fn rk_message_destroy;
+static message_headers_fn rk_message_headers;
+static header_get_fn rk_header_get;
 
 typedef struct {
     PyObject_HEAD
@@ -275,9 +302,16 @@ static PyObject *py_bind(PyObject *self, PyObject *arg) {
     rk_err2str = (err2str_fn)dlsym(lib, "rd_kafka_err2str");
     rk_name = (name_fn)dlsym(lib, "rd_kafka_name");
     rk_type = (type_fn)dlsym(lib, "rd_kafka_type");
-    if (!rk_producev || !rk_err2str || !rk_name || !rk_type) {
+    rk_queue_get_consumer = (queue_get_consumer_fn)dlsym(lib, "rd_kafka_queue_get_consumer");
+    rk_queue_destroy = (queue_destroy_fn)dlsym(lib, "rd_kafka_queue_destroy");
+    rk_consume_batch_queue = (consume_batch_queue_fn)dlsym(lib, "rd_kafka_consume_batch_queue");
+    rk_message_destroy = (message_destroy_fn)dlsym(lib, "rd_kafka_message_destroy");
+    rk_message_headers = (message_headers_fn)dlsym(lib, "rd_kafka_message_headers");
+    rk_header_get = (header_get_fn)dlsym(lib, "rd_kafka_header_get");
+    if (!rk_producev || !rk_err2str || !rk_name || !rk_type || !rk_queue_get_consumer || !rk_queue_destroy ||
+        !rk_consume_batch_queue || !rk_message_destroy || !rk_message_headers || !rk_header_get) {
         rk_producev = NULL;
-        PyErr_Format(PyExc_OSError, "%s lacks rd_kafka_producev, rd_kafka_err2str, rd_kafka_name or rd_kafka_type", path);
+        PyErr_Format(PyExc_OSError, "%s lacks one of the librdkafka functions used here", path);
         return NULL;
     }
     Py_RETURN_NONE;
@@ -296,13 +330,11 @@ static void *producer_handle(PyObject *producer) {
     return rk;
 }
 
-/* name(producer): librdkafka's name of the producer's handle ("<client.id>#producer-N"), and its type, to check the handle. */
-static PyObject *py_handle_name(PyObject *self, PyObject *producer) {
-    void *rk = producer_handle(producer);
+/* handle_name(client): librdkafka's name of a Producer's or Consumer's handle ("<client.id>#producer-N"), to check the handle. */
+static PyObject *py_handle_name(PyObject *self, PyObject *client) {
+    void *rk = producer_handle(client);
     if (!rk)
         return NULL;
-    if (rk_type(rk) != RD_KAFKA_PRODUCER)
-        Py_RETURN_NONE;
     return PyUnicode_FromString(rk_name(rk));
 }
 
@@ -577,11 +609,140 @@ fail:
     return NULL;
 }
 
+
+/* 1 if the message's headers hold (name, value), 0 if not, -1 error */
+static int has_header(const Message *m, const char *name, const char *value, Py_ssize_t value_len) {
+    void *headers;
+    if (rk_message_headers(m, &headers) != 0)
+        return 0;
+    const void *v;
+    size_t size;
+    for (size_t i = 0; rk_header_get(headers, i, name, &v, &size) == 0; i++)
+        if ((Py_ssize_t)size == value_len && (value_len == 0 || (v && memcmp(v, value, size) == 0)))
+            return 1;
+    return 0;
+}
+
+/*
+ * consume(consumer, n, timeout_ms, end, marker_name, marker_value, job_name, job_value)
+ *   -> ((values, offsets, keys, tombstones), errors, last)
+ *
+ * One rd_kafka_consume_batch_queue on a confluent_kafka.Consumer's queue (made without callbacks
+ * that would need Python: no logger, error_cb, oauth_cb; manual assignment), giving what
+ * split_messages gives for the messages below offset `end`, without a Message object each:
+ * errors are (code, offset, text) of the error events (partition EOF...), `last` the highest
+ * offset of a message that is not an error (-1: none).
+ */
+static PyObject *py_consume(PyObject *self, PyObject *args) {
+    PyObject *consumer;
+    Py_ssize_t n;
+    int timeout_ms;
+    long long end;
+    const char *marker_name, *marker_value, *job_name = NULL, *job_value = NULL;
+    Py_ssize_t marker_len, job_len = 0;
+    if (!PyArg_ParseTuple(args, "OniLsy#zz#:consume", &consumer, &n, &timeout_ms, &end, &marker_name, &marker_value, &marker_len,
+                          &job_name, &job_value, &job_len))
+        return NULL;
+    void *rk = producer_handle(consumer);
+    if (!rk)
+        return NULL;
+    if (rk_type(rk) != RD_KAFKA_CONSUMER) {
+        PyErr_SetString(PyExc_TypeError, "not a consumer's handle");
+        return NULL;
+    }
+    if (n < 1)
+        n = 1;
+    Message **batch = PyMem_Malloc(sizeof(Message *) * (size_t)n);
+    if (!batch)
+        return PyErr_NoMemory();
+    void *queue = rk_queue_get_consumer(rk);
+    if (!queue) {
+        PyMem_Free(batch);
+        PyErr_SetString(PyExc_RuntimeError, "not a consumer");
+        return NULL;
+    }
+    Py_ssize_t got;
+    Py_BEGIN_ALLOW_THREADS
+    got = rk_consume_batch_queue(queue, timeout_ms, batch, (size_t)n);
+    Py_END_ALLOW_THREADS
+    rk_queue_destroy(queue);
+    if (got < 0) {
+        PyMem_Free(batch);
+        PyErr_SetString(PyExc_RuntimeError, "consuming failed");
+        return NULL;
+    }
+    PyObject *values = PyList_New(0), *offsets = PyList_New(0), *keys = PyList_New(0), *tombstones = PyList_New(0),
+             *errors = PyList_New(0), *result = NULL;
+    long long last = -1;
+    Py_ssize_t i = 0;
+    if (!values || !offsets || !keys || !tombstones || !errors)
+        goto done;
+    for (; i < got; i++) {
+        Message *m = batch[i];
+        PyObject *item = NULL;
+        int ok = 1;
+        if (m->err) {
+            const char *text = rk_err2str(m->err);
+            item = m->payload ? Py_BuildValue("iLs#", m->err, (long long)m->offset, (const char *)m->payload, (Py_ssize_t)m->len)
+                              : Py_BuildValue("iLs", m->err, (long long)m->offset, text);
+            if (!item) { /* a payload that is not UTF-8 */
+                PyErr_Clear();
+                item = Py_BuildValue("iLs", m->err, (long long)m->offset, text);
+            }
+            ok = item && PyList_Append(errors, item) == 0;
+        } else {
+            if (m->offset > last)
+                last = m->offset;
+            if (m->offset >= end)
+                goto next;
+            if (job_name || !m->key) {
+                int marker = has_header(m, marker_name, marker_value, marker_len);
+                int of_job = job_name ? has_header(m, job_name, job_value, job_len) : 1;
+                if (marker || !of_job)
+                    goto next; /* an end marker, or another job's record: not a row of this export */
+            }
+            PyObject *offset = PyLong_FromLongLong(m->offset);
+            if (!offset) {
+                ok = 0;
+            } else if (!m->payload) {
+                ok = PyList_Append(tombstones, offset) == 0;
+            } else {
+                PyObject *value = PyBytes_FromStringAndSize(m->payload, (Py_ssize_t)m->len);
+                PyObject *key = m->key ? PyBytes_FromStringAndSize(m->key, (Py_ssize_t)m->key_len) : Py_NewRef(Py_None);
+                ok = value && key && PyList_Append(values, value) == 0 && PyList_Append(offsets, offset) == 0 &&
+                     PyList_Append(keys, key) == 0;
+                Py_XDECREF(value);
+                Py_XDECREF(key);
+            }
+            Py_XDECREF(offset);
+        }
+    next:
+        Py_XDECREF(item);
+        rk_message_destroy(m);
+        if (!ok) {
+            i++;
+            goto done;
+        }
+    }
+    result = Py_BuildValue("(OOOO)OL", values, offsets, keys, tombstones, errors, last);
+done:
+    for (; i < got; i++)
+        rk_message_destroy(batch[i]);
+    PyMem_Free(batch);
+    Py_XDECREF(values);
+    Py_XDECREF(offsets);
+    Py_XDECREF(keys);
+    Py_XDECREF(tombstones);
+    Py_XDECREF(errors);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"bind", py_bind, METH_O, "bind(path): use the librdkafka confluent_kafka loaded from path"},
-    {"handle_name", py_handle_name, METH_O, "handle_name(producer): librdkafka's name of the producer's handle"},
+    {"handle_name", py_handle_name, METH_O, "handle_name(client): librdkafka's name of a Producer's or Consumer's handle"},
     {"produce_json", py_produce_json, METH_VARARGS, "produce rows as JSON values (see the source)"},
     {"split_messages", py_split_messages, METH_VARARGS, "a consumed batch as values, offsets, keys and tombstones (see the source)"},
+    {"consume", py_consume, METH_VARARGS, "one batch from a consumer, split as split_messages splits it (see the source)"},
     {"with_errors", py_with_errors, METH_O, "with_errors(messages): the positions of messages with an error"},
     {"murmur2", py_murmur2, METH_O, "murmur2(data): Kafka's murmur2 of bytes, as a signed 32-bit int"},
     {NULL, NULL, 0, NULL},

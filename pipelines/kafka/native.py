@@ -15,6 +15,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from pipelines.compiled import compiled, enabled
+
+FAST = "pipelines.kafka._fastkafka"
 _bound: bool | None = None
 _reason: str | None = None
 
@@ -24,10 +27,9 @@ def _bind() -> bool:
     if _bound is not None:
         return _bound
     _bound = False
-    try:
-        from pipelines.kafka import _fastkafka
-    except ImportError as exc:
-        _reason = f"the extension is not built ({exc})"
+    bind = compiled(FAST, "bind")
+    if bind is None:
+        _reason = "the extension is not built"
         return False
     import confluent_kafka  # noqa: F401  (loads librdkafka)
 
@@ -36,7 +38,7 @@ def _bind() -> bool:
         _reason = "librdkafka is not among the process's loaded libraries"
         return False
     try:
-        _fastkafka.bind(path)
+        bind(path)
     except OSError as exc:
         _reason = str(exc)
         return False
@@ -58,7 +60,7 @@ def _loaded_librdkafka() -> str | None:
 
 def unavailable_reason() -> str | None:
     """Why batch_producer() gives None, or None if it does not."""
-    if os.environ.get("PIPELINES_NATIVE", "1") == "0":
+    if not enabled():
         return "PIPELINES_NATIVE=0"
     return None if _bind() else _reason
 
@@ -130,39 +132,35 @@ def batch_producer(producer: Any, client_id: str, **kwargs: Any) -> BatchProduce
     return BatchProducer(producer, **kwargs)
 
 
-def with_errors(messages: list[Any]) -> list[int]:
-    """The positions of the consumed messages whose error() is not None (compiled when built)."""
-    return _with_errors(messages)
+def compiled_consume() -> Callable[..., Any] | None:
+    """consume(consumer, n, timeout_ms, end, marker_name, marker_value, job_name, job_value) on a
+    confluent_kafka.Consumer made without Python callbacks (see _fastkafka.c), or None."""
+    if unavailable_reason() is not None:
+        return None
+    from confluent_kafka import Consumer
+
+    consume = compiled(FAST, "consume")
+
+    def checked(consumer: Any, *args: Any) -> Any:
+        if type(consumer) is not Consumer:
+            raise TypeError(f"not a confluent_kafka.Consumer: {type(consumer).__name__}")
+        return consume(consumer, *args)
+
+    return checked
 
 
-def _with_errors_py(messages: list[Any]) -> list[int]:
+def with_errors() -> Callable[[list[Any]], list[int]]:
+    """with_errors(messages) -> the positions of the messages whose error() is not None: see _fastkafka.c."""
+    return compiled(FAST, "with_errors") or _with_errors
+
+
+def _with_errors(messages: list[Any]) -> list[int]:
     return [i for i, message in enumerate(messages) if message.error() is not None]
-
-
-def _compiled_with_errors() -> Callable[[list[Any]], list[int]]:
-    if os.environ.get("PIPELINES_NATIVE", "1") != "0":
-        try:
-            from pipelines.kafka._fastkafka import with_errors as compiled
-
-            return compiled
-        except ImportError:
-            pass
-    return _with_errors_py
-
-
-_with_errors = _compiled_with_errors()
 
 
 def split_messages() -> Callable[[list[Any], tuple[str, bytes], tuple[str, bytes] | None], tuple[list[bytes], list[int], list[Any], list[int]]]:
     """split_messages(messages, marker, job) -> (values, offsets, keys, tombstones): see _fastkafka.c."""
-    if os.environ.get("PIPELINES_NATIVE", "1") != "0":
-        try:
-            from pipelines.kafka._fastkafka import split_messages as compiled
-
-            return compiled
-        except ImportError:
-            pass
-    return _split_messages
+    return compiled(FAST, "split_messages") or _split_messages
 
 
 def _split_messages(

@@ -148,17 +148,14 @@ class CsvFormatter(FormatterPlugin):
         """The compiled writer (pipelines/_fastrows.c) for the default settings: MINIMAL, doubled
         quotes, null_string "", LF lines, no json column; None otherwise or when it is not built.
         It hands a batch back (None) whenever a value needs the rules below (an empty string, a CR)."""
-        import os
-
         s: CsvFormatterSettings = self.settings
         plain = s.quote_policy == "MINIMAL" and s.null_string == "" and s.newline == "LF" and s.escape in (None, s.quote)
         if not plain or any(c.type == "json" for c in schema.columns) or not (s.delimiter + s.quote).isascii():
             return None
-        if os.environ.get("PIPELINES_NATIVE", "1") == "0":
-            return None
-        try:
-            from pipelines._fastrows import format_rows
-        except ImportError:
+        from pipelines.compiled import compiled
+
+        format_rows = compiled("pipelines._fastrows", "format_rows")
+        if format_rows is None:
             return None
         kinds = tuple({"boolean": 1, "timestamp": 2}.get(c.type, 0) for c in schema.columns)
         delimiter, quote = s.delimiter, s.quote

@@ -26,16 +26,11 @@ READY = 1
 
 
 def _fast_rows() -> tuple[Any, Any] | None:
-    """The compiled loop (split_rows, type_fields), or None when it was not built (or PIPELINES_NATIVE=0)."""
-    import os
+    """The compiled loop (split_rows, type_fields), or None (pipelines.compiled)."""
+    from pipelines.compiled import compiled
 
-    if os.environ.get("PIPELINES_NATIVE", "1") == "0":
-        return None
-    try:
-        from pipelines._fastrows import split_rows, type_fields
-    except ImportError:
-        return None
-    return split_rows, type_fields
+    split_rows = compiled("pipelines._fastrows", "split_rows")
+    return None if split_rows is None else (split_rows, compiled("pipelines._fastrows", "type_fields"))
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,7 @@ class KafkaInput(InputPlugin):
     def _where(self, partition: int | None = None) -> str:
         return f"kafka://{self.settings.topic}" + (f"/{partition}" if partition is not None else "")
 
-    def _consumer(self, group: str, **extra: Any) -> Any:
+    def _consumer(self, group: str, python_log: bool = True, **extra: Any) -> Any:
         from confluent_kafka import Consumer, KafkaException
 
         from pipelines.kafka.memory import limit_malloc_arenas
@@ -193,7 +193,7 @@ class KafkaInput(InputPlugin):
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed",
             "auto.offset.reset": "error",  # records deleted by retention fail the shard, never skip silently
-            "logger": librdkafka_logger(),
+            **({"logger": librdkafka_logger()} if python_log else {"log_level": 0}),
             **dict(self.settings.other_consumer_configs),
             **extra,
         }
@@ -332,41 +332,83 @@ class KafkaInput(InputPlugin):
     def _messages(self, item: PlanItem, batch_rows: int) -> Iterator[list[Any]]:
         """The range's messages in lists (read_committed, offsets in [start, end)), ending at `end`
         even while the topic keeps growing."""
+        yield from self._consume(item, batch_rows, None)
+
+    def _records(self, item: PlanItem, batch_rows: int, job: tuple[str, bytes] | None) -> Iterator[tuple[list[bytes], list[int], list[Any], list[int]]]:
+        """The range as (values, offsets, keys, tombstones) batches, end markers and (with `job`) other
+        jobs' records left out: read by the compiled loop (pipelines.kafka.native) when it can."""
+        from pipelines.kafka.native import compiled_consume
+
+        consume = compiled_consume() if self._compiled_consumer_ok() else None
+        if consume is not None:
+            marker_name, marker_value = MARKER
+            job_name, job_value = job if job is not None else (None, None)
+
+            def fetch(consumer: Any, wanted: int, timeout: float, end: int) -> tuple[Any, list[tuple[int, int, str]], int]:
+                return consume(consumer, wanted, int(timeout * 1000), end, marker_name, marker_value, job_name, job_value)
+
+            yield from self._consume(item, batch_rows, fetch)
+            return
+        split = split_messages()
+        for messages in self._consume(item, batch_rows, None):
+            yield split(messages, MARKER, job)
+
+    def _compiled_consumer_ok(self) -> bool:
+        """The compiled loop reads a consumer made without Python callbacks: not with msk_iam (its
+        token callback) nor with PIPELINES_KAFKA_DEBUG=1 (librdkafka's log into Python)."""
+        import os
+
+        from pipelines.kafka.native import unavailable_reason
+
+        return self.settings.auth != "msk_iam" and os.environ.get("PIPELINES_KAFKA_DEBUG") != "1" and unavailable_reason() is None
+
+    def _consume(self, item: PlanItem, batch_rows: int, fetch: Any) -> Iterator[Any]:
+        """The loop of _messages (fetch None: lists of Messages) and _records (fetch: the compiled
+        consume, yielding its batches)."""
         from confluent_kafka import KafkaError, TopicPartition
 
         partition, start, end = partition_of(item), item.start, item.end
         assert end is not None
         if start >= end:
             return
-        consumer = self._consumer(f"pipelines.export.{self.settings.topic}", **{"enable.partition.eof": True})
+        extra: dict[str, Any] = {"enable.partition.eof": True}
+        # No Python callback may run inside the compiled loop: its consumer has no logger (errors come as events).
+        consumer = self._consumer(f"pipelines.export.{self.settings.topic}", python_log=fetch is None, **extra)
         try:
             consumer.assign([TopicPartition(self.settings.topic, partition, start)])
             position, last_progress = start, time.monotonic()
+            errors_in = with_errors()
             while position < end:
                 # consume waits its whole timeout when fewer records than asked for are left (the range's
-                # last offsets are often transaction markers, which take offsets but are not messages)
-                messages = consumer.consume(min(batch_rows, end - position), 0.2)
-                failing = with_errors(messages)
-                good = messages if not failing else [m for i, m in enumerate(messages) if i not in failing]
-                for message in (messages[i] for i in failing):
-                    error = message.error()
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        position = max(position, message.offset())  # the last stable offset: nothing more below it
-                    elif error.code() == KafkaError._AUTO_OFFSET_RESET:
+                # last offsets are often transaction markers, which take offsets but are not messages):
+                # the range's tail is asked for with a short timeout, again until it is read.
+                wanted = min(batch_rows, end - position)
+                timeout = 0.2 if wanted == batch_rows else 0.02
+                if fetch is not None:
+                    batch, failures, last = fetch(consumer, wanted, timeout, end)
+                else:
+                    messages = consumer.consume(wanted, timeout)
+                    failing = errors_in(messages)
+                    batch = messages if not failing else [m for i, m in enumerate(messages) if i not in failing]
+                    failures = [(m.error().code(), m.offset(), m.error().str()) for m in (messages[i] for i in failing)]
+                    last = batch[-1].offset() if batch else -1
+                    if last >= end - 1:
+                        batch = [m for m in batch if m.offset() < end]
+                for code, offset, text in failures:
+                    if code == KafkaError._PARTITION_EOF:
+                        position = max(position, offset)  # the last stable offset: nothing more below it
+                    elif code == KafkaError._AUTO_OFFSET_RESET:
                         raise RunError(
                             f"offset {position} is out of range: records were deleted (retention) since the plan; make a new plan",
                             where=item.label,
                         )
-                    elif error.fatal() or not error.retriable():
-                        raise RunError(f"reading failed: {error.str()}", where=item.label)
-                if good:
-                    last = good[-1].offset()
-                    if last >= end - 1:
-                        good = [m for m in good if m.offset() < end]
+                    else:  # confluent_kafka reports a consumer's error events as neither fatal nor retriable
+                        raise RunError(f"reading failed: {text}", where=item.label)
+                if last >= 0:
                     position = max(position, last + 1)
                     last_progress = time.monotonic()
-                    if good:
-                        yield good
+                    if fetch is not None or batch:
+                        yield batch
                 elif position < end:
                     # Transaction markers and aborted records take offsets but yield no message.
                     (now,) = consumer.position([TopicPartition(self.settings.topic, partition)])
@@ -384,10 +426,8 @@ class KafkaInput(InputPlugin):
         decode = self._avro_rows() if self.settings.serialize_format == "avro" else self._json_rows()
         key_index = self.schema().index(self.settings.key_column_name) if self.settings.key_column_name else None
         job = (JOB_ID_HEADER, self.settings.only_job_id.encode()) if self.settings.only_job_id is not None else None
-        split = split_messages()
-        for messages in self._messages(item, batch_rows):
-            # End markers and other jobs' records left out; tombstones (no value) to the error output.
-            values, offsets, keys, tombstones = split(messages, MARKER, job)
+        for values, offsets, keys, tombstones in self._records(item, batch_rows, job):
+            # End markers and other jobs' records are left out; tombstones (no value) go to the error output.
             failed = [(offset, "the record has no value (a tombstone)", "") for offset in tombstones]
             rows, positions, bad = decode(values) if values else ([], [], [])
             failed += [(offsets[p], f"cannot read the value: {reason}", _text(values[p])) for p, reason in bad]
@@ -484,16 +524,13 @@ def compiled_json_rows(columns: tuple[ColumnSettings, ...]) -> Callable[[list[by
     """The compiled decoder of flat JSON objects (pipelines/_fastrows.c), giving the rows orjson and
     records_converter give, or None for a batch with anything out of the ordinary (which the Python
     path then decodes and reports); None when there is a json column or it is not built."""
-    import os
+    from pipelines.columns import text_converter
+    from pipelines.compiled import compiled
 
     kinds = {"string": 0, "long": 1, "double": 2, "boolean": 3, "timestamp": 4}
-    if any(c.type not in kinds for c in columns) or os.environ.get("PIPELINES_NATIVE", "1") == "0":
+    json_rows = compiled("pipelines._fastrows", "json_rows")
+    if json_rows is None or any(c.type not in kinds for c in columns):
         return None
-    try:
-        from pipelines._fastrows import json_rows
-    except ImportError:
-        return None
-    from pipelines.columns import text_converter
 
     names = tuple(c.name.encode() for c in columns)
     types = tuple(kinds[c.type] for c in columns)
