@@ -306,3 +306,28 @@ def test_json_decoder_compiled_reads_most_batches() -> None:
     value = orjson.dumps({"user_id": "u1", "score": 1.5, "ok": True, "at": "2026-11-01T12:00:00+00:00", "seg": 7, "extra": None})
     rows = compiled_json_rows(columns)([value] * 3)
     assert rows == [["u1", 1.5, True, dt.datetime(2026, 11, 1, 12, tzinfo=dt.timezone.utc), 7]] * 3
+
+
+def test_export_without_the_compiled_loops_writes_the_same_rows(stack, s3, bucket, topic, tmp_path) -> None:
+    """PIPELINES_NATIVE=0: the export (Kafka consume, JSON decoding, CSV writing) gives the same file rows."""
+    import gzip
+
+    put_audiences(s3, bucket, 1, 4000)
+    assert run_cli("run", config_with(tmp_path), *job_vars(bucket, topic)).returncode == 0
+    exported = []
+    for native in ("1", "0"):
+        prefix = f"out-{native}/"
+        result = run_cli(
+            "run",
+            "configs/export_audience_to_s3.yml.liquid",
+            "--var", f"KAFKA_TOPIC={topic}", "--var", f"EXPORT_BUCKET={bucket}", "--var", f"EXPORT_PREFIX={prefix}",
+            env={"PIPELINES_NATIVE": native},
+        )
+        assert result.returncode == 0, result.stderr
+        assert summary_of(result)["rows_written"] == 4000
+        lines = []
+        for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+            if obj["Key"].endswith(".csv.gz"):
+                lines += gzip.decompress(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()).decode().splitlines()[1:]
+        exported.append(sorted(lines))
+    assert exported[0] == exported[1] and len(exported[0]) == 4000
