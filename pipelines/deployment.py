@@ -33,6 +33,7 @@ OPTIONAL_ENV: dict[str, str] = {
     "PIPELINES_CONFIGS": "where the configs are (default: configs/ beside the package; container/Dockerfile sets /app/configs)",
     "PIPELINES_SHARD_BYTES": "the plan's shard size in bytes (default 128 MiB)",
     "PIPELINES_KAFKA_DEBUG": "1: librdkafka's own log on stderr",
+    "PIPELINES_NATIVE": "0: the Python loops instead of the compiled ones (setup.py), same results, slower",
     "MALLOC_ARENA_MAX": "glibc's arena limit (the engine sets 2 itself)",
     "KAFKA_CONNECT_TIMEOUT_SECONDS": "how long to wait for the brokers (default 15)",
     "KAFKA_TRANSACTIONAL": "false: no transaction per shard (default true)",
