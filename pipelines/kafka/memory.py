@@ -31,3 +31,17 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
         return bool(libc.mallopt(M_ARENA_MAX, arenas))
     except (OSError, AttributeError):
         return False
+
+
+def release_free_memory() -> bool:
+    """Gives the heap's free pages back to the system (glibc's malloc_trim), e.g. after a Kafka client
+    is closed: its fetched batches were freed in librdkafka's threads' arenas, and without this the
+    next client's buffers come on top (an export of six partitions, one client each, went from 166 to
+    260 MB in steps). True if it ran (glibc only)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False

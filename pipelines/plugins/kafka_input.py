@@ -25,6 +25,7 @@ from pipelines.columns import ColumnSettings, records_converter, schema_of
 from pipelines.error_output import ErrorSink
 from pipelines.errors import ConfigError, RunError, TransientRunError
 from pipelines.kafka.connection import KafkaConnectionSettings, client_config, is_auth_error, unreachable
+from pipelines.kafka.memory import release_free_memory
 from pipelines.kafka.native import split_messages, with_errors
 from pipelines.plan import PlanItem
 from pipelines.plugins.base import InputPlugin
@@ -420,6 +421,7 @@ class KafkaInput(InputPlugin):
                         )
         finally:
             consumer.close()
+            release_free_memory()
 
     def read(self, item: PlanItem, errors: ErrorSink, batch_rows: int) -> Iterator[tuple[Batch, int, int]]:
         source = item.label
