@@ -1,6 +1,7 @@
 """The compiled Kafka loops (`_fastkafka.c`), when they were built and can be used.
 
-`split_messages()` gives the Kafka input's message splitter: compiled, or the Python loop.
+For the Kafka input: `compiled_consume()` (a batch off a consumer's queue, or None), and
+`split_messages()` and `with_errors()` (compiled, or their Python loops) for Message lists.
 
 `batch_producer(producer, client_id, ...)` gives a `BatchProducer` over a confluent_kafka Producer
 made with `delivery.report.only.error` (see _fastkafka.c), or None (with the reason in
