@@ -46,6 +46,20 @@ EXAMPLE = TERRAFORM / "examples" / "complete"
 
 hcl2 = pytest.importorskip("hcl2", reason="bc-python-hcl2 is in the test extra (pip install -e '.[test]')")
 
+# Step Functions' log delivery to CloudWatch Logs, and X-Ray tracing: what a state machine with
+# logging and tracing calls with its role.
+LOGGING_ACTIONS = {
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+TRACING_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"}
+
 # Actions AWS authorizes on "*" only (no resource-level permissions), the only ones an identity
 # policy statement of the module may grant on "*".
 STAR_ONLY_ACTIONS = {
@@ -55,23 +69,9 @@ STAR_ONLY_ACTIONS = {
     "ec2:DeleteNetworkInterface",
     "ec2:AssignPrivateIpAddresses",
     "ec2:UnassignPrivateIpAddresses",
-    # X-Ray tracing.
-    "xray:PutTraceSegments",
-    "xray:PutTelemetryRecords",
-    "xray:GetSamplingRules",
-    "xray:GetSamplingTargets",
-    # Step Functions' log delivery to CloudWatch Logs.
-    "logs:CreateLogDelivery",
-    "logs:GetLogDelivery",
-    "logs:UpdateLogDelivery",
-    "logs:DeleteLogDelivery",
-    "logs:ListLogDeliveries",
-    "logs:PutResourcePolicy",
-    "logs:DescribeResourcePolicies",
-    "logs:DescribeLogGroups",
     # ECR's registry token.
     "ecr:GetAuthorizationToken",
-}
+} | TRACING_ACTIONS | LOGGING_ACTIONS
 
 # What each kind of state makes Step Functions call with the state machine's role.
 TASK_ACTIONS = {
@@ -93,17 +93,6 @@ ITEM_READER_ACTIONS = {
     "arn:aws:states:::s3:listObjectsV2": {"s3:ListBucket"},
 }
 DISTRIBUTED_MAP_ACTIONS = {"states:StartExecution", "states:DescribeExecution", "states:StopExecution"}
-LOGGING_ACTIONS = {
-    "logs:CreateLogDelivery",
-    "logs:GetLogDelivery",
-    "logs:UpdateLogDelivery",
-    "logs:DeleteLogDelivery",
-    "logs:ListLogDeliveries",
-    "logs:PutResourcePolicy",
-    "logs:DescribeResourcePolicies",
-    "logs:DescribeLogGroups",
-}
-TRACING_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"}
 
 # What the engine calls (pipelines/storage.py, plugins/s3_*.py, object_files.py, jobs.py, api.py).
 ENGINE_S3_ACTIONS = {
