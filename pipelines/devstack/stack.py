@@ -664,15 +664,6 @@ def _start_registry(java: str, home: Path, port: int, heap: str, registry_dir: P
     )
 
 
-def _registry_answers(url: str, timeout: float) -> bool:
-    try:
-        with _NO_PROXY.open(f"{url}/subjects", timeout=timeout) as response:
-            status: int = response.status
-            return status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-
-
 # ------------------------------------------------------------------ processes
 
 
@@ -788,8 +779,8 @@ def _make_probe(service: _Service) -> Probe:
     if service.name == "kafka":
         return _kafka_probe(service.address)
     if service.name == REGISTRY_SERVICE:
-        return lambda timeout: _registry_answers(service.address, timeout)
-    return lambda timeout: _moto_answers(service.address, timeout)
+        return lambda timeout: _answers_ok(f"{service.address}/subjects", timeout)
+    return lambda timeout: _answers_ok(f"{service.address}/moto-api/", timeout)
 
 
 def _kafka_probe(bootstrap: str) -> Probe:
@@ -816,9 +807,10 @@ def _kafka_probe(bootstrap: str) -> Probe:
     return answers
 
 
-def _moto_answers(endpoint: str, timeout: float) -> bool:
+def _answers_ok(url: str, timeout: float) -> bool:
+    """Whether a GET of `url` answers 200 (moto's API page, the registry's subjects)."""
     try:
-        with _NO_PROXY.open(f"{endpoint}/moto-api/", timeout=timeout) as response:
+        with _NO_PROXY.open(url, timeout=timeout) as response:
             status: int = response.status
             return status == 200
     except (OSError, http.client.HTTPException):
