@@ -156,10 +156,8 @@ def test_entrypoint_execs_python_which_gets_sigterm(tmp_path):
         assert Path(os.readlink(f"/proc/{process.pid}/exe")).name.startswith("python")
 
         time.sleep(1.0)  # inside the 5 s metadata request to the silent broker by now
-        sent = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=SIGKILL_AFTER)
-        seconds = time.monotonic() - sent
+        seconds = terminate(process)
+        code = process.returncode
     finally:
         if process.poll() is None:
             process.kill()
@@ -217,10 +215,8 @@ def test_signal_mid_run_of_a_local_job(tmp_path, signum):
             assert process.poll() is None, (folder / "stderr").read_text()
             assert time.monotonic() < deadline, "no output file after 30 s"
             time.sleep(0.01)
-        sent = time.monotonic()
-        process.send_signal(signum)
-        code = process.wait(timeout=SIGKILL_AFTER)
-        seconds = time.monotonic() - sent
+        seconds = terminate(process, signum)
+        code = process.returncode
     finally:
         if process.poll() is None:
             process.kill()
@@ -375,16 +371,17 @@ def start(command: list[str], tmp_path: Path, name: str) -> tuple[subprocess.Pop
     return process, folder
 
 
-def terminate(process: subprocess.Popen) -> float:
-    """SIGTERM, as ECS sends it; waits at most until ECS's SIGKILL would come; returns the seconds it took."""
+def terminate(process: subprocess.Popen, signum: int = signal.SIGTERM) -> float:
+    """SIGTERM (as ECS sends it) or another signal; waits at most until ECS's SIGKILL would come;
+    returns the seconds it took."""
     sent = time.monotonic()
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     try:
         process.wait(timeout=SIGKILL_AFTER)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-        pytest.fail(f"still running {SIGKILL_AFTER:g} s after SIGTERM: ECS would have killed it")
+        pytest.fail(f"still running {SIGKILL_AFTER:g} s after {signal.Signals(signum).name}: ECS would have killed it")
     return time.monotonic() - sent
 
 
