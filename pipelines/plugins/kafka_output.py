@@ -332,10 +332,8 @@ class KafkaOutput(OutputPlugin):
                 raise RunError(str(exc), where=self._brokers) from None
             self.produced += produced
             for position in empty_keys:
-                line = batch.line_nos[position]
-                errors.add(batch.source, line, f"key column '{self.settings.key_column_name}' is empty", batch.raw_line(line))
-            self.producer.poll(0)
-            self._raise_if_failed()
+                self._empty_key(batch, errors, batch.line_nos[position])
+            self._served()
             return
         rows, line_nos, keys = self._keyed(batch, errors)
         if self.serializer is not None:
@@ -363,12 +361,20 @@ class KafkaOutput(OutputPlugin):
         for row, line in zip(batch.rows, batch.line_nos):
             key = row[key_index]
             if key is None or key == "":
-                errors.add(batch.source, line, f"key column '{self.settings.key_column_name}' is empty", batch.raw_line(line))
+                self._empty_key(batch, errors, line)
                 continue
             keys.append(key if isinstance(key, str) else str(key))
             rows.append(row)
             line_nos.append(line)
         return rows, line_nos, keys
+
+    def _empty_key(self, batch: Batch, errors: ErrorSink, line: int) -> None:
+        errors.add(batch.source, line, f"key column '{self.settings.key_column_name}' is empty", batch.raw_line(line))
+
+    def _served(self) -> None:
+        """Delivery reports served (failures counted) after a batch; raises if any row failed."""
+        self.producer.poll(0)
+        self._raise_if_failed()
 
     def _produce(self, values: list[bytes | None], keys: list[str] | None) -> None:
         """Produces each value (None: a row already sent to the error output) with its key."""
@@ -388,8 +394,7 @@ class KafkaOutput(OutputPlugin):
                     poll(0.05)  # the local queue is full: let deliveries drain it
             produced += 1
         self.produced += produced
-        poll(0)
-        self._raise_if_failed()
+        self._served()
 
     def flush(self) -> OutputResult:
         """Waits until the brokers acknowledged every row (or the delivery timeout failed it)."""
