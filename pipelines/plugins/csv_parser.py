@@ -139,7 +139,7 @@ class CsvParser(ParserPlugin):
                         elif n < ncols and optional_ok:
                             fields.extend([None] * (ncols - n))
                         else:
-                            bad(start, prev, f"expected {ncols} columns, got {n}")
+                            bad(start, prev, _width_reason(ncols, n))
                             continue
                     if null is not None:
                         fields = [None if f == null else f for f in fields]
@@ -148,7 +148,7 @@ class CsvParser(ParserPlugin):
                             value = fields[i]
                             fields[i] = conv(value) if value else None
                     except (ValueError, TypeError, OverflowError):
-                        bad(start, prev, f"column '{name}' ({type_name}): cannot parse {fields[i]!r}")
+                        bad(start, prev, _value_reason(name, type_name, fields[i]))
                         continue
                     rows.append(fields)
                     line_nos.append(start)
@@ -161,7 +161,7 @@ class CsvParser(ParserPlugin):
                 start, prev = prev + 1, skip + reader.line_num
                 if split:
                     raise _range_ends_in_quotes(uri, start, exc) from None
-                bad(start, prev, f"malformed CSV: {exc}")
+                bad(start, prev, _malformed_reason(exc))
         consumed = len(rows) + errors.count - errors_before
         if consumed:
             yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
@@ -186,10 +186,10 @@ class CsvParser(ParserPlugin):
 
         def bad_record(done: int, start: int, end: int, payload: Any) -> None:
             if done == WIDTH:
-                bad(start, end, f"expected {len(columns)} columns, got {len(payload)}")
+                bad(start, end, _width_reason(len(columns), len(payload)))
             else:
                 i, text = payload
-                bad(start, end, f"column '{columns[i].name}' ({columns[i].type}): cannot parse {text!r}")
+                bad(start, end, _value_reason(columns[i].name, columns[i].type, text))
 
         texts = iter(chunks)
         text = next(texts, None)
@@ -227,7 +227,7 @@ class CsvParser(ParserPlugin):
                         start, line, pos = line + 1, line + reader.line_num, stream.tell()
                         if split:
                             raise _range_ends_in_quotes(uri, start, exc) from None
-                        bad(start, line, f"malformed CSV: {exc}")
+                        bad(start, line, _malformed_reason(exc))
                         continue
                     start, line, pos = line + 1, line + reader.line_num, stream.tell()
                     if not fields:
@@ -252,6 +252,19 @@ class CsvParser(ParserPlugin):
         consumed = len(rows) + errors.count - errors_before
         if consumed:
             yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
+
+
+# Why a record goes to the error output: the same words from both loops.
+def _width_reason(ncols: int, n: int) -> str:
+    return f"expected {ncols} columns, got {n}"
+
+
+def _value_reason(name: str, type_name: str, text: str) -> str:
+    return f"column '{name}' ({type_name}): cannot parse {text!r}"
+
+
+def _malformed_reason(exc: Exception) -> str:
+    return f"malformed CSV: {exc}"
 
 
 def _range_ends_in_quotes(label: str, line: int, exc: Exception) -> DataError:

@@ -372,9 +372,8 @@ class KafkaInput(InputPlugin):
         assert end is not None
         if start >= end:
             return
-        extra: dict[str, Any] = {"enable.partition.eof": True}
         # No Python callback may run inside the compiled loop: its consumer has no logger (errors come as events).
-        consumer = self._consumer(f"pipelines.export.{self.settings.topic}", python_log=fetch is None, **extra)
+        consumer = self._consumer(f"pipelines.export.{self.settings.topic}", python_log=fetch is None, **{"enable.partition.eof": True})
         try:
             consumer.assign([TopicPartition(self.settings.topic, partition, start)])
             position, last_progress = start, time.monotonic()
