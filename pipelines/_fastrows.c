@@ -12,7 +12,10 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 #include <math.h>
+
+#include "_isoformat.h"
 
 enum { KIND_STRING = 0, KIND_LONG = 1, KIND_DOUBLE = 2, KIND_MAPPING = 3, KIND_CALL = 4 };
 enum { DONE_FULL = 0, DONE_END = 1, DONE_SLOW = 2, DONE_WIDTH = 3, DONE_VALUE = 4 };
@@ -389,7 +392,6 @@ static PyObject *type_fields(PyObject *self, PyObject *args) {
 
 /* ---- writing: rows to CSV text (the csv module's QUOTE_MINIMAL with doubled quotes, LF lines) ---- */
 
-#include <datetime.h>
 
 enum { OUT_PLAIN = 0, OUT_BOOLEAN = 1, OUT_TIMESTAMP = 2 };
 
@@ -422,37 +424,13 @@ static int add(Buffer *b, const char *s, size_t n) {
     return 0;
 }
 
-static void two_digits(char *p, int v) {
-    p[0] = (char)('0' + v / 10);
-    p[1] = (char)('0' + v % 10);
-}
-
 /* datetime.isoformat() of a naive or UTC datetime; 0 when it is neither (the Python writer takes the batch) */
 static int add_isoformat(Buffer *b, PyObject *v) {
-    PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
-    if (tz != Py_None && tz != PyDateTime_TimeZone_UTC)
+    char text[ISOFORMAT_MAX];
+    size_t n = isoformat(text, v);
+    if (!n)
         return 0;
-    int year = PyDateTime_GET_YEAR(v), us = PyDateTime_DATE_GET_MICROSECOND(v);
-    char text[40], *p = text;
-    p[0] = (char)('0' + year / 1000);
-    p[1] = (char)('0' + year / 100 % 10);
-    two_digits(p + 2, year % 100);
-    p += 4;
-    *p++ = '-'; two_digits(p, PyDateTime_GET_MONTH(v)); p += 2;
-    *p++ = '-'; two_digits(p, PyDateTime_GET_DAY(v)); p += 2;
-    *p++ = 'T'; two_digits(p, PyDateTime_DATE_GET_HOUR(v)); p += 2;
-    *p++ = ':'; two_digits(p, PyDateTime_DATE_GET_MINUTE(v)); p += 2;
-    *p++ = ':'; two_digits(p, PyDateTime_DATE_GET_SECOND(v)); p += 2;
-    if (us) {
-        *p++ = '.';
-        for (int d = 100000; d; d /= 10)
-            *p++ = (char)('0' + us / d % 10);
-    }
-    if (tz != Py_None) {
-        memcpy(p, "+00:00", 6);
-        p += 6;
-    }
-    return add(b, text, (size_t)(p - text)) < 0 ? -1 : 1;
+    return add(b, text, n) < 0 ? -1 : 1;
 }
 
 /* 1 written, 0 a value this does not write (the Python writer takes the batch), -1 error */

@@ -22,6 +22,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include "../_isoformat.h"
 #include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
@@ -31,7 +32,6 @@
 enum { V_END = 0, V_TOPIC = 1, V_PARTITION = 3, V_VALUE = 4, V_KEY = 5, V_OPAQUE = 6, V_MSGFLAGS = 7, V_HEADER = 9 };
 #define MSG_F_COPY 0x2
 #define ERR_QUEUE_FULL (-184)
-#define RD_KAFKA_PRODUCER 0
 #define RD_KAFKA_CONSUMER 1
 
 typedef int (*producev_fn)(void *rk, ...);
@@ -177,34 +177,15 @@ static int put_float(double v) {
     return rc;
 }
 
-static void two(char *p, int v) { p[0] = (char)('0' + v / 10); p[1] = (char)('0' + v % 10); }
-
 /* 1 written, 0 not one this writes (a time zone other than UTC), -1 error */
 static int put_datetime(PyObject *v) {
-    PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
-    int utc = tz != Py_None;
-    if (utc && tz != PyDateTime_TimeZone_UTC)
+    char text[ISOFORMAT_MAX + 2];
+    size_t n = isoformat(text + 1, v);
+    if (!n)
         return 0;
-    int year = PyDateTime_GET_YEAR(v), us = PyDateTime_DATE_GET_MICROSECOND(v);
-    char text[40], *p = text;
-    *p++ = '"';
-    p[0] = (char)('0' + year / 1000); p[1] = (char)('0' + year / 100 % 10); two(p + 2, year % 100); p += 4;
-    *p++ = '-'; two(p, PyDateTime_GET_MONTH(v)); p += 2;
-    *p++ = '-'; two(p, PyDateTime_GET_DAY(v)); p += 2;
-    *p++ = 'T'; two(p, PyDateTime_DATE_GET_HOUR(v)); p += 2;
-    *p++ = ':'; two(p, PyDateTime_DATE_GET_MINUTE(v)); p += 2;
-    *p++ = ':'; two(p, PyDateTime_DATE_GET_SECOND(v)); p += 2;
-    if (us) {
-        *p++ = '.';
-        for (int d = 100000; d; d /= 10)
-            *p++ = (char)('0' + us / d % 10);
-    }
-    if (utc) {
-        memcpy(p, "+00:00", 6);
-        p += 6;
-    }
-    *p++ = '"';
-    return put(text, (size_t)(p - text)) < 0 ? -1 : 1;
+    text[0] = '"';
+    text[n + 1] = '"';
+    return put(text, n + 2) < 0 ? -1 : 1;
 }
 
 static int put_other(PyObject *v, PyObject *fallback) {
