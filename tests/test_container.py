@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, config_with, consume_all, job_vars, put_audiences, run_cli, wait_for_rows
+from slow_s3 import slow_s3
 
 from pipelines.devstack.sample import write_audience_csv
 
@@ -31,6 +32,7 @@ ENTRYPOINT = CONTAINER / "entrypoint.sh"
 DOCKERFILE = CONTAINER / "Dockerfile"
 VENV_BIN = Path(sys.executable).parent  # .venv/bin: python, pipelines, hadolint, shellcheck
 SIGKILL_AFTER = 30.0  # ECS sends SIGKILL this long after SIGTERM (the default stopTimeout)
+SLOW_INPUT_BYTES_PER_SECOND = 256 * 1024  # a 150,000-row object (1.6 MB gzip) takes a shard ~6 s to read
 
 
 def tool(name: str) -> str:
@@ -361,12 +363,12 @@ def test_entrypoint_serves_the_lambda_handler(tmp_path):
 # ------------------------------------------------------------------------------------ SIGTERM, real broker
 
 
-def start(command: list[str], tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
-    """Starts `command` (ECS environment) with stdout and stderr in files; returns it and its folder."""
+def start(command: list[str], tmp_path: Path, name: str, **env: str) -> tuple[subprocess.Popen, Path]:
+    """Starts `command` (ECS environment, plus `env`) with stdout and stderr in files; returns it and its folder."""
     folder = tmp_path / name
     folder.mkdir()
     process = subprocess.Popen(
-        command, stdout=open(folder / "stdout", "w"), stderr=open(folder / "stderr", "w"), env=ecs_env(), cwd=REPO
+        command, stdout=open(folder / "stdout", "w"), stderr=open(folder / "stderr", "w"), env=ecs_env(**env), cwd=REPO
     )
     return process, folder
 
@@ -413,9 +415,10 @@ def test_sigterm_aborts_the_shard_and_exits_75(stack, s3, bucket, topic, tmp_pat
     args = ["run", config, *job_vars(bucket, topic), "--plan", plan, "--shard", "0"]
     command = [str(ENTRYPOINT), *args] if via == "entrypoint" else [sys.executable, "-m", "pipelines", *args]
 
-    process, folder = start(command, tmp_path, "first")
-    wait_for_rows(stack.kafka_bootstrap, topic, 5_000, process)  # mid-run: rows sent, the transaction open
-    seconds = terminate(process)
+    with slow_s3(stack.aws_endpoint_url, f"/{bucket}/in/", SLOW_INPUT_BYTES_PER_SECOND) as endpoint:
+        process, folder = start(command, tmp_path, "first", AWS_ENDPOINT_URL=endpoint)
+        wait_for_rows(stack.kafka_bootstrap, topic, 5_000, process)  # mid-run: rows sent, the transaction open
+        seconds = terminate(process)
     print(f"SIGTERM mid-shard ({via}): exit {process.returncode} after {seconds:.2f} s")
     summary = assert_stopped_by_sigterm(process, folder, Terminated.SHARD)
     assert summary["shard"] == 0 and 5_000 <= summary["rows_read"] < len(ids)
@@ -441,9 +444,10 @@ def test_sigterm_stops_every_shard_process(stack, s3, bucket, topic, tmp_path):
     ids = put_audiences(s3, bucket, count=3, rows=150_000)
     config = config_with(tmp_path, batch_rows=200)
     args = ["run", config, *job_vars(bucket, topic, MAX_THREADS="2"), "--job-id", "sigterm-all", "--shard-size", "1"]
-    process, folder = start([str(ENTRYPOINT), *args], tmp_path, "first")
-    wait_for_rows(stack.kafka_bootstrap, topic, 10_000, process)
-    seconds = terminate(process)
+    with slow_s3(stack.aws_endpoint_url, f"/{bucket}/in/", SLOW_INPUT_BYTES_PER_SECOND) as endpoint:
+        process, folder = start([str(ENTRYPOINT), *args], tmp_path, "first", AWS_ENDPOINT_URL=endpoint)
+        wait_for_rows(stack.kafka_bootstrap, topic, 10_000, process)
+        seconds = terminate(process)
     print(f"SIGTERM to `run` with 2 shard processes: exit {process.returncode} after {seconds:.2f} s")
     assert_stopped_by_sigterm(process, folder, Terminated.JOB)
     events = [json.loads(line) for line in (folder / "stderr").read_text().splitlines() if line.startswith("{")]

@@ -16,6 +16,7 @@ import pytest
 from conftest import (
     REPO, config_with, consume_all, end_offsets, job_vars, put_audiences, rows_and_markers, run_cli, summary_of, wait_for_rows,
 )
+from slow_s3 import slow_s3
 
 
 def streams_style_read(bootstrap: str, topic: str, job_id: str) -> dict[int, list[str]]:
@@ -50,9 +51,9 @@ def assert_exactly_once(keys: dict[int, list[str]], expected_ids: list[str]) -> 
     assert set(seen) == set(expected_ids), f"{len(set(expected_ids) - set(seen))} rows missing"
 
 
-def start_cli(*args: str) -> subprocess.Popen:
+def start_cli(*args: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines", *args], cwd=REPO, env=dict(os.environ),
+        [sys.executable, "-m", "pipelines", *args], cwd=REPO, env={**os.environ, **env},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -65,10 +66,11 @@ def test_killed_shard_rerun_gives_every_row_once(stack, s3, bucket, topic, tmp_p
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["shards"] == 3  # one gzip object each
 
-    victim = start_cli("run", config, *job_vars(bucket, topic), "--plan", plan, "--shard", "1")
-    wait_for_rows(stack.kafka_bootstrap, topic, 5_000, victim)  # midway: rows sent, not committed
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    with slow_s3(stack.aws_endpoint_url, f"/{bucket}/in/", 256 * 1024) as endpoint:  # the shard runs ~6 s
+        victim = start_cli("run", config, *job_vars(bucket, topic), "--plan", plan, "--shard", "1", AWS_ENDPOINT_URL=endpoint)
+        wait_for_rows(stack.kafka_bootstrap, topic, 5_000, victim)  # midway: rows sent, not committed
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="_jobs/killed/shards/00001.json")  # it did not finish
 
     for shard in ("0", "1", "2"):
