@@ -24,6 +24,7 @@ BENCH = REPO / "bench"
 PIPELINES = str(Path(sys.executable).with_name("pipelines"))  # the venv's CLI, next to its python
 BUCKET = "bench"
 MARKER_HEADER = "pipelines.marker"  # our end-marker records carry it (pipelines/plugins/kafka_output.py)
+JOB_ID_HEADER = "pipelines.job_id"  # every record of ours carries it
 
 # The producer settings every import run uses: ours has them as defaults (pipelines/plugins/kafka_output.py),
 # kcat and the naive script get them passed explicitly.
@@ -108,6 +109,11 @@ class Audience:
     parts_prefix: str = ""
 
     @property
+    def records(self) -> Path:
+        """The rows as our import writes them to Kafka: key, a tab, the JSON value (see records_file)."""
+        return self.folder / "records.tsv"
+
+    @property
     def csv_bytes(self) -> int:
         """Uncompressed CSV bytes of the rows (no header): the MB/s numerator of the import runs."""
         return self.lines.stat().st_size
@@ -152,6 +158,27 @@ def prepare_audience(work: Path, rows: int, seed: int, parts: int) -> Audience:
     for path in part_paths:
         upload(path, audience.parts_prefix + path.name)
     return audience
+
+
+def records_file(audience: Audience) -> Path:
+    """Writes (once) each row as the main import produces it: the user id, a tab, then the JSON value
+    of configs/send_audience_to_kafka.yml.liquid (typed columns, the timestamp with +00:00, segment_id 0),
+    for `kcat -K'\t'`: kcat producing the same records as ours, not the shorter CSV lines."""
+    import orjson
+
+    path = audience.records
+    if path.exists():
+        return path
+    print(f"writing {path.name}", file=sys.stderr)
+    dumps = orjson.dumps
+    with open(audience.lines, "rb") as lines, open(str(path) + ".tmp", "wb") as out:
+        for line in lines:
+            user_id, country, score, opted_in, updated_at = line.rstrip(b"\r\n").decode().split(",")
+            value = {"user_id": user_id, "country": country, "score": float(score), "opted_in": opted_in == "true",
+                     "updated_at": updated_at.replace("Z", "+00:00"), "segment_id": 0}
+            out.write(user_id.encode() + b"\t" + dumps(value) + b"\n")
+    os.replace(str(path) + ".tmp", path)
+    return path
 
 
 def upload(path: Path, key: str) -> None:

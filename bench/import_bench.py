@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import sys
 
-from common import (arguments, BENCH, PRODUCER_SETTINGS, Row, bootstrap, count_committed, delete_topics, high_watermarks,
-                    kcat_path, machine, measure, new_topic, ours_import, prepare_audience, print_commands,
-                    stack_env, table)
+from common import (arguments, BENCH, JOB_ID_HEADER, PRODUCER_SETTINGS, Row, bootstrap, count_committed, delete_topics,
+                    high_watermarks, kcat_path, machine, measure, new_topic, ours_import, prepare_audience, print_commands,
+                    records_file, stack_env, table)
 
 
 def main() -> None:
@@ -59,8 +59,17 @@ def main() -> None:
             m = measure(command, env, stderr=args.work_dir / f"{t}.log")
             m.check("kcat", args.work_dir / f"{t}.log")
             rows.append(Row("kcat", verify_plain(t, args.rows), m, nbytes))
+
+            # c'. kcat producing the records ours produces: the JSON value and the job-id header
+            t = topic("kcat-records")
+            command = [kcat, "-P", "-b", bootstrap(), "-t", t, "-l", "-K\t", "-H", f"{JOB_ID_HEADER}={t}", "-z", "lz4",
+                       *[arg for k, v in PRODUCER_SETTINGS.items() if k != "compression.type" for arg in ("-X", f"{k}={v}")],
+                       str(records_file(audience))]
+            m = measure(command, env, stderr=args.work_dir / f"{t}.log")
+            m.check("kcat", args.work_dir / f"{t}.log")
+            rows.append(Row("kcat, our records (JSON value, job-id header)", verify_plain(t, args.rows), m, nbytes))
         else:
-            rows.append(Row("kcat"))
+            rows += [Row("kcat"), Row("kcat, our records (JSON value, job-id header)")]
 
         # d. naive Python: csv.DictReader + json.dumps + produce() per row
         if not args.skip_naive:
@@ -78,6 +87,10 @@ def main() -> None:
     print(machine(kcat))
     print()
     print(table(rows))
+    same = rows[3].rows_per_second
+    if same:
+        print(f"\nx kcat, our records: ours, 1 process {rows[0].rows_per_second / same:.2f}; "
+              f"ours, {args.processes} processes {rows[1].rows_per_second / same:.2f}; kcat's CSV lines {rows[2].rows_per_second / same:.2f}")
     print("\nMB/s: uncompressed CSV bytes (no header) / wall seconds. CPU s: user+sys of the process tree. "
           "peak RSS: the largest process; with several processes also the sampled peak of their sum.")
     print_commands(rows)

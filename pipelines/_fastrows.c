@@ -975,11 +975,404 @@ fail:
     return NULL;
 }
 
+/* ---- CSV text straight to Kafka records (key, JSON value), with no Python object per row ---- */
+
+enum { ENC_STRING = 0, ENC_LONG = 1, ENC_DOUBLE = 2, ENC_BOOLEAN = 3, ENC_TIMESTAMP = 4 };
+enum { DONE_ODD = 2, DONE_NOT_ASCII = 5 };
+
+typedef struct {
+    const char *text;
+    Py_ssize_t len;
+    int value;
+} Word;
+
+/* The JSON of a long field as the converters + orjson write it: [+-]digits, at most 18 digits. 1, 0 odd. */
+static int enc_long(Buffer *b, const char *s, Py_ssize_t n) {
+    Py_ssize_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
+    if (n <= i || n - i > 18)
+        return 0;
+    long long v = 0;
+    for (Py_ssize_t j = i; j < n; j++) {
+        if (s[j] < '0' || s[j] > '9')
+            return 0;
+        v = v * 10 + (s[j] - '0');
+    }
+    char digits[24];
+    int len = snprintf(digits, sizeof digits, "%lld", s[0] == '-' ? -v : v);
+    return add(b, digits, (size_t)len) < 0 ? -1 : 1;
+}
+
+/* A double field as repr(float(text)) (= orjson) writes it, for plain decimals ([+-]digits[.digits])
+ * of at most 15 significant digits between 1e-4 and 1e15 (or zero): the shortest text that reads
+ * back as the same double is then the decimal itself, trimmed. 1, 0 odd. */
+static int enc_double(Buffer *b, const char *s, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    int negative = 0;
+    if (n && (s[0] == '-' || s[0] == '+')) {
+        negative = s[0] == '-';
+        i = 1;
+    }
+    Py_ssize_t int_start = i;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++;
+    Py_ssize_t int_end = i, frac_start = i, frac_end = i;
+    if (i < n && s[i] == '.') {
+        frac_start = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        frac_end = i;
+    }
+    if (i != n || (int_end == int_start && frac_end == frac_start))
+        return 0;
+    while (int_start < int_end && s[int_start] == '0')
+        int_start++; /* leading zeros */
+    while (frac_end > frac_start && s[frac_end - 1] == '0')
+        frac_end--; /* trailing zeros */
+    Py_ssize_t int_digits = int_end - int_start, frac_digits = frac_end - frac_start;
+    Py_ssize_t significant = int_digits + frac_digits;
+    if (int_digits == 0 && frac_digits > 0) {
+        Py_ssize_t zeros = 0;
+        while (s[frac_start + zeros] == '0')
+            zeros++;
+        if (zeros > 3)
+            return 0; /* below 1e-4: repr writes an exponent */
+        significant -= zeros;
+    }
+    if (int_digits > 15 || significant > 15)
+        return 0;
+    if (grow(b, (size_t)(int_digits + frac_digits + 4)) < 0)
+        return -1;
+    char *p = b->data + b->len;
+    if (negative)
+        *p++ = '-';
+    if (int_digits) {
+        memcpy(p, s + int_start, (size_t)int_digits);
+        p += int_digits;
+    } else {
+        *p++ = '0';
+    }
+    *p++ = '.';
+    if (frac_digits) {
+        memcpy(p, s + frac_start, (size_t)frac_digits);
+        p += frac_digits;
+    } else {
+        *p++ = '0';
+    }
+    b->len = (size_t)(p - b->data);
+    return 1;
+}
+
+static int two(const char *s, int *out) {
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+        return 0;
+    *out = (s[0] - '0') * 10 + (s[1] - '0');
+    return 1;
+}
+
+/* A timestamp field (no format) as datetime.fromisoformat + UTC + isoformat() write it, for
+ * YYYY-MM-DDTHH:MM:SS with nothing, Z or +00:00 after: "...+00:00". 1, 0 odd. */
+static int enc_timestamp(Buffer *b, const char *s, Py_ssize_t n) {
+    if (!(n == 19 || (n == 20 && s[19] == 'Z') || (n == 25 && memcmp(s + 19, "+00:00", 6) == 0)))
+        return 0;
+    int century, yy, month, day, hour, minute, second;
+    if (!two(s, &century) || !two(s + 2, &yy) || s[4] != '-' || !two(s + 5, &month) || s[7] != '-' ||
+        !two(s + 8, &day) || s[10] != 'T' || !two(s + 11, &hour) || s[13] != ':' || !two(s + 14, &minute) ||
+        s[16] != ':' || !two(s + 17, &second))
+        return 0;
+    int year = century * 100 + yy;
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (year < 1 || month < 1 || month > 12 || day < 1 || day > days[month - 1] + (month == 2 && leap) || hour > 23 ||
+        minute > 59 || second > 59)
+        return 0;
+    if (add(b, "\"", 1) < 0 || add(b, s, 19) < 0 || add(b, "+00:00\"", 7) < 0)
+        return -1;
+    return 1;
+}
+
+/* A string field as orjson writes it: printable ASCII, with '"' and '\' escaped. 1, 0 odd (control characters). */
+static int enc_string(Buffer *b, const char *s, Py_ssize_t n) {
+    if (grow(b, (size_t)n * 2 + 2) < 0)
+        return -1;
+    char *p = b->data + b->len;
+    *p++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if ((unsigned char)c < 0x20)
+            return 0;
+        if (c == '"' || c == '\\')
+            *p++ = '\\';
+        *p++ = c;
+    }
+    *p++ = '"';
+    b->len = (size_t)(p - b->data);
+    return 1;
+}
+
+/* One field's JSON as the Python path writes it: 1 written, 0 odd, -1 error. */
+static int enc_value(Buffer *b, const char *s, Py_ssize_t len, int kind, const char *null_text, Py_ssize_t null_len,
+                     const Word *words, Py_ssize_t nwords) {
+    if ((null_text && len == null_len && memcmp(s, null_text, (size_t)null_len) == 0) || (len == 0 && kind != ENC_STRING))
+        return add(b, "null", 4) < 0 ? -1 : 1;
+    switch (kind) {
+    case ENC_STRING:
+        return enc_string(b, s, len);
+    case ENC_LONG:
+        return enc_long(b, s, len);
+    case ENC_DOUBLE:
+        return enc_double(b, s, len);
+    case ENC_BOOLEAN:
+        for (Py_ssize_t w = 0; w < nwords; w++)
+            if (words[w].len == len && memcmp(words[w].text, s, (size_t)len) == 0)
+                return words[w].value ? (add(b, "true", 4) < 0 ? -1 : 1) : (add(b, "false", 5) < 0 ? -1 : 1);
+        return 0;
+    case ENC_TIMESTAMP:
+        return enc_timestamp(b, s, len);
+    default:
+        return 0;
+    }
+}
+
+/*
+ * encode_records(text, pos, final, limit, line, kinds, booleans, null, delimiter, quote, key_index,
+ *                required, parts) -> (done, pos, line, count, data)
+ *
+ * What split_rows, the validate and add_columns filters and the Kafka output's JSON values make of
+ * plain CSV records, without the rows in between: each record of text[pos:] (ASCII) becomes its key
+ * (the field key_index, a string column) and its JSON value, written into `data` as a native
+ * uint32 key length, a uint32 value length, the key, the value. `parts` gives the value: for each
+ * output column, ('"name":' bytes, with ',' before all but the first; then a column index, or the
+ * constant's JSON as bytes). kinds: 0 string, 1 long, 2 double, 3 boolean (`booleans`: (word,
+ * value) pairs), 4 timestamp (ISO 8601, no format). An empty field of a typed column, or one equal
+ * to `null`, is null; `required` columns must be neither null nor empty.
+ *
+ * Only records that come out exactly as on the Python path are written: a record with a quote
+ * character or a stray carriage return, the wrong number of fields, an empty key, a missing
+ * required value or a value out of the ordinary ends the call (2, pos at it, line before it), and
+ * the caller reads it the usual way. Otherwise as split_rows: 0 count reached limit, 1 every
+ * complete record is read; 5 the text is not ASCII (nothing read).
+ */
+static PyObject *encode_records(PyObject *self, PyObject *args) {
+    PyObject *text, *kinds_obj, *booleans, *null, *delimiter_obj, *quote_obj, *required_obj, *parts;
+    Py_ssize_t pos, limit, line, key_index;
+    int final;
+    if (!PyArg_ParseTuple(args, "UnpnnO!O!OUUnO!O!:encode_records", &text, &pos, &final, &limit, &line, &PyTuple_Type,
+                          &kinds_obj, &PyTuple_Type, &booleans, &null, &delimiter_obj, &quote_obj, &key_index,
+                          &PyTuple_Type, &required_obj, &PyTuple_Type, &parts))
+        return NULL;
+    Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_obj), nparts = PyTuple_GET_SIZE(parts);
+    Py_ssize_t nwords = PyTuple_GET_SIZE(booleans), nrequired = PyTuple_GET_SIZE(required_obj);
+    if (ncols < 1 || key_index < 0 || key_index >= ncols || PyUnicode_GET_LENGTH(delimiter_obj) != 1 ||
+        PyUnicode_GET_LENGTH(quote_obj) > 1) {
+        PyErr_SetString(PyExc_ValueError, "encode_records: bad column settings");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(text))
+        return Py_BuildValue("innny#", DONE_NOT_ASCII, pos, line, (Py_ssize_t)0, "", (Py_ssize_t)0);
+    int kinds[ncols];
+    int is_required[ncols];
+    for (Py_ssize_t i = 0; i < ncols; i++) {
+        kinds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
+        is_required[i] = 0;
+    }
+    for (Py_ssize_t r = 0; r < nrequired; r++) {
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(required_obj, r));
+        if (i < 0 || i >= ncols) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "encode_records: a required column is out of range");
+            return NULL;
+        }
+        is_required[i] = 1;
+    }
+    Word words[nwords > 0 ? nwords : 1];
+    for (Py_ssize_t w = 0; w < nwords; w++) {
+        PyObject *pair = PyTuple_GET_ITEM(booleans, w);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
+            PyErr_SetString(PyExc_TypeError, "encode_records: booleans are (word, value) pairs");
+            return NULL;
+        }
+        words[w].text = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &words[w].len);
+        words[w].value = PyObject_IsTrue(PyTuple_GET_ITEM(pair, 1));
+        if (!words[w].text || words[w].value < 0)
+            return NULL;
+    }
+    const char *part_name[nparts > 0 ? nparts : 1], *part_const[nparts > 0 ? nparts : 1];
+    Py_ssize_t part_name_len[nparts > 0 ? nparts : 1], part_column[nparts > 0 ? nparts : 1];
+    Py_ssize_t part_const_len[nparts > 0 ? nparts : 1];
+    for (Py_ssize_t j = 0; j < nparts; j++) {
+        PyObject *part = PyTuple_GET_ITEM(parts, j);
+        if (!PyTuple_Check(part) || PyTuple_GET_SIZE(part) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(part, 0))) {
+            PyErr_SetString(PyExc_TypeError, "encode_records: parts are (name bytes, column index or constant bytes)");
+            return NULL;
+        }
+        PyObject *name = PyTuple_GET_ITEM(part, 0), *source = PyTuple_GET_ITEM(part, 1);
+        part_name[j] = PyBytes_AS_STRING(name);
+        part_name_len[j] = PyBytes_GET_SIZE(name);
+        part_const[j] = NULL;
+        part_const_len[j] = 0;
+        part_column[j] = -1;
+        if (PyBytes_Check(source)) {
+            part_const[j] = PyBytes_AS_STRING(source);
+            part_const_len[j] = PyBytes_GET_SIZE(source);
+        } else {
+            part_column[j] = PyLong_AsSsize_t(source);
+            if (part_column[j] < 0 || part_column[j] >= ncols) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "encode_records: a part's column is out of range");
+                return NULL;
+            }
+        }
+    }
+    int in_value[ncols];
+    for (Py_ssize_t i = 0; i < ncols; i++)
+        in_value[i] = 0;
+    for (Py_ssize_t j = 0; j < nparts; j++)
+        if (part_column[j] >= 0)
+            in_value[part_column[j]] = 1;
+    const char *null_text = NULL;
+    Py_ssize_t null_len = 0;
+    if (null != Py_None) {
+        if (!PyUnicode_Check(null) || !(null_text = PyUnicode_AsUTF8AndSize(null, &null_len)))
+            return NULL;
+    }
+    char delimiter = (char)PyUnicode_READ_CHAR(delimiter_obj, 0);
+    int quote = PyUnicode_GET_LENGTH(quote_obj) == 1 ? (int)PyUnicode_READ_CHAR(quote_obj, 0) : -1;
+    if (PyUnicode_READ_CHAR(delimiter_obj, 0) > 127) /* never in an ASCII text: nothing splits */
+        return Py_BuildValue("innny#", DONE_NOT_ASCII, pos, line, (Py_ssize_t)0, "", (Py_ssize_t)0);
+    const char *data = (const char *)PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), count = 0;
+    Py_ssize_t starts[ncols], ends[ncols];
+    Buffer out = {NULL, 0, 0};
+    int done = DONE_END;
+
+    while (pos < n) {
+        if (count >= limit) {
+            done = DONE_FULL;
+            break;
+        }
+        if (data[pos] == '\n') { /* a blank line */
+            pos++;
+            line++;
+            continue;
+        }
+        if (data[pos] == '\r' && pos + 1 < n && data[pos + 1] == '\n') {
+            pos += 2;
+            line++;
+            continue;
+        }
+        /* the record's fields: one line, no quote, no stray carriage return */
+        Py_ssize_t i = pos, width = 0, eol = n;
+        int odd = 0;
+        starts[0] = pos;
+        for (;; i++) {
+            if (i >= n) {
+                if (!final)
+                    goto unfinished;
+                eol = i;
+                break;
+            }
+            char c = data[i];
+            if (c == delimiter) {
+                if (width + 1 >= ncols) {
+                    odd = 1; /* too many fields */
+                    break;
+                }
+                ends[width++] = i;
+                starts[width] = i + 1;
+            } else if (c == '\n') {
+                eol = i;
+                break;
+            } else if (c == '\r') {
+                if (i + 1 < n && data[i + 1] == '\n') {
+                    eol = i;
+                    break;
+                }
+                if (i + 1 >= n && !final)
+                    goto unfinished;
+                odd = 1;
+                break;
+            } else if (c == quote) {
+                odd = 1;
+                break;
+            }
+        }
+        if (odd || width + 1 != ncols)
+            break; /* DONE_ODD */
+        ends[width] = eol;
+        size_t record = out.len;
+        if (grow(&out, 8) < 0)
+            goto fail;
+        out.len += 8;
+        Py_ssize_t key_len = ends[key_index] - starts[key_index];
+        if (key_len == 0 || (null_text && key_len == null_len && memcmp(data + starts[key_index], null_text, (size_t)null_len) == 0)) {
+            out.len = record;
+            break;
+        }
+        if (add(&out, data + starts[key_index], (size_t)key_len) < 0)
+            goto fail;
+        size_t value_start = out.len;
+        int ok = add(&out, "{", 1) < 0 ? -1 : 1;
+        for (Py_ssize_t r = 0; ok == 1 && r < ncols; r++) {
+            if (!is_required[r])
+                continue;
+            Py_ssize_t len = ends[r] - starts[r];
+            if (len == 0 || (null_text && len == null_len && memcmp(data + starts[r], null_text, (size_t)null_len) == 0))
+                ok = 0;
+        }
+        for (Py_ssize_t j = 0; ok == 1 && j < nparts; j++) {
+            if (add(&out, part_name[j], (size_t)part_name_len[j]) < 0) {
+                ok = -1;
+                break;
+            }
+            if (part_const[j]) {
+                ok = add(&out, part_const[j], (size_t)part_const_len[j]) < 0 ? -1 : 1;
+                continue;
+            }
+            ok = enc_value(&out, data + starts[part_column[j]], ends[part_column[j]] - starts[part_column[j]],
+                           kinds[part_column[j]], null_text, null_len, words, nwords);
+        }
+        for (Py_ssize_t r = 0; ok == 1 && r < ncols; r++) {
+            if (in_value[r])
+                continue;
+            size_t mark = out.len; /* a column not in the value must convert all the same */
+            ok = enc_value(&out, data + starts[r], ends[r] - starts[r], kinds[r], null_text, null_len, words, nwords);
+            out.len = mark;
+        }
+        if (ok == 1)
+            ok = add(&out, "}", 1) < 0 ? -1 : 1;
+        if (ok < 0)
+            goto fail;
+        if (ok == 0) {
+            out.len = record;
+            break; /* DONE_ODD */
+        }
+        uint32_t lengths[2] = {(uint32_t)key_len, (uint32_t)(out.len - value_start)};
+        memcpy(out.data + record, lengths, 8);
+        count++;
+        line++;
+        pos = eol >= n ? n : eol + (data[eol] == '\r' ? 2 : 1);
+        continue;
+    unfinished:
+        done = DONE_END;
+        goto finish;
+    }
+    if (pos < n && done == DONE_END && count < limit)
+        done = DONE_ODD; /* the loop stopped at a record it leaves to the caller */
+finish:;
+    PyObject *result = Py_BuildValue("innny#", done, pos, line, count, out.data ? out.data : "", (Py_ssize_t)out.len);
+    PyMem_Free(out.data);
+    return result;
+fail:
+    PyMem_Free(out.data);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"split_rows", split_rows, METH_VARARGS, "typed rows from CSV text (see the source)"},
     {"type_fields", type_fields, METH_VARARGS, "one record's fields checked and typed (see the source)"},
     {"format_rows", format_rows, METH_VARARGS, "rows as CSV text (see the source)"},
     {"json_rows", json_rows, METH_VARARGS, "JSON objects as typed rows (see the source)"},
+    {"encode_records", encode_records, METH_VARARGS, "CSV text as Kafka keys and JSON values (see the source)"},
     {NULL, NULL, 0, NULL},
 };
 

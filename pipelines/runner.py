@@ -41,18 +41,22 @@ def open_item(job: Job, item: PlanItem) -> tuple[CountingStream, Any]:
     return counted, stream
 
 
-def read_items(job: Job, items: list[PlanItem] | tuple[PlanItem, ...], errors: ErrorSink, stats: RunStats) -> Iterator[Batch]:
-    """Every item decoded, parsed and filtered, in batches; bad rows go to `errors`."""
+def read_items(
+    job: Job, items: list[PlanItem] | tuple[PlanItem, ...], errors: ErrorSink, stats: RunStats, encoding: Any = None
+) -> Iterator[Batch]:
+    """Every item decoded, parsed and filtered, in batches; bad rows go to `errors`. With an
+    `encoding` (pipelines.encoding), some batches hold the output's records instead of rows."""
     if job.parser is None:
         yield from _read_records(job, items, errors, stats)
         return
+    more = {} if encoding is None else {"encoding": encoding}
     bytes_before = stats.bytes_read
     for item in items:
         counted, stream = open_item(job, item)
         with closing(counted):
             labelled = Source(item.label, item.size, item.etag)
             batches = job.parser.batches(
-                stream, labelled, errors, job.exec.batch_rows, header=item.start == 0, split=not item.whole
+                stream, labelled, errors, job.exec.batch_rows, header=item.start == 0, split=not item.whole, **more
             )
             for batch, consumed in batches:
                 stats.rows_read += consumed

@@ -203,8 +203,10 @@ def run_shard(
     output = job.output
     output.open(plan.job_id, index)
     try:
-        for batch in read_items(job, shard.items, errors, stats):
-            if batch.rows:
+        from pipelines.encoding import record_encoding
+
+        for batch in read_items(job, shard.items, errors, stats, record_encoding(job)):
+            if batch.rows or batch.encoded is not None:
                 output.write(batch, errors)
             stats.rows_skipped = errors.count
             if progress:

@@ -187,6 +187,30 @@ def test_batch_producer_writes_what_the_python_loop_writes(stack, topic) -> None
     assert counts == [sum(1 for _, p in by_job[b"job-c"].values() if p == q) for q in range(6)]
 
 
+def test_encoded_records_reach_the_topic_keyed_partitioned_and_counted(stack, topic) -> None:
+    """produce_encoded (produce_records in C) against the real broker: each record's key, value and
+    header as encoded, in murmur2's partition, with the per-partition counts; a full local queue
+    (queue.buffering.max.messages) is waited out, not lost."""
+    from confluent_kafka import Producer
+
+    from pipelines.kafka.native import batch_producer
+
+    records = [(f"u{i}".encode(), orjson.dumps({"user_id": f"u{i}", "i": i})) for i in range(3000)]
+    data = b"".join(len(k).to_bytes(4, "little") + len(v).to_bytes(4, "little") + k + v for k, v in records)
+    config = {"bootstrap.servers": stack.kafka_bootstrap, "client.id": "encoded-test", "delivery.report.only.error": True,
+              "queue.buffering.max.messages": 500, "linger.ms": 5}
+    producer = Producer(config)
+    failures: list[Any] = []
+    fast = batch_producer(producer, "encoded-test", topic=topic, key_index=0, value_indexes=[0], names=["user_id"],
+                          headers=[("pipelines.job_id", b"job-e")], on_delivery=lambda err, msg: failures.append(err))
+    counts = [0] * 6
+    assert fast.produce_encoded(data, counts) == 3000
+    assert producer.flush(30) == 0 and not failures
+    seen = {r.key(): (r.value(), r.partition(), r.headers()) for r in consume_all(stack.kafka_bootstrap, topic, "read_uncommitted")}
+    assert seen == {k: (v, partition_for(k, 6), [("pipelines.job_id", b"job-e")]) for k, v in records}
+    assert counts == [sum(1 for _, p, _ in seen.values() if p == q) for q in range(6)]
+
+
 def test_import_without_the_compiled_loops_writes_the_same_topic(stack, s3, bucket, tmp_path) -> None:
     """PIPELINES_NATIVE=0 (as without a C compiler): the import gives the same records, partitions and counts."""
     put_audiences(s3, bucket, 2, 3000)
@@ -199,7 +223,7 @@ def test_import_without_the_compiled_loops_writes_the_same_topic(stack, s3, buck
         assert result.returncode == 0, result.stderr
         assert summary_of(result)["rows_written"] == 6000
         records = [r for r in consume_all(stack.kafka_bootstrap, topic) if r.key() is not None]
-        seen.append(sorted(((r.key(), r.partition(), orjson.loads(r.value())) for r in records), key=lambda t: t[0]))
+        seen.append(sorted((r.key(), r.partition(), r.value(), r.headers()[0][0]) for r in records))
     assert seen[0] == seen[1] and len(seen[0]) == 6000
 
 
@@ -331,3 +355,120 @@ def test_export_without_the_compiled_loops_writes_the_same_rows(stack, s3, bucke
                 lines += gzip.decompress(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()).decode().splitlines()[1:]
         exported.append(sorted(lines))
     assert exported[0] == exported[1] and len(exported[0]) == 4000
+
+
+# ------------------------------------------------------------------ CSV text straight to Kafka records
+
+ENCODE_COLUMNS = [
+    {"name": "user_id"},
+    {"name": "n", "type": "long"},
+    {"name": "score", "type": "double"},
+    {"name": "ok", "type": "boolean"},
+    {"name": "at", "type": "timestamp"},
+]
+ENCODE_FIELDS = {
+    "user_id": ["u1", "u2", "", "caf\u00e9", "a\\b", "tab\there", "x\x01y", '"quoted"', '"a,b"', "null", 'mid"q', "u 3"],
+    "n": ["1", "-7", "+12", "007", "-0", " 5", "1_000", "123456789012345678", "1234567890123456789", "x", ""],
+    "score": ["94.787", "94.7870", "1.5", "-0.0", "-0", "0", "00.10", ".5", "5.", "-.5", "+1.25", "1e5", "0.0001",
+              "0.00001", "123456789012345", "1234567890123456", "0.123456789012345", "0.1234567890123456", "nan", "", "x"],
+    "ok": ["true", "false", "Yes", "no", "1", "0", "TRUE", "True", "maybe", "", " yes"],
+    "at": ["2026-11-01T12:00:00Z", "2026-11-01T12:00:00", "2026-11-01T12:00:00+00:00", "2024-02-29T00:00:00Z",
+           "2026-02-29T00:00:00Z", "2026-11-01T24:00:00Z", "2026-13-01T00:00:00Z", "2026-11-01T12:00:00.5Z",
+           "2026-11-01 12:00:00", "2026-11-01T12:00:00+02:00", "2026-11-01T12:00:60Z", "0000-01-01T00:00:00Z", ""],
+}
+
+
+def random_audience_csv(rng: random.Random, rows: int) -> bytes:
+    lines = []
+    for _ in range(rows):
+        if rng.random() < 0.05:
+            lines.append(rng.choice(ODDITIES))
+        elif rng.random() < 0.5:  # mostly ordinary rows, as audiences are
+            lines.append(f"u{rng.randint(0, 10**6)},{rng.randint(-99, 99)},{rng.randint(0, 99999) / 1000},true,2026-11-0{rng.randint(1, 9)}T12:00:00Z")
+        else:
+            lines.append(",".join(rng.choice(ENCODE_FIELDS[c["name"]]) for c in ENCODE_COLUMNS))
+    ending = rng.choice(["\n", "\r\n"])
+    return (ending.join(lines) + rng.choice([ending, ""])).encode()
+
+
+def import_records(data: bytes, native: bool, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple:
+    """What the import makes of `data`: (key, JSON value) records in order, the error output's
+    entries, the records consumed; natively through encode_records wherever it takes the rows."""
+    from pipelines.encoding import encoding_for
+    from pipelines.plugins.column_filters import AddColumnsFilter, AddColumnsSettings, AddedColumn
+    from pipelines.plugins.validate_filter import ColumnRule, ValidateFilter, ValidateSettings
+
+    monkeypatch.setenv("PIPELINES_NATIVE", "1" if native else "0")
+    parser = CsvParser(CsvParserSettings(columns=tuple(ColumnSettings(**c) for c in ENCODE_COLUMNS), **options), "in.parser")
+    schema = parser.schema()
+    filters = [
+        ValidateFilter(ValidateSettings(columns=(ColumnRule("user_id", required=True), ColumnRule("n"))), "filters[0]"),
+        AddColumnsFilter(
+            AddColumnsSettings(columns=(AddedColumn("segment_id", "long", "7"), AddedColumn("tag", value='a"b'),
+                                        AddedColumn("since", "timestamp", "2026-01-01T00:00:00Z"))),
+            "filters[1]",
+        ),
+    ]
+    for f in filters:
+        schema = f.bind(schema)
+    names, key_index = schema.names, schema.index("user_id")
+    value_indexes = [i for i, name in enumerate(names) if name != "n"]
+    value_names = [names[i] for i in value_indexes]
+    encoding = encoding_for(parser, filters, key_index, value_indexes, value_names)
+    assert (encoding is not None) == native
+    errors, records, consumed, encoded = Errors(), [], 0, 0
+    for batch, n in parser.batches(io.BytesIO(data), Source("mem://x.csv", len(data)), errors, 7, encoding=encoding):
+        consumed += n
+        if batch.encoded is not None:
+            assert batch.rows == [] and batch.encoded.count <= 7
+            view, offset = batch.encoded.data, 0
+            for _ in range(batch.encoded.count):
+                key_len, value_len = int.from_bytes(view[offset:offset + 4], "little"), int.from_bytes(view[offset + 4:offset + 8], "little")
+                records.append((view[offset + 8:offset + 8 + key_len], view[offset + 8 + key_len:offset + 8 + key_len + value_len]))
+                offset += 8 + key_len + value_len
+            assert offset == len(view)
+            encoded += batch.encoded.count
+            continue
+        for f in filters:
+            if batch.rows:
+                f.apply(batch, errors)
+        for row, line in zip(batch.rows, batch.line_nos):
+            key = row[key_index]
+            if key is None or key == "":
+                errors.add("mem://x.csv", line, "empty key", "")  # as KafkaOutput._empty_key
+                continue
+            records.append((str(key).encode(), orjson.dumps(dict(zip(value_names, [row[i] for i in value_indexes])))))
+    return (records, errors.seen, consumed), encoded
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_encoded_records_equal_the_rows_path(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """encode_records + produce_records give the records, errors and counts that the parser, the
+    filters and the output's JSON give, on random text full of values it must leave to them."""
+    rng = random.Random(seed)
+    monkeypatch.setattr(textio, "CHUNK_BYTES", rng.choice([16, 64, 200, 1 << 20]))
+    data = random_audience_csv(rng, rng.randint(0, 150))
+    options = rng.choice([{}, {"skip_header_lines": 1}, {"null_string": "null"}, {"delimiter": ";"}, {"quote": ""},
+                          {"allow_extra_columns": True, "allow_optional_columns": True}])
+    if options.get("delimiter"):
+        data = data.replace(b",", b";")
+    (records, errors, consumed), _ = import_records(data, True, monkeypatch, **options)
+    (expected, expected_errors, expected_consumed), _ = import_records(data, False, monkeypatch, **options)
+    assert (records, consumed) == (expected, expected_consumed)
+    # The same entries; their order can differ, as the filters report a batch's rows after the parser's
+    # and batches end elsewhere.
+    assert sorted(errors) == sorted(expected_errors)
+
+
+def test_encoded_records_take_ordinary_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an ordinary audience every row is encoded; an odd row leaves only the rest of its text to rows."""
+    data = "".join(f"u{i:09d},{i % 50},{i % 997 / 10},{'true' if i % 3 else 'false'},2026-11-{1 + i % 28:02d}T12:00:00Z\n"
+                   for i in range(5000)).encode()
+    (records, errors, consumed), encoded = import_records(data, True, monkeypatch)
+    assert (len(records), errors, consumed, encoded) == (5000, [], 5000, 5000)
+    assert records[0] == (b"u000000000", b'{"user_id":"u000000000","score":0.0,"ok":false,"at":"2026-11-01T12:00:00+00:00",'
+                                          b'"segment_id":7,"tag":"a\\"b","since":"2026-01-01T00:00:00+00:00"}')
+    odd = data.replace(b"\nu000000100,", b'\n"u000000100",', 1)
+    (records, errors, consumed), encoded = import_records(odd, True, monkeypatch)
+    assert (len(records), errors, consumed) == (5000, [], 5000) and 0 < encoded < 5000
+    assert records == import_records(odd, False, monkeypatch)[0][0]

@@ -718,10 +718,88 @@ done:
     return result;
 }
 
+/*
+ * produce_records(producer, topic, data, offset, header_name, header_value, counts, on_delivery)
+ *     -> (next_offset, produced)
+ *
+ * Produces the records encoded in data[offset:] (pipelines/_fastrows.c encode_records: a native
+ * uint32 key length, a uint32 value length, the key, the value; keys never empty), partitioned
+ * and counted as produce_json does, each with the header and the same per-message state.
+ * next_offset < len(data) when librdkafka's queue is full: poll, then call again from it.
+ */
+static PyObject *py_produce_records(PyObject *self, PyObject *args) {
+    PyObject *producer, *counts, *on_delivery;
+    const char *topic, *header_name, *header_value, *data;
+    Py_ssize_t offset, size, header_len;
+    if (!PyArg_ParseTuple(args, "Oyy#nyy#O!O:produce_records", &producer, &topic, &data, &size, &offset, &header_name,
+                          &header_value, &header_len, &PyList_Type, &counts, &on_delivery))
+        return NULL;
+    if (!PyCallable_Check(on_delivery)) {
+        PyErr_SetString(PyExc_TypeError, "on_delivery must be callable");
+        return NULL;
+    }
+    void *rk = producer_handle(producer);
+    if (!rk)
+        return NULL;
+    Py_ssize_t partitions = PyList_GET_SIZE(counts), produced = 0;
+    if (partitions < 1) {
+        PyErr_SetString(PyExc_ValueError, "counts need one entry per partition");
+        return NULL;
+    }
+    long long added[partitions];
+    memset(added, 0, sizeof added);
+    while (offset < size) {
+        uint32_t lengths[2];
+        if (size - offset < 8) {
+            PyErr_SetString(PyExc_ValueError, "produce_records: truncated data");
+            goto fail;
+        }
+        memcpy(lengths, data + offset, 8);
+        Py_ssize_t next = offset + 8 + (Py_ssize_t)lengths[0] + (Py_ssize_t)lengths[1];
+        if (next > size || lengths[0] == 0) {
+            PyErr_SetString(PyExc_ValueError, "produce_records: a record is out of bounds or has no key");
+            goto fail;
+        }
+        const char *key = data + offset + 8, *value = key + lengths[0];
+        int32_t partition = (int32_t)((uint32_t)murmur2((const unsigned char *)key, lengths[0]) & 0x7fffffffu) % (int32_t)partitions;
+        void **state = msgstate_new(producer, on_delivery);
+        if (!state) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        int err = rk_producev(rk, V_TOPIC, topic, V_PARTITION, partition, V_KEY, (void *)key, (size_t)lengths[0], V_VALUE,
+                              (void *)value, (size_t)lengths[1], V_MSGFLAGS, MSG_F_COPY, V_HEADER, header_name,
+                              (const void *)header_value, (Py_ssize_t)header_len, V_OPAQUE, (void *)state, V_END);
+        if (err)
+            msgstate_free(state);
+        if (err == ERR_QUEUE_FULL)
+            break;
+        if (err) {
+            PyErr_Format(PyExc_RuntimeError, "cannot produce: %s", rk_err2str(err));
+            goto fail;
+        }
+        added[partition]++;
+        produced++;
+        offset = next;
+    }
+    if (add_counts(counts, added, partitions) < 0)
+        return NULL;
+    return Py_BuildValue("nn", offset, produced);
+fail: {
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    if (add_counts(counts, added, partitions) < 0)
+        PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    return NULL;
+}
+}
+
 static PyMethodDef methods[] = {
     {"bind", py_bind, METH_O, "bind(path): use the librdkafka confluent_kafka loaded from path"},
     {"handle_name", py_handle_name, METH_O, "handle_name(client): librdkafka's name of a Producer's or Consumer's handle"},
     {"produce_json", py_produce_json, METH_VARARGS, "produce rows as JSON values (see the source)"},
+    {"produce_records", py_produce_records, METH_VARARGS, "produce encoded records (see the source)"},
     {"split_messages", py_split_messages, METH_VARARGS, "a consumed batch as values, offsets, keys and tombstones (see the source)"},
     {"consume", py_consume, METH_VARARGS, "one batch from a consumer, split as split_messages splits it (see the source)"},
     {"with_errors", py_with_errors, METH_O, "with_errors(messages): the positions of messages with an error"},

@@ -97,6 +97,7 @@ class BatchProducer:
         self._fallback = orjson.dumps
         self._on_delivery = on_delivery
         self._poll = producer.poll
+        self._produce_records = _fastkafka.produce_records
 
     def produce(self, rows: list[list[Any]], counts: list[int]) -> tuple[int, list[int]]:
         """Produces `rows`, adding to `counts` per partition: (rows produced, positions of rows with an empty key)."""
@@ -110,6 +111,18 @@ class BatchProducer:
             empty += empty_here
             if start >= len(rows):
                 return produced, empty
+            self._poll(0.05)  # librdkafka's queue is full: let deliveries drain it
+
+
+    def produce_encoded(self, data: bytes, counts: list[int]) -> int:
+        """Produces records encoded by pipelines.encoding, adding to `counts` per partition: how many."""
+        producer, topic, _, _, _, header_name, header_value = self._args
+        offset, produced = 0, 0
+        while True:
+            offset, done = self._produce_records(producer, topic, data, offset, header_name, header_value, counts, self._on_delivery)
+            produced += done
+            if offset >= len(data):
+                return produced
             self._poll(0.05)  # librdkafka's queue is full: let deliveries drain it
 
 

@@ -10,10 +10,11 @@ from itertools import chain
 from typing import IO, Any
 
 from pipelines.columns import BOOLEANS, ColumnSettings, schema_of, text_converter
+from pipelines.compiled import compiled
 from pipelines.error_output import ErrorSink
 from pipelines.errors import DataError
 from pipelines.plugins.base import ParserPlugin
-from pipelines.records import Batch, Schema, Source
+from pipelines.records import Batch, Encoded, Schema, Source
 from pipelines.textio import TextChunks, check_charset
 
 csv.field_size_limit(16 << 20)
@@ -23,12 +24,11 @@ FAST_KINDS = {"string": 0, "long": 1, "double": 2, "boolean": 3}
 CALL = 4
 FULL, END, SLOW, WIDTH = 0, 1, 2, 3
 READY = 1
+ODD, NOT_ASCII = 2, 5  # encode_records: a record it leaves to split_rows; a text it does not read
 
 
 def _fast_rows() -> tuple[Any, Any] | None:
     """The compiled loop (split_rows, type_fields), or None (pipelines.compiled)."""
-    from pipelines.compiled import compiled
-
     split_rows = compiled("pipelines._fastrows", "split_rows")
     return None if split_rows is None else (split_rows, compiled("pipelines._fastrows", "type_fields"))
 
@@ -100,15 +100,18 @@ class CsvParser(ParserPlugin):
         return s.quote or "lines"
 
     def batches(
-        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
+        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False,
+        encoding: Any = None,
     ) -> Iterator[tuple[Batch, int]]:
+        """(batch, records consumed) pairs; with an `encoding` (pipelines.encoding), batches of
+        encoded records too, for the rows it takes."""
         s = self.settings
         chunks = TextChunks(stream, self.charset, source, errors)
         # Counted from here: skipping the header decodes the first chunk, whose bad-charset lines go to `errors`.
         errors_before = errors.count
         skip = s.skip_header_lines if header else 0
         if self.split_rows is not None:
-            yield from self._batches_fast(chunks, errors, batch_rows, skip, split, source.uri)
+            yield from self._batches_fast(chunks, errors, batch_rows, skip, split, source.uri, encoding)
             return
         lines = chain.from_iterable(map(io.StringIO, chunks))
         for _ in range(skip):
@@ -167,10 +170,12 @@ class CsvParser(ParserPlugin):
             yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
 
     def _batches_fast(
-        self, chunks: TextChunks, errors: ErrorSink, batch_rows: int, skip: int, split: bool, uri: str
+        self, chunks: TextChunks, errors: ErrorSink, batch_rows: int, skip: int, split: bool, uri: str, encoding: Any = None
     ) -> Iterator[tuple[Batch, int]]:
         """The loop of `batches` in C (pipelines/_fastrows.c), with the same rows, line numbers and
-        errors: records it leaves to the csv module are read here, one at a time."""
+        errors: records it leaves to the csv module are read here, one at a time. With an
+        `encoding`, each text is first read by encode_records; from a record it leaves, the rest
+        of that text is read into rows."""
         s = self.settings
         columns = s.columns
         split_rows, type_fields = self.split_rows
@@ -205,8 +210,24 @@ class CsvParser(ParserPlugin):
                 continue
             pos, line = end + 1, line + 1
         final = False  # whether text is the last (read one chunk at a time: a bad-bytes error comes in line order)
+        encode = None if encoding is None else compiled("pipelines._fastrows", "encode_records")
+        encoding_args = encoding.args if encode is not None else ()
         while text is not None:
+            encoding_this = encode is not None
             while True:
+                if encoding_this:
+                    if rows:  # rows read before come first
+                        yield Batch(rows, line_nos, uri, chunks.raw_lines), len(rows) + errors.count - errors_before
+                        rows, line_nos, errors_before = [], [], errors.count
+                    done, pos, line, count, data = encode(text, pos, final, batch_rows, line, *encoding_args)
+                    if count:
+                        yield Batch([], [], uri, chunks.raw_lines, Encoded(data, count)), count + errors.count - errors_before
+                        errors_before = errors.count
+                    if done == END:
+                        break
+                    if done != FULL:  # ODD or NOT_ASCII: the rest of this text into rows
+                        encoding_this = False
+                    continue
                 done, pos, line, start, payload = split_rows(
                     text, pos, final, rows, line_nos, batch_rows, line, kinds, hows, null, extra_ok, optional_ok, delimiter, quote
                 )

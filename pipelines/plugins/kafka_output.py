@@ -325,6 +325,13 @@ class KafkaOutput(OutputPlugin):
 
     def write(self, batch: Batch, errors: ErrorSink) -> None:
         """The batch's keys checked and its values encoded first (JSON, or Avro in the wire format), then produced."""
+        if batch.encoded is not None:  # records made by the parser (pipelines.encoding): only with a batch producer
+            try:
+                self.produced += self.batch_producer.produce_encoded(batch.encoded.data, self.partition_rows)
+            except RuntimeError as exc:
+                raise RunError(str(exc), where=self._brokers) from None
+            self._served()
+            return
         if self.batch_producer is not None:
             try:
                 produced, empty_keys = self.batch_producer.produce(batch.rows, self.partition_rows)
