@@ -1109,10 +1109,15 @@ static int enc_string(Buffer *b, const char *s, Py_ssize_t n) {
     return 1;
 }
 
+/* Whether a field is the null_string (none when null_text is NULL). */
+static int is_null(const char *s, Py_ssize_t len, const char *null_text, Py_ssize_t null_len) {
+    return null_text && len == null_len && memcmp(s, null_text, (size_t)null_len) == 0;
+}
+
 /* One field's JSON as the Python path writes it: 1 written, 0 odd, -1 error. */
 static int enc_value(Buffer *b, const char *s, Py_ssize_t len, int kind, const char *null_text, Py_ssize_t null_len,
                      const Word *words, Py_ssize_t nwords) {
-    if ((null_text && len == null_len && memcmp(s, null_text, (size_t)null_len) == 0) || (len == 0 && kind != ENC_STRING))
+    if (is_null(s, len, null_text, null_len) || (len == 0 && kind != ENC_STRING))
         return add(b, "null", 4) < 0 ? -1 : 1;
     switch (kind) {
     case ENC_STRING:
@@ -1304,7 +1309,7 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
             goto fail;
         out.len += 8;
         Py_ssize_t key_len = ends[key_index] - starts[key_index];
-        if (key_len == 0 || (null_text && key_len == null_len && memcmp(data + starts[key_index], null_text, (size_t)null_len) == 0)) {
+        if (key_len == 0 || is_null(data + starts[key_index], key_len, null_text, null_len)) {
             out.len = record;
             break;
         }
@@ -1316,7 +1321,7 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
             if (!is_required[r])
                 continue;
             Py_ssize_t len = ends[r] - starts[r];
-            if (len == 0 || (null_text && len == null_len && memcmp(data + starts[r], null_text, (size_t)null_len) == 0))
+            if (len == 0 || is_null(data + starts[r], len, null_text, null_len))
                 ok = 0;
         }
         for (Py_ssize_t j = 0; ok == 1 && j < nparts; j++) {

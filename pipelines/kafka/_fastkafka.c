@@ -334,6 +334,48 @@ static int add_counts(PyObject *counts, const long long *added, Py_ssize_t parti
     return 0;
 }
 
+/* Where and how a batch's records go, for send_record. */
+typedef struct {
+    void *rk;
+    PyObject *producer, *on_delivery;
+    const char *topic, *header_name, *header_value;
+    Py_ssize_t header_len, partitions;
+    long long *added; /* records produced, per partition */
+} Sending;
+
+/* One record produced, in the partition murmur2(key) gives, with the header and confluent_kafka's
+ * per-message state: 1 done, 0 librdkafka's queue is full, -1 an error is set. */
+static int send_record(const Sending *s, const char *key, size_t key_len, const void *value, size_t value_len) {
+    int32_t partition = (int32_t)((uint32_t)murmur2((const unsigned char *)key, key_len) & 0x7fffffffu) % (int32_t)s->partitions;
+    void **state = msgstate_new(s->producer, s->on_delivery);
+    if (!state) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int err = rk_producev(s->rk, V_TOPIC, s->topic, V_PARTITION, partition, V_KEY, (void *)key, key_len, V_VALUE,
+                          (void *)value, value_len, V_MSGFLAGS, MSG_F_COPY, V_HEADER, s->header_name,
+                          (const void *)s->header_value, s->header_len, V_OPAQUE, (void *)state, V_END);
+    if (err)
+        msgstate_free(state);
+    if (err == ERR_QUEUE_FULL)
+        return 0;
+    if (err) {
+        PyErr_Format(PyExc_RuntimeError, "cannot produce: %s", rk_err2str(err));
+        return -1;
+    }
+    s->added[partition]++;
+    return 1;
+}
+
+/* After a failure: the records produced before it still count (the caller aborts the transaction anyway). */
+static void add_counts_after_failure(PyObject *counts, const long long *added, Py_ssize_t partitions) {
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    if (add_counts(counts, added, partitions) < 0)
+        PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
 /*
  * produce_json(producer, topic, rows, start, key_index, value_indexes, names, header_name,
  *              header_value, counts, fallback, on_delivery) -> (next, produced, empty_keys)
@@ -382,6 +424,7 @@ static PyObject *py_produce_json(PyObject *self, PyObject *args) {
     }
     long long added[partitions];
     memset(added, 0, sizeof added);
+    Sending sending = {rk, producer, on_delivery, topic, header_name, header_value, header_len, partitions, added};
     PyObject *empty_keys = PyList_New(0);
     if (!empty_keys)
         return NULL;
@@ -438,26 +481,12 @@ static PyObject *py_produce_json(PyObject *self, PyObject *args) {
             Py_XDECREF(key_text);
             goto fail;
         }
-        int32_t partition = (int32_t)((uint32_t)murmur2((const unsigned char *)key_bytes, (size_t)key_len) & 0x7fffffffu) % (int32_t)partitions;
-        void **state = msgstate_new(producer, on_delivery);
-        if (!state) {
-            Py_XDECREF(key_text);
-            PyErr_NoMemory();
-            goto fail;
-        }
-        int err = rk_producev(rk, V_TOPIC, topic, V_PARTITION, partition, V_KEY, (void *)key_bytes, (size_t)key_len,
-                              V_VALUE, (void *)buf, buf_len, V_MSGFLAGS, MSG_F_COPY, V_HEADER, header_name,
-                              (const void *)header_value, (Py_ssize_t)header_len, V_OPAQUE, (void *)state, V_END);
+        int sent = send_record(&sending, key_bytes, (size_t)key_len, buf, buf_len);
         Py_XDECREF(key_text);
-        if (err)
-            msgstate_free(state);
-        if (err == ERR_QUEUE_FULL)
-            break;
-        if (err) {
-            PyErr_Format(PyExc_RuntimeError, "cannot produce: %s", rk_err2str(err));
+        if (sent < 0)
             goto fail;
-        }
-        added[partition]++;
+        if (sent == 0)
+            break;
         produced++;
     }
     if (add_counts(counts, added, partitions) < 0) {
@@ -466,14 +495,7 @@ static PyObject *py_produce_json(PyObject *self, PyObject *args) {
     }
     return Py_BuildValue("nnN", i, produced, empty_keys);
 fail:
-    /* Rows produced before the failure still count (the caller aborts the transaction anyway). */
-    {
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        if (add_counts(counts, added, partitions) < 0)
-            PyErr_Clear();
-        PyErr_Restore(exc_type, exc_value, exc_tb);
-    }
+    add_counts_after_failure(counts, added, partitions);
     Py_DECREF(empty_keys);
     return NULL;
 }
@@ -748,6 +770,7 @@ static PyObject *py_produce_records(PyObject *self, PyObject *args) {
     }
     long long added[partitions];
     memset(added, 0, sizeof added);
+    Sending sending = {rk, producer, on_delivery, topic, header_name, header_value, header_len, partitions, added};
     while (offset < size) {
         uint32_t lengths[2];
         if (size - offset < 8) {
@@ -760,39 +783,21 @@ static PyObject *py_produce_records(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "produce_records: a record is out of bounds or has no key");
             goto fail;
         }
-        const char *key = data + offset + 8, *value = key + lengths[0];
-        int32_t partition = (int32_t)((uint32_t)murmur2((const unsigned char *)key, lengths[0]) & 0x7fffffffu) % (int32_t)partitions;
-        void **state = msgstate_new(producer, on_delivery);
-        if (!state) {
-            PyErr_NoMemory();
+        const char *key = data + offset + 8;
+        int sent = send_record(&sending, key, lengths[0], key + lengths[0], lengths[1]);
+        if (sent < 0)
             goto fail;
-        }
-        int err = rk_producev(rk, V_TOPIC, topic, V_PARTITION, partition, V_KEY, (void *)key, (size_t)lengths[0], V_VALUE,
-                              (void *)value, (size_t)lengths[1], V_MSGFLAGS, MSG_F_COPY, V_HEADER, header_name,
-                              (const void *)header_value, (Py_ssize_t)header_len, V_OPAQUE, (void *)state, V_END);
-        if (err)
-            msgstate_free(state);
-        if (err == ERR_QUEUE_FULL)
+        if (sent == 0)
             break;
-        if (err) {
-            PyErr_Format(PyExc_RuntimeError, "cannot produce: %s", rk_err2str(err));
-            goto fail;
-        }
-        added[partition]++;
         produced++;
         offset = next;
     }
     if (add_counts(counts, added, partitions) < 0)
         return NULL;
     return Py_BuildValue("nn", offset, produced);
-fail: {
-    PyObject *exc_type, *exc_value, *exc_tb;
-    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-    if (add_counts(counts, added, partitions) < 0)
-        PyErr_Clear();
-    PyErr_Restore(exc_type, exc_value, exc_tb);
+fail:
+    add_counts_after_failure(counts, added, partitions);
     return NULL;
-}
 }
 
 static PyMethodDef methods[] = {
