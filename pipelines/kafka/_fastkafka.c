@@ -14,7 +14,10 @@
  * (its struct Producer_msgstate: the producer, then the callback; allocated with calloc, which
  * that callback frees), so a failed delivery reaches the output's on_delivery as with
  * Producer.produce. The producer is made with delivery.report.only.error: rows are counted per
- * partition here as they are produced, and only failures come back.
+ * partition here as they are produced, and only failures come back. With on_delivery None (a
+ * transactional producer), messages carry no state: confluent_kafka's callback then returns at
+ * once for each, without taking the GIL, and a failed delivery fails the transaction's commit
+ * (librdkafka flushes, and any message that failed makes the transaction abortable).
  *
  * librdkafka is not linked: `bind(path)` finds its functions in the copy confluent_kafka has
  * already loaded into the process, so this builds with nothing but Python's headers.
@@ -347,15 +350,15 @@ typedef struct {
  * per-message state: 1 done, 0 librdkafka's queue is full, -1 an error is set. */
 static int send_record(const Sending *s, const char *key, size_t key_len, const void *value, size_t value_len) {
     int32_t partition = (int32_t)((uint32_t)murmur2((const unsigned char *)key, key_len) & 0x7fffffffu) % (int32_t)s->partitions;
-    void **state = msgstate_new(s->producer, s->on_delivery);
-    if (!state) {
+    void **state = NULL;
+    if (s->on_delivery != Py_None && !(state = msgstate_new(s->producer, s->on_delivery))) {
         PyErr_NoMemory();
         return -1;
     }
     int err = rk_producev(s->rk, V_TOPIC, s->topic, V_PARTITION, partition, V_KEY, (void *)key, key_len, V_VALUE,
                           (void *)value, value_len, V_MSGFLAGS, MSG_F_COPY, V_HEADER, s->header_name,
                           (const void *)s->header_value, s->header_len, V_OPAQUE, (void *)state, V_END);
-    if (err)
+    if (err && state)
         msgstate_free(state);
     if (err == ERR_QUEUE_FULL)
         return 0;
@@ -386,7 +389,8 @@ static void add_counts_after_failure(PyObject *counts, const long long *added, P
  * returned in empty_keys. The partition is murmur2(key) made positive modulo len(counts), and
  * counts[partition] is increased for each row produced. Values other than str, int, float,
  * bool, None and datetimes (naive or UTC) are written by `fallback(value) -> bytes`. A failed
- * delivery calls on_delivery(err, msg) (from poll or flush), as Producer.produce(on_delivery=) would.
+ * delivery calls on_delivery(err, msg) (from poll or flush), as Producer.produce(on_delivery=) would;
+ * with on_delivery None, it fails the transaction instead (see the top of this file).
  * `next` < len(rows) when librdkafka's queue is full: poll, then call again from `next`.
  */
 static PyObject *py_produce_json(PyObject *self, PyObject *args) {
@@ -397,8 +401,8 @@ static PyObject *py_produce_json(PyObject *self, PyObject *args) {
                           &key_index, &PyTuple_Type, &value_indexes, &PyTuple_Type, &names, &header_name,
                           &header_value, &header_len, &PyList_Type, &counts, &fallback, &on_delivery))
         return NULL;
-    if (!PyCallable_Check(on_delivery)) {
-        PyErr_SetString(PyExc_TypeError, "on_delivery must be callable");
+    if (on_delivery != Py_None && !PyCallable_Check(on_delivery)) {
+        PyErr_SetString(PyExc_TypeError, "on_delivery must be callable or None");
         return NULL;
     }
     void *rk = producer_handle(producer);
@@ -756,8 +760,8 @@ static PyObject *py_produce_records(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "Oyy#nyy#O!O:produce_records", &producer, &topic, &data, &size, &offset, &header_name,
                           &header_value, &header_len, &PyList_Type, &counts, &on_delivery))
         return NULL;
-    if (!PyCallable_Check(on_delivery)) {
-        PyErr_SetString(PyExc_TypeError, "on_delivery must be callable");
+    if (on_delivery != Py_None && !PyCallable_Check(on_delivery)) {
+        PyErr_SetString(PyExc_TypeError, "on_delivery must be callable or None");
         return NULL;
     }
     void *rk = producer_handle(producer);

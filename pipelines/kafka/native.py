@@ -4,7 +4,8 @@ For the Kafka input: `compiled_consume()` (a batch off a consumer's queue, or No
 `split_messages()` and `with_errors()` (compiled, or their Python loops) for Message lists.
 
 `batch_producer(producer, client_id, ...)` gives a `BatchProducer` over a confluent_kafka Producer
-made with `delivery.report.only.error` (see _fastkafka.c), or None: the extension was not built
+made with `delivery.report.only.error` (see _fastkafka.c; with on_delivery None, for a transactional
+producer, failed deliveries fail the commit instead), or None: the extension was not built
 (no C compiler at install time), librdkafka was not found in the process (the reason in
 `unavailable_reason()`), PIPELINES_NATIVE=0, or the producer's handle did not check out (a warning).
 The output then produces row by row in Python, with the same result.

@@ -266,16 +266,24 @@ class KafkaOutput(OutputPlugin):
             value_indexes=self.value_indexes,
             names=self.value_names,
             headers=self.headers,
-            on_delivery=self._on_delivery,
+            # In a transaction a failed delivery fails the commit (see _transaction): no callback per
+            # row, which costs confluent_kafka the GIL for every message it serves.
+            on_delivery=None if s.transactional else self._on_delivery,
         )
 
     def _transaction(self, step: Any) -> None:
-        from confluent_kafka import KafkaException
+        from confluent_kafka import KafkaError, KafkaException
 
         try:
             step(self.settings.connect_timeout_seconds)
         except KafkaException as exc:
-            raise TransientRunError(f"Kafka transaction failed: {exc.args[0].str()}", where=self._brokers) from None
+            err = exc.args[0]
+            if err.txn_requires_abort() and not err.retriable():
+                # A message failed for good (rows produced without a callback each, see
+                # _batch_producer): librdkafka fails the commit; another attempt would fail alike.
+                reason = KafkaError(err.code()).str()
+                raise RunError(f"row(s) were not acknowledged; first: {reason}; the transaction was aborted", where=self._brokers) from None
+            raise TransientRunError(f"Kafka transaction failed: {err.str()}", where=self._brokers) from None
 
     def _unreachable(self) -> Exception:
         return unreachable(self.settings, self._brokers, getattr(self, "auth_error", None))
