@@ -337,6 +337,15 @@ static int add_counts(PyObject *counts, const long long *added, Py_ssize_t parti
     return 0;
 }
 
+/* The producer's rd_kafka_t for the produce loops, once on_delivery checks out; NULL with an error. */
+static void *sending_handle(PyObject *producer, PyObject *on_delivery) {
+    if (on_delivery != Py_None && !PyCallable_Check(on_delivery)) {
+        PyErr_SetString(PyExc_TypeError, "on_delivery must be callable or None");
+        return NULL;
+    }
+    return producer_handle(producer);
+}
+
 /* Where and how a batch's records go, for send_record. */
 typedef struct {
     void *rk;
@@ -401,11 +410,7 @@ static PyObject *py_produce_json(PyObject *self, PyObject *args) {
                           &key_index, &PyTuple_Type, &value_indexes, &PyTuple_Type, &names, &header_name,
                           &header_value, &header_len, &PyList_Type, &counts, &fallback, &on_delivery))
         return NULL;
-    if (on_delivery != Py_None && !PyCallable_Check(on_delivery)) {
-        PyErr_SetString(PyExc_TypeError, "on_delivery must be callable or None");
-        return NULL;
-    }
-    void *rk = producer_handle(producer);
+    void *rk = sending_handle(producer, on_delivery);
     if (!rk)
         return NULL;
     Py_ssize_t ncols = PyTuple_GET_SIZE(value_indexes), partitions = PyList_GET_SIZE(counts);
@@ -760,11 +765,7 @@ static PyObject *py_produce_records(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "Oyy#nyy#O!O:produce_records", &producer, &topic, &data, &size, &offset, &header_name,
                           &header_value, &header_len, &PyList_Type, &counts, &on_delivery))
         return NULL;
-    if (on_delivery != Py_None && !PyCallable_Check(on_delivery)) {
-        PyErr_SetString(PyExc_TypeError, "on_delivery must be callable or None");
-        return NULL;
-    }
-    void *rk = producer_handle(producer);
+    void *rk = sending_handle(producer, on_delivery);
     if (!rk)
         return NULL;
     Py_ssize_t partitions = PyList_GET_SIZE(counts), produced = 0;
