@@ -1172,14 +1172,15 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "encode_records: bad column settings");
         return NULL;
     }
-    if (!PyUnicode_IS_ASCII(text))
+    /* a delimiter past ASCII never occurs in an ASCII text: nothing would split */
+    if (!PyUnicode_IS_ASCII(text) || PyUnicode_READ_CHAR(delimiter_obj, 0) > 127)
         return Py_BuildValue("innny#", DONE_NOT_ASCII, pos, line, (Py_ssize_t)0, "", (Py_ssize_t)0);
-    int kinds[ncols];
+    int kinds[ncols], typed;
+    if (read_kinds(kinds_obj, kinds, ncols, &typed) < 0)
+        return NULL;
     int is_required[ncols];
-    for (Py_ssize_t i = 0; i < ncols; i++) {
-        kinds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
+    for (Py_ssize_t i = 0; i < ncols; i++)
         is_required[i] = 0;
-    }
     for (Py_ssize_t r = 0; r < nrequired; r++) {
         Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(required_obj, r));
         if (i < 0 || i >= ncols) {
@@ -1242,8 +1243,6 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
     }
     char delimiter = (char)PyUnicode_READ_CHAR(delimiter_obj, 0);
     int quote = PyUnicode_GET_LENGTH(quote_obj) == 1 ? (int)PyUnicode_READ_CHAR(quote_obj, 0) : -1;
-    if (PyUnicode_READ_CHAR(delimiter_obj, 0) > 127) /* never in an ASCII text: nothing splits */
-        return Py_BuildValue("innny#", DONE_NOT_ASCII, pos, line, (Py_ssize_t)0, "", (Py_ssize_t)0);
     const char *data = (const char *)PyUnicode_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), count = 0;
     Py_ssize_t starts[ncols], ends[ncols];
@@ -1272,7 +1271,7 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
         for (;; i++) {
             if (i >= n) {
                 if (!final)
-                    goto unfinished;
+                    goto finish; /* DONE_END: the record goes on in the next text */
                 eol = i;
                 break;
             }
@@ -1293,7 +1292,7 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
                     break;
                 }
                 if (i + 1 >= n && !final)
-                    goto unfinished;
+                    goto finish;
                 odd = 1;
                 break;
             } else if (c == quote) {
@@ -1301,8 +1300,10 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
                 break;
             }
         }
-        if (odd || width + 1 != ncols)
-            break; /* DONE_ODD */
+        if (odd || width + 1 != ncols) {
+            done = DONE_ODD;
+            break;
+        }
         ends[width] = eol;
         size_t record = out.len;
         if (grow(&out, 8) < 0)
@@ -1311,6 +1312,7 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
         Py_ssize_t key_len = ends[key_index] - starts[key_index];
         if (key_len == 0 || is_null(data + starts[key_index], key_len, null_text, null_len)) {
             out.len = record;
+            done = DONE_ODD;
             break;
         }
         if (add(&out, data + starts[key_index], (size_t)key_len) < 0)
@@ -1349,20 +1351,15 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
             goto fail;
         if (ok == 0) {
             out.len = record;
-            break; /* DONE_ODD */
+            done = DONE_ODD;
+            break;
         }
         uint32_t lengths[2] = {(uint32_t)key_len, (uint32_t)(out.len - value_start)};
         memcpy(out.data + record, lengths, 8);
         count++;
         line++;
         pos = eol >= n ? n : eol + (data[eol] == '\r' ? 2 : 1);
-        continue;
-    unfinished:
-        done = DONE_END;
-        goto finish;
     }
-    if (pos < n && done == DONE_END && count < limit)
-        done = DONE_ODD; /* the loop stopped at a record it leaves to the caller */
 finish:;
     PyObject *result = Py_BuildValue("innny#", done, pos, line, count, out.data ? out.data : "", (Py_ssize_t)out.len);
     PyMem_Free(out.data);

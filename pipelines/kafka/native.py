@@ -114,7 +114,6 @@ class BatchProducer:
                 return produced, empty
             self._poll(0.05)  # librdkafka's queue is full: let deliveries drain it
 
-
     def produce_encoded(self, data: bytes, counts: list[int]) -> int:
         """Produces records encoded by pipelines.encoding, adding to `counts` per partition: how many."""
         producer, topic, _, _, _, header_name, header_value = self._args
