@@ -1,0 +1,284 @@
+"""Lambda, locally, for the image: the Lambda Runtime API served to containers of the image.
+
+A container-image Lambda function is the image's entrypoint started with ``AWS_LAMBDA_RUNTIME_API``
+set; awslambdaric in it asks that API for the next invocation, runs ``pipelines.handler.handler``
+and posts the result back. This module is the other side, following the documented Runtime API
+(version 2018-06-01) on 127.0.0.1:
+
+    GET  /2018-06-01/runtime/invocation/next              the next event (held until there is one),
+                                                          with Lambda-Runtime-Aws-Request-Id, -Deadline-Ms,
+                                                          -Invoked-Function-Arn and -Trace-Id
+    POST /2018-06-01/runtime/invocation/{id}/response     the function's result
+    POST /2018-06-01/runtime/invocation/{id}/error        its error: {errorType, errorMessage, stackTrace}
+    POST /2018-06-01/runtime/init/error                   the runtime could not start
+
+- :class:`RuntimeApi` is one execution environment's API, and :meth:`RuntimeApi.invoke` one
+  synchronous invocation (RequestResponse): the result, or the error as Lambda reports it
+  (the function's own ``errorType``; ``Runtime.ExitError`` if the container ended mid-invocation;
+  ``Sandbox.Timedout`` past the function's timeout).
+- :class:`LambdaContainer` is an execution environment: a RuntimeApi and a container of the image
+  (``pipelines.devstack.image.run_command``: read-only root, ``/tmp`` writable, host network).
+- :class:`LambdaPool` keeps containers warm and starts another when all are busy, as Lambda scales
+  out; the workflow server (``--image``) invokes the function through it.
+- :func:`invoke_once` is ``bin/image invoke EVENT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+
+API_PREFIX = "/2018-06-01/runtime"
+FUNCTION_NAME = "audience-pipelines"
+FUNCTION_ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION_NAME}"
+DEFAULT_TIMEOUT_S = 900.0  # Lambda's maximum, as terraform/lambda.tf sets it
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # a synchronous invocation's payload limit
+
+
+@dataclass
+class Invocation:
+    request_id: str
+    event: bytes
+    deadline: float  # epoch seconds
+    done: threading.Event
+    result: bytes = b""
+    error: dict[str, Any] | None = None
+
+
+class RuntimeApi:
+    """The Runtime API of one execution environment, on 127.0.0.1 (a free port)."""
+
+    def __init__(self) -> None:
+        self.pending: queue.Queue[Invocation] = queue.Queue()
+        self.by_id: dict[str, Invocation] = {}
+        self.init_error: dict[str, Any] | None = None
+        self.first_answer_at: float | None = None  # time.monotonic() of the first result or error
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, name=f"runtime-api-{self.address}", daemon=True).start()
+
+    def invoke(self, event: bytes, timeout: float, alive: Any = lambda: True) -> Invocation:
+        """Hands ``event`` to the runtime and waits for its answer; ``alive()`` false means the
+        container has ended, which fails the invocation as Lambda does."""
+        invocation = Invocation(str(uuid.uuid4()), event, time.time() + timeout, threading.Event())
+        self.by_id[invocation.request_id] = invocation
+        self.pending.put(invocation)
+        while not invocation.done.wait(0.05):
+            if self.init_error is not None:
+                invocation.error = self.init_error
+            elif not alive():
+                invocation.error = _lambda_error("Runtime.ExitError", f"RequestId: {invocation.request_id} Error: Runtime exited before answering")
+            elif time.time() > invocation.deadline:
+                invocation.error = _lambda_error("Sandbox.Timedout", f"RequestId: {invocation.request_id} Error: Task timed out after {timeout:.2f} seconds")
+            else:
+                continue
+            invocation.done.set()
+        return invocation
+
+    def answer(self, request_id: str, kind: str, body: bytes) -> int:
+        """Records a posted response or error; the HTTP status to reply with."""
+        invocation = self.by_id.get(request_id)
+        if invocation is None or invocation.done.is_set():
+            return 400
+        if kind == "response" and len(body) > MAX_RESPONSE_BYTES:
+            invocation.error = _lambda_error("Function.ResponseSizeTooLarge", f"Response payload size ({len(body)} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
+        elif kind == "response":
+            invocation.result = body
+        else:
+            invocation.error = _json_or(body, _lambda_error("Unhandled", body.decode(errors="replace")))
+        if self.first_answer_at is None:
+            self.first_answer_at = time.monotonic()
+        invocation.done.set()
+        return 413 if invocation.error and invocation.error["errorType"] == "Function.ResponseSizeTooLarge" else 202
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _lambda_error(error_type: str, message: str) -> dict[str, Any]:
+    return {"errorType": error_type, "errorMessage": message}
+
+
+def _json_or(body: bytes, default: dict[str, Any]) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return default
+    return value if isinstance(value, dict) and "errorType" in value else default
+
+
+def _handler_class(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _reply(self, status: int, body: bytes, headers: Mapping[str, str] = {}) -> None:
+            self.send_response(status)
+            for key, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path != f"{API_PREFIX}/invocation/next":
+                self._reply(404, b'{"errorType": "NotFound"}')
+                return
+            invocation = api.pending.get()  # held, as Lambda holds it, until an event comes
+            self._reply(200, invocation.event, {
+                "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+                "Lambda-Runtime-Deadline-Ms": str(int(invocation.deadline * 1000)),
+                "Lambda-Runtime-Invoked-Function-Arn": FUNCTION_ARN,
+                "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0",
+            })
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            parts = self.path.removeprefix(API_PREFIX).strip("/").split("/")
+            if parts == ["init", "error"]:
+                api.init_error = _json_or(body, _lambda_error("Runtime.InitError", body.decode(errors="replace")))
+                self._reply(202, b'{"status": "OK"}')
+            elif len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
+                status = api.answer(parts[1], parts[2], body)
+                self._reply(status, b'{"status": "OK"}' if status == 202 else b'{"errorType": "InvalidRequestID"}')
+            else:
+                self._reply(404, b'{"errorType": "NotFound"}')
+
+    return Handler
+
+
+# --------------------------------------------------------------------------- containers
+
+
+def lambda_environment(env: Mapping[str, str], runtime_api: str) -> dict[str, str]:
+    """What a container of the function gets: the engine's variables of ``env`` and Lambda's own."""
+    from pipelines.devstack.image import passed_environment
+
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return {
+        **passed_environment(env),
+        "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_LAMBDA_FUNCTION_NAME": FUNCTION_NAME,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{FUNCTION_NAME}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+    }
+
+
+class LambdaContainer:
+    """One execution environment: a RuntimeApi and a container of the image serving it."""
+
+    def __init__(self, tag: str, env: Mapping[str, str], output: IO[bytes] | int | None) -> None:
+        from pipelines.devstack.image import container_env, run_command
+
+        self.api = RuntimeApi()
+        self.name = f"lambda-{uuid.uuid4().hex[:12]}"
+        variables = lambda_environment(env, self.api.address)
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            run_command(tag, [], variables, name=self.name, tmp_size="512m"),
+            env=container_env({**os.environ, **variables}),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def invoke(self, event: bytes, timeout: float = DEFAULT_TIMEOUT_S) -> Invocation:
+        invocation = self.api.invoke(event, timeout, self.alive)
+        if invocation.error and invocation.error.get("errorType") == "Sandbox.Timedout":
+            self.stop()  # Lambda ends an environment whose invocation timed out
+        return invocation
+
+    def cold_start_seconds(self) -> float | None:
+        """From the container's start to its first answer."""
+        return None if self.api.first_answer_at is None else self.api.first_answer_at - self.started_at
+
+    def stop(self) -> None:
+        from pipelines.devstack.image import stop
+
+        if self.alive():
+            stop(self.name, "KILL")
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.api.close()
+
+
+class LambdaPool:
+    """Warm execution environments of the function, reused; another started when all are busy."""
+
+    def __init__(self, tag: str, logs: Path) -> None:
+        self.tag, self.logs = tag, logs
+        self.idle: list[LambdaContainer] = []
+        self.all: list[LambdaContainer] = []
+        self.lock = threading.Lock()
+
+    def invoke(self, event: bytes) -> Invocation:
+        container = self._acquire()
+        try:
+            return container.invoke(event)
+        finally:
+            with self.lock:
+                if container.alive():
+                    self.idle.append(container)
+
+    def _acquire(self) -> LambdaContainer:
+        with self.lock:
+            while self.idle:
+                container = self.idle.pop()
+                if container.alive():
+                    return container
+            self.logs.mkdir(parents=True, exist_ok=True)
+            log = open(self.logs / f"lambda-{len(self.all) + 1}.log", "ab")
+            container = LambdaContainer(self.tag, os.environ, log)
+            log.close()  # the container's process holds its own copy
+            self.all.append(container)
+            return container
+
+    def stop_all(self) -> None:
+        with self.lock:
+            containers, self.idle = list(self.all), []
+        for container in containers:
+            container.stop()
+
+
+def invoke_once(tag: str, event: Any) -> int:
+    """``bin/image invoke``: one container, one invocation; the result (or error) on stdout, the
+    container's output and the cold start on stderr; exit 1 for a function error."""
+    container = LambdaContainer(tag, os.environ, sys.stderr.fileno())
+    try:
+        invocation = container.invoke(json.dumps(event).encode())
+        cold = container.cold_start_seconds()
+    finally:
+        container.stop()
+    if cold is not None:
+        print(f"cold start: {cold:.2f} s from the container's start to its first answer", file=sys.stderr)
+    if invocation.error:
+        print(json.dumps(invocation.error))
+        return 1
+    print(invocation.result.decode())
+    return 0
