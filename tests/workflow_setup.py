@@ -38,11 +38,11 @@ EXECUTION_TIMEOUT_S = 240
 
 
 @contextmanager
-def workflow_server(stack, logs: Path, extra_env: dict[str, str] | None = None) -> Iterator[SimpleNamespace]:
+def workflow_server(stack, logs: Path, extra_env: dict[str, str] | None = None, image: str | None = None) -> Iterator[SimpleNamespace]:
     """The workflow server on a free port, with the state machine and everything it names created.
 
     `extra_env` goes into the server's environment (and so into the Lambda handler it runs and
-    the shard subprocesses it starts). While the server runs, AWS_ENDPOINT_URL in this process
+    the shard subprocesses it starts); with `image`, the server runs tasks and invocations in it. While the server runs, AWS_ENDPOINT_URL in this process
     points at it (JobStore and boto3 here talk to it)."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -56,7 +56,7 @@ def workflow_server(stack, logs: Path, extra_env: dict[str, str] | None = None) 
     }
     with open(logs / "server.log", "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.devstack.workflow_server", "--port", str(port)],
+            [sys.executable, "-m", "pipelines.devstack.workflow_server", "--port", str(port), *(["--image", image] if image else [])],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,

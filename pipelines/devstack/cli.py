@@ -44,7 +44,12 @@ state_dir_option = click.option(
 @click.option("--moto-port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--registry-port", default=8081, show_default=True, type=click.IntRange(0, 65535), help="The schema registry's port (0: no schema registry).")
 @click.option("--api-url", default="http://127.0.0.1:8080", show_default=True, help="Exported as PIPELINES_API_URL (where `pipelines api serve` listens).")
-def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, registry_port: int, api_url: str) -> None:
+@click.option(
+    "--image",
+    metavar="TAG",
+    help="Run the workflow's ECS tasks and Lambda invocations in this image (`bin/image build` makes audience-pipelines:dev), as AWS would, instead of this checkout.",
+)
+def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, registry_port: int, api_url: str, image: str | None) -> None:
     """Start Kafka and the AWS emulator (moto with Step Functions execution and the workflow's
     bridges; Kafka's jars are fetched with Maven the first time), wait until both answer, create
     the workflow's resources in it (jobs table, state machine, S3-drop rule, ... from the files
@@ -54,7 +59,7 @@ def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, r
     from pipelines.devstack.resources import create_local_workflow
     from pipelines.devstack.stack import StackConfig, StackError, up as stack_up
 
-    config = StackConfig(state_dir.resolve(), kafka_port, controller_port, moto_port, registry_port=registry_port or None)
+    config = StackConfig(state_dir.resolve(), kafka_port, controller_port, moto_port, registry_port=registry_port or None, image=image)
     try:
         info = stack_up(config)
     except StackError as exc:

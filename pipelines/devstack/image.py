@@ -294,9 +294,12 @@ def passed_environment(env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def run_command(tag: str, args: Iterable[str], env_names: Iterable[str], *, name: str | None = None, tmp_size: str = "2g") -> list[str]:
-    """``podman run`` of the image's entrypoint with ``args``, as the ECS task definition runs it.
-    Give the variables' values in the environment of the command, not here: only names are passed."""
+def run_command(
+    tag: str, args: Iterable[str], env_names: Iterable[str], *, name: str | None = None, tmp_size: str = "2g", entrypoint: str | None = None
+) -> list[str]:
+    """``podman run`` of the image's entrypoint (or ``entrypoint``) with ``args``, as the ECS task
+    definition runs it. Give the variables' values in the environment of the command, not here:
+    only their names are passed."""
     podman = _tool("podman", "podman")
     command = [
         podman,
@@ -311,6 +314,7 @@ def run_command(tag: str, args: Iterable[str], env_names: Iterable[str], *, name
         "--log-driver=none",
     ]
     command += [f"--env={n}" for n in sorted(set(env_names))]
+    command += [f"--entrypoint={entrypoint}"] if entrypoint else []
     return [*command, tag, *args]
 
 
@@ -347,9 +351,7 @@ def size_report(tag: str) -> list[tuple[str, int]]:
         "    if e.is_dir(): parts['  ' + e.name] = du(e.path)\n"
         "print(__import__('json').dumps(parts))\n"
     )
-    podman = _tool("podman", "podman")
-    command = [podman, "run", "--rm", "--pull=never", "--network=none", "--entrypoint=python", tag, "-c", script]
-    out = _check(command, "measuring the image", capture_output=True).stdout.decode()
+    out = _check(run_command(tag, ["-c", script], [], entrypoint="python"), "measuring the image", capture_output=True).stdout.decode()
     parts = json.loads(out.strip().splitlines()[-1])
     top = {k: v for k, v in parts.items() if not k.startswith("  ")}
     packages = sorted(((k, v) for k, v in parts.items() if k.startswith("  ")), key=lambda kv: -kv[1])[:12]

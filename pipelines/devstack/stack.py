@@ -235,6 +235,9 @@ class StackConfig:
     # A second Kafka listener with SASL/SCRAM-SHA-512 authentication (SASL_PLAINTEXT; user
     # SCRAM_USER, created when the storage is formatted); None: none.
     scram_port: int | None = None
+    # The image the workflow server runs ECS tasks and Lambda invocations in (bin/image build); None:
+    # this checkout's code, in subprocesses and in the server's process.
+    image: str | None = None
 
 
 SCRAM_USER = "pipelines"
@@ -316,6 +319,7 @@ def up(config: StackConfig, log: Log = _print_to_stderr) -> StackInfo:
     state_dir = config.state_dir.resolve()
     running = _running_stack(state_dir, with_registry=config.registry_port is not None)
     if running is not None:
+        _check_same_image(state_dir, config.image)
         registry = f", schema registry at {running.schema_registry_url}" if running.schema_registry_url else ""
         log(f"stack already running: kafka at {running.kafka_bootstrap}, moto at {running.aws_endpoint_url}{registry}")
         return running
@@ -331,7 +335,9 @@ def up(config: StackConfig, log: Log = _print_to_stderr) -> StackInfo:
     services: list[_Service] = []
     try:
         services.append(_start_kafka(java, libs, properties, config, kafka_dir))
-        services.append(_start_moto(config.moto_port, state_dir / "moto", kafka_bootstrap=services[0].address, state_dir=state_dir))
+        services.append(
+            _start_moto(config.moto_port, state_dir / "moto", kafka_bootstrap=services[0].address, state_dir=state_dir, image=config.image)
+        )
         if registry_home is not None and config.registry_port is not None:
             services.append(_start_registry(java, registry_home, config.registry_port, config.registry_heap, state_dir / "schema-registry"))
         _save_state(state_dir, services)
@@ -445,6 +451,16 @@ def _running_stack(state_dir: Path, with_registry: bool = False) -> StackInfo | 
     if names != wanted or not all(_is_alive(service) for service in services):
         return None
     return _stack_info(state_dir, services)
+
+
+def _check_same_image(state_dir: Path, image: str | None) -> None:
+    """The running stack's workflow server runs tasks where this call asks (the image or the checkout)."""
+    moto = next((s for s in _load_state(state_dir) if s.name == "moto"), None)
+    args = list(moto.cmdline) if moto else []
+    running = args[args.index("--image") + 1] if "--image" in args[:-1] else None
+    if running != image:
+        wanted, have = (f"the image {tag}" if tag else "this checkout" for tag in (image, running))
+        raise StackError(f"the stack in {state_dir} runs its tasks in {have}, not {wanted}: `pipelines dev down` first")
 
 
 def _stack_info(state_dir: Path, services: Iterable[_Service]) -> StackInfo:
@@ -624,9 +640,9 @@ def emulator_env(port: int, kafka_bootstrap: str, state_dir: Path, base: dict[st
     }
 
 
-def _start_moto(port: int, moto_dir: Path, *, kafka_bootstrap: str, state_dir: Path) -> _Service:
+def _start_moto(port: int, moto_dir: Path, *, kafka_bootstrap: str, state_dir: Path, image: str | None = None) -> _Service:
     """The AWS emulator: the workflow server (moto with Step Functions execution and the bridges)."""
-    command = [sys.executable, "-m", WORKFLOW_SERVER, "--port", str(port)]
+    command = [sys.executable, "-m", WORKFLOW_SERVER, "--port", str(port), *(["--image", image] if image else [])]
     return _start_process(
         "moto",
         command,

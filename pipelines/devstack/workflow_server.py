@@ -15,6 +15,12 @@ patches one moto function, with a docstring saying what moto lacks and what the 
        ``bridge_fail_state_error_names``  a Fail state may re-raise a ``States.*`` error
     e. ``bridge_events_to_sfn``       an EventBridge rule target that is a state machine starts it
 
+With ``--image TAG`` (``pipelines dev up --image TAG``), bridges b and c run the image instead of
+the checkout, as AWS would: each ECS task is a container of the image with the task's command and
+environment (``pipelines.devstack.image.run_command``: read-only root, ``/tmp`` writable, host
+network), and each Lambda invocation is served by a warm container of the image through a local
+Lambda Runtime API (``pipelines.devstack.lambda_runtime.LambdaPool``).
+
 The server binds 127.0.0.1 only. Everything in this process (the handler run by bridge b, the
 SFN engine's own clients) and every shard subprocess (bridge c) reaches AWS through this very
 server: ``AWS_ENDPOINT_URL`` and ``MOTO_PORT`` are set to it. ``KAFKA_BOOTSTRAP`` and
@@ -44,6 +50,11 @@ from typing import Any
 
 HOST = "127.0.0.1"
 CONTAINER_REASON_MAX = 255  # ECS's limit for a container's reason
+IMAGE_ENV = "PIPELINES_WORKFLOW_IMAGE"  # set by serve(): the image tasks and invocations run in, if any
+
+
+def workflow_image() -> str | None:
+    return os.environ.get(IMAGE_ENV) or None
 
 
 # ----------------------------------------------------------------- a. parameters
@@ -102,17 +113,37 @@ def bridge_lambda_invoke() -> None:
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
     def invoke(self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any) -> bytes:
-        from pipelines.handler import handler
-
-        try:
-            payload = json.loads(body) if body else {}
-            result = handler(payload)
-        except Exception as exc:  # noqa: BLE001 - every error goes back to the caller, as Lambda does
+        answer, failed = invoke_function(body or b"{}")
+        if failed:
             response_headers["x-amz-function-error"] = "Unhandled"
-            result = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
-        return json.dumps(result).encode()
+        return answer
 
     LambdaSimpleBackend.invoke = invoke
+
+
+LAMBDAS: Any = None  # the LambdaPool of the image, when there is one
+_LAMBDAS_LOCK = threading.Lock()
+
+
+def invoke_function(event: bytes | str) -> tuple[bytes, bool]:
+    """One invocation of the function: (its JSON answer, whether it failed). In this process
+    (``pipelines.handler.handler``), or with ``--image``, by a warm container of the image."""
+    global LAMBDAS
+    image = workflow_image()
+    if image:
+        from pipelines.devstack.lambda_runtime import LambdaPool
+
+        with _LAMBDAS_LOCK:
+            if LAMBDAS is None:
+                LAMBDAS = LambdaPool(image, Path(os.environ["PIPELINES_WORKFLOW_LOGS"]))
+        invocation = LAMBDAS.invoke(event.encode() if isinstance(event, str) else event)
+        return (json.dumps(invocation.error).encode(), True) if invocation.error else (invocation.result, False)
+    from pipelines.handler import handler
+
+    try:
+        return json.dumps(handler(json.loads(event))).encode(), False
+    except Exception as exc:  # noqa: BLE001 - every error goes back to the caller, as Lambda does
+        return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode(), True
 
 
 # ------------------------------------------------------------------------- c. ecs
@@ -129,23 +160,31 @@ class ShardProcesses:
     def start(self, task_arn: str, command: list[str], environment: dict[str, str]) -> subprocess.Popen[bytes]:
         logs = Path(os.environ["PIPELINES_WORKFLOW_LOGS"])  # set by configure()
         logs.mkdir(parents=True, exist_ok=True)
-        log_path = logs / f"task-{task_arn.rsplit('/', 1)[-1]}.log"
+        task_id = task_arn.rsplit("/", 1)[-1]
+        log_path = logs / f"task-{task_id}.log"
+        argv, env = self.launch(f"task-{task_id}", command, environment)
         with open(log_path, "wb") as log:
-            log.write(f"$ {sys.executable} -m pipelines {' '.join(command)}\n".encode())
+            log.write(f"$ {' '.join(argv)}\n".encode())
             log.flush()
             process = subprocess.Popen(
-                [sys.executable, "-m", "pipelines", *command],
-                cwd=repo_root(),
-                env={**os.environ, **environment},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                argv, cwd=repo_root(), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         with self.lock:
             self.by_task[task_arn] = process
             self.logs[task_arn] = log_path
         return process
+
+    @staticmethod
+    def launch(name: str, command: list[str], environment: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The task's process: ``python -m pipelines COMMAND`` of the checkout, or with an image, a
+        container of it (named ``name``) given the engine's variables of this server and the task's."""
+        image = workflow_image()
+        if not image:
+            return [sys.executable, "-m", "pipelines", *command], {**os.environ, **environment}
+        from pipelines.devstack.image import container_env, passed_environment, run_command
+
+        variables = {**passed_environment(os.environ), **environment}
+        return run_command(image, command, variables, name=name), container_env({**os.environ, **variables})
 
     def last_line(self, task_arn: str) -> str:
         """The last non-empty line of the task's log (the CLI prints its error there)."""
@@ -156,17 +195,23 @@ class ShardProcesses:
         return lines[-1].strip() if lines else ""
 
     def stop_all(self) -> None:
+        """SIGTERM to every running task (podman passes it on to a container's first process), then
+        SIGKILL to what is left after 10 s."""
         with self.lock:
-            running = [p for p in self.by_task.values() if p.poll() is None]
-        for process in running:
+            running = {arn: p for arn, p in self.by_task.items() if p.poll() is None}
+        for process in running.values():
             try:
                 os.killpg(process.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        for process in running:
+        for arn, process in running.items():
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
+                if workflow_image():
+                    from pipelines.devstack.image import stop
+
+                    stop(f"task-{arn.rsplit('/', 1)[-1]}", "KILL")
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
@@ -414,14 +459,11 @@ def bridge_events_to_sfn() -> None:
                 digest = hashlib.sha256(json.dumps([self.arn, target["Id"], event], sort_keys=True, default=str).encode()).hexdigest()
                 get_backend(account, region).start_execution(arn, f"event-{digest[:40]}", _target_input(target, event))
             for target in functions:
-                # moto 5.2.5 raises NotImplementedError for Lambda targets too: invoke our handler
-                # in-process with what the target would receive, as the Lambda bridge does.
-                from pipelines.handler import handler
-
-                try:
-                    handler(json.loads(_target_input(target, event)))
-                except Exception as exc:  # an async Lambda invoke: AWS would retry, then drop or DLQ it
-                    print(f"lambda target {target['Arn']} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                # moto 5.2.5 raises NotImplementedError for Lambda targets too: invoke the function
+                # with what the target would receive, as the Lambda bridge does.
+                answer, failed = invoke_function(_target_input(target, event))
+                if failed:  # an async Lambda invoke: AWS would retry, then drop or DLQ it
+                    print(f"lambda target {target['Arn']} failed: {answer.decode(errors='replace')}", file=sys.stderr, flush=True)
         others = [t for t in self.targets if t not in machines and t not in functions]
         if others:
             saved = self.targets
@@ -504,11 +546,14 @@ def configure(port: int) -> None:
     default_user_config["lambda"] = {"use_docker": False}
 
 
-def serve(port: int) -> None:
-    """Applies the bridges and serves until SIGTERM or SIGINT; then stops the shard subprocesses."""
+def serve(port: int, image: str | None = None) -> None:
+    """Applies the bridges and serves until SIGTERM or SIGINT; then stops the shard subprocesses
+    (and with ``image``, the Lambda containers)."""
     from moto.server import ThreadedMotoServer
 
     configure(port)
+    if image:
+        os.environ[IMAGE_ENV] = image
     for bridge in BRIDGES:
         bridge()
     server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
@@ -516,20 +561,24 @@ def serve(port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
-    print(f"workflow server on http://{HOST}:{port} (shard logs in {os.environ['PIPELINES_WORKFLOW_LOGS']})", flush=True)
+    runs_in = f"the image {image}" if image else "this checkout"
+    print(f"workflow server on http://{HOST}:{port}, tasks and invocations in {runs_in} (logs in {os.environ['PIPELINES_WORKFLOW_LOGS']})", flush=True)
     try:
         while not stop.wait(1.0):
             pass
     finally:
         SHARDS.stop_all()
+        if LAMBDAS is not None:
+            LAMBDAS.stop_all()
         server.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipelines.devstack.workflow_server", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1")
+    parser.add_argument("--image", help="run ECS tasks and Lambda invocations in this image (bin/image build), not the checkout")
     args = parser.parse_args(argv)
-    serve(args.port)
+    serve(args.port, args.image)
 
 
 if __name__ == "__main__":
