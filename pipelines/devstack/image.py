@@ -250,7 +250,7 @@ def build(tag: str = DEFAULT_TAG, *, refresh_base: bool = False, log: Log = _log
     ]
     log(f"build: {tag} from {DOCKERFILE.relative_to(REPO)}")
     started = time.monotonic()
-    result = subprocess.run(command, env=container_env(), stdout=sys.stderr)
+    result = subprocess.run(command, env=container_env(), stdout=2)  # the build's output to our stderr (fd 2)
     if result.returncode != 0:
         raise ImageError(f"the build of {tag} failed (exit {result.returncode}); its output is above")
     log(f"build: {tag} in {time.monotonic() - started:.1f} s, {image_size(tag) / 1e6:.0f} MB")
