@@ -477,6 +477,10 @@ def test_task_definition_environment_is_the_engines(module: Module, rendered_fil
     assert not (deployment.task_environment() & set(deployment.PER_RUN_ENV)) and not (set(deployment.OPTIONAL_ENV) & _environment_names(module, containers))
     assert re.search(r"""['"]?stopTimeout['"]?\s*[:=]\s*30\b""", containers), "the container's stopTimeout must be 30"
     assert re.search(r"""['"]?logDriver['"]?\s*[:=]\s*['"]awslogs['"]""", containers), "the container must log with awslogs"
+    # As tests/test_image.py runs the image: read-only root, /tmp the one writable place, the image's user.
+    assert re.search(r"""['"]?readonlyRootFilesystem['"]?\s*[:=]\s*[Tt]rue\b""", containers), "the root file system must be read-only"
+    assert re.search(r"""['"]?containerPath['"]?\s*[:=]\s*['"]/tmp['"]""", containers), "/tmp must be a writable volume"
+    assert not re.search(r"""['"]?user['"]?\s*[:=]""", containers), "the image's user (10001), not another"
     # The container the state machine overrides is the task definition's.
     (_, values), = rendered_files["statemachine"]
     name = re.search(r"""['"]?name['"]?\s*[:=]\s*['"](\$\{[^}]+\})['"]""", containers)
