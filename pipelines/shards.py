@@ -331,17 +331,26 @@ class AllShards:
         self.summary.add(report)
 
     def _command(self, index: int) -> list[str]:
+        """A shard process's arguments: no variable in them, so no value (a password, say) shows in
+        `ps` or /proc/*/cmdline; the variables go in its environment (see _environment)."""
         command = [sys.executable, "-m", "pipelines", "run", str(self.config_path), "--plan", self.plan_uri, "--shard", str(index)]
-        for key, value in self.variables.items():
-            command += ["--var", f"{key}={value}"]
         return command + (["--force"] if self.force else [])
+
+    def _environment(self) -> dict[str, str]:
+        """The shard processes' environment: this one's, with every variable of the run (--var values
+        over $PIPELINES_PARAMS) as $PIPELINES_PARAMS, as the workflow gives a Fargate task its params."""
+        import json
+
+        from pipelines.config import PARAMS_ENV
+
+        return {**os.environ, PARAMS_ENV: json.dumps(dict(self.variables))}
 
     def _run_in_processes(self, pending: list[int], threads: int) -> None:
         """Each shard in its own `pipelines run --shard` process, `threads` at a time."""
         waiting, running, failed = list(pending), {}, {}
         with tempfile.TemporaryDirectory(prefix="pipelines-shards-") as logs:
             try:
-                self._run_processes(waiting, running, failed, logs, threads)
+                self._run_processes(waiting, running, failed, logs, threads, self._environment())
             except Terminated:
                 self._stop_processes(running)
                 raise
@@ -367,13 +376,15 @@ class AllShards:
             log.close()
             log_event("shard_finished", job_id=self.job_id, shard=index, exit_code=code)
 
-    def _run_processes(self, waiting: list[int], running: dict[int, Any], failed: dict[int, str], logs: str, threads: int) -> None:
+    def _run_processes(
+        self, waiting: list[int], running: dict[int, Any], failed: dict[int, str], logs: str, threads: int, env: dict[str, str]
+    ) -> None:
         """Starts shards while fewer than `threads` run; collects each one's exit code and last error line."""
         while waiting or running:
             while waiting and len(running) < threads:
                 index = waiting.pop(0)
                 log = open(os.path.join(logs, f"{index}.log"), "w+b")
-                process = subprocess.Popen(self._command(index), stdout=subprocess.DEVNULL, stderr=log)
+                process = subprocess.Popen(self._command(index), stdout=subprocess.DEVNULL, stderr=log, env=env)
                 running[index] = (process, log)
                 log_event("shard_started", job_id=self.job_id, shard=index, pid=process.pid)
             for index, (process, log) in list(running.items()):
