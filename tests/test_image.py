@@ -24,12 +24,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from conftest import REPO, consume_all, put_audiences, rows_and_markers
+from conftest import REPO, command_lines_until, consume_all, put_audiences, rows_and_markers
 from slow_s3 import slow_s3
 
 TOOLS = ("buildah", "podman", "runc", "mmdebstrap")
@@ -169,23 +168,30 @@ def committed_keys(bootstrap: str, topic: str) -> Counter:
     return Counter(m.key().decode() for m in rows)
 
 
-@pytest.mark.integration
-def test_a_fargate_shard_in_the_image(image, stack, s3, bucket, topic):
-    ids = put_audiences(s3, bucket, count=2, rows=20_000)
+def planned_shard(s3: Any, bucket: str, topic: str, objects: int, rows: int) -> tuple[list[str], dict[str, Any], list[str], dict[str, str]]:
+    """Audiences in S3, a real plan of them, and its shard 0's container override: (user ids, Map item,
+    command, environment)."""
+    ids = put_audiences(s3, bucket, count=objects, rows=rows)
     item = shard_item(bucket, topic, f"image-{uuid.uuid4().hex[:8]}")
     plan_job(item)
-    command, environment = run_shard_overrides(item)
+    return ids, item, *run_shard_overrides(item)
+
+
+@pytest.mark.integration
+def test_a_fargate_shard_in_the_image(image, stack, s3, bucket, topic, tmp_path):
+    from pipelines.devstack.image import container_env, run_command
+
+    ids, item, command, environment = planned_shard(s3, bucket, topic, objects=2, rows=20_000)
     assert command == ["run", "configs/send_audience_to_kafka.yml.liquid", "--plan", item["plan_uri"], "--shard", "0"]
     assert json.loads(environment["PIPELINES_PARAMS"]) == item["params"]
 
-    name = f"task-{uuid.uuid4().hex[:8]}"
-    seen: list[bytes] = []
-    watcher = threading.Thread(target=lambda: seen.extend(command_lines_while(name, 60)), daemon=True)
-    watcher.start()
-    result = in_image(image, command, engine_env(**environment), name=name)
-    watcher.join()
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout.splitlines()[-1])
+    env = engine_env(**environment)
+    with open(tmp_path / "stdout", "wb") as out, open(tmp_path / "stderr", "wb") as err:
+        process = subprocess.Popen(run_command(image, command, env), env=container_env({**os.environ, **env}), stdout=out, stderr=err)
+        seen = command_lines_until(process)
+    stdout, stderr = (tmp_path / "stdout").read_text(), (tmp_path / "stderr").read_text()
+    assert process.returncode == 0, stderr
+    summary = json.loads(stdout.splitlines()[-1])
     assert (summary["status"], summary["rows_written"], summary["attempt"]) == ("succeeded", len(ids), 1), summary
 
     keys = committed_keys(stack.kafka_bootstrap, topic)
@@ -195,25 +201,6 @@ def test_a_fargate_shard_in_the_image(image, stack, s3, bucket, topic):
     assert seen and not any(b"never-in-argv-5Qz" in line for line in seen), "no param value in any command line"
 
 
-def command_lines_while(name: str, timeout: float) -> list[bytes]:
-    """Every process's command line, read repeatedly until the container `name` has come and gone."""
-    lines, appeared, deadline = [], False, time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        batch = []
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                batch.append((proc / "cmdline").read_bytes())
-            except OSError:
-                pass
-        lines += batch
-        running = any(name.encode() in line for line in batch)
-        if appeared and not running:
-            break
-        appeared |= running
-        time.sleep(0.05)
-    return lines
-
-
 @pytest.mark.integration
 def test_sigterm_to_the_container_aborts_its_shard_and_exits_75(image, stack, s3, bucket, topic):
     from conftest import wait_for_rows
@@ -221,10 +208,7 @@ def test_sigterm_to_the_container_aborts_its_shard_and_exits_75(image, stack, s3
     from pipelines.devstack.image import container_env, run_command, stop
     from pipelines.errors import Terminated
 
-    ids = put_audiences(s3, bucket, count=1, rows=150_000)
-    item = shard_item(bucket, topic, f"sigterm-{uuid.uuid4().hex[:8]}")
-    plan_job(item)
-    command, environment = run_shard_overrides(item)
+    ids, _, command, environment = planned_shard(s3, bucket, topic, objects=1, rows=150_000)
     name = f"task-{uuid.uuid4().hex[:8]}"
     with slow_s3(stack.aws_endpoint_url, f"/{bucket}/in/", 256 * 1024) as endpoint:  # the input takes ~6 s to read
         env = engine_env(**environment, AWS_ENDPOINT_URL=endpoint)

@@ -8,25 +8,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, command_lines_until
 
 SECRET = "s3cr3t-value-9d8c7b"
-
-
-def command_lines_until(process: subprocess.Popen) -> set[bytes]:
-    """Every process's command line, read over and over until `process` ends."""
-    seen: set[bytes] = set()
-    while process.poll() is None:
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                seen.add((proc / "cmdline").read_bytes())
-            except OSError:
-                pass
-        time.sleep(0.01)
-    return seen
 
 
 def test_params_reach_the_shard_processes_outside_their_command_lines(tmp_path: Path) -> None:
