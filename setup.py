@@ -6,24 +6,56 @@
 
 Without a C compiler the build goes on without them, and the same work is done by Python loops
 with the same results (tests/test_native.py runs both and compares).
+
+_fastkafka reads confluent_kafka's private object layout, so it is built for one confluent-kafka
+version: the pin in container/constraints.txt (the image's, which the tests check it against),
+passed as CONFLUENT_KAFKA_VERIFIED. With another version installed its import fails and the Python
+loops run (pipelines/compiled.py warns once). Without that file (a build from elsewhere than the
+repository) it is not built at all.
 The rest of the metadata is in pyproject.toml.
 """
+
+import re
+import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 
 FLAGS = ["-O2", "-Wall", "-Wno-vla"]
 SHARED = ["pipelines/_isoformat.h"]
+CONSTRAINTS = "container/constraints.txt"
+
+
+def pinned_confluent_kafka() -> str | None:
+    """The confluent-kafka version container/constraints.txt pins, or None."""
+    path = Path(__file__).resolve().parent / CONSTRAINTS
+    if not path.is_file():
+        return None
+    found = re.search(r"^confluent-kafka==([0-9][0-9A-Za-z.+-]*)\s*$", path.read_text(), re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def fastkafka() -> list[Extension]:
+    version = pinned_confluent_kafka()
+    if version is None:
+        print(f"note: no confluent-kafka pin in {CONSTRAINTS}: pipelines.kafka._fastkafka is not built", file=sys.stderr)
+        return []
+    return [
+        Extension(
+            "pipelines.kafka._fastkafka",
+            ["pipelines/kafka/_fastkafka.c"],
+            depends=SHARED + [CONSTRAINTS],
+            define_macros=[("CONFLUENT_KAFKA_VERIFIED", f'"{version}"')],
+            extra_compile_args=FLAGS,
+            libraries=["dl"],
+            optional=True,
+        )
+    ]
+
 
 setup(
     ext_modules=[
         Extension("pipelines._fastrows", ["pipelines/_fastrows.c"], depends=SHARED, extra_compile_args=FLAGS, optional=True),
-        Extension(
-            "pipelines.kafka._fastkafka",
-            ["pipelines/kafka/_fastkafka.c"],
-            depends=SHARED,
-            extra_compile_args=FLAGS,
-            libraries=["dl"],
-            optional=True,
-        ),
+        *fastkafka(),
     ]
 )

@@ -23,6 +23,21 @@ from conftest import config_with, consume_all, create_topic, job_vars, put_audie
 fastrows = pytest.importorskip("pipelines._fastrows", reason="the C extensions are not built (no C compiler at install)")
 
 
+@pytest.fixture
+def fastkafka() -> Any:
+    """pipelines.kafka._fastkafka, for the tests that compare its loops: a failure with the reason, not
+    a skip, when it cannot be used (it refuses any confluent-kafka but the pin in
+    container/constraints.txt, which the image ships; tests/test_native_versions.py)."""
+    from pipelines.kafka.native import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.fail(f"the compiled Kafka loops are not used here: {reason}", pytrace=False)
+    from pipelines.kafka import _fastkafka
+
+    return _fastkafka
+
+
 class Errors:
     def __init__(self) -> None:
         self.seen: list[tuple[Any, ...]] = []
@@ -123,19 +138,17 @@ def test_csv_parser_compiled_loop_edge_cases(data: bytes, monkeypatch: pytest.Mo
         assert parse(data, True, monkeypatch, COLUMNS, **options) == parse(data, False, monkeypatch, COLUMNS, **options)
 
 
-def test_murmur2_in_c_equals_kafkas() -> None:
-    from pipelines.kafka import _fastkafka
-
+def test_murmur2_in_c_equals_kafkas(fastkafka: Any) -> None:
     rng = random.Random(1)
     for size in range(0, 40):
         data = bytes(rng.randrange(256) for _ in range(size))
-        assert _fastkafka.murmur2(data) == murmur2(data)
+        assert fastkafka.murmur2(data) == murmur2(data)
     # values from the Java client's tests (org.apache.kafka.common.utils.UtilsTest)
-    assert _fastkafka.murmur2(b"21") == -973932308
-    assert _fastkafka.murmur2(b"foobar") == -790332482
+    assert fastkafka.murmur2(b"21") == -973932308
+    assert fastkafka.murmur2(b"foobar") == -790332482
 
 
-def test_batch_producer_writes_what_the_python_loop_writes(stack, topic) -> None:
+def test_batch_producer_writes_what_the_python_loop_writes(stack, topic, fastkafka) -> None:
     """Every value type through both loops into one topic: the same bytes, keys, partitions and headers."""
     from confluent_kafka import Producer
 
@@ -187,7 +200,7 @@ def test_batch_producer_writes_what_the_python_loop_writes(stack, topic) -> None
     assert counts == [sum(1 for _, p in by_job[b"job-c"].values() if p == q) for q in range(6)]
 
 
-def test_encoded_records_reach_the_topic_keyed_partitioned_and_counted(stack, topic) -> None:
+def test_encoded_records_reach_the_topic_keyed_partitioned_and_counted(stack, topic, fastkafka) -> None:
     """produce_encoded (produce_records in C) against the real broker: each record's key, value and
     header as encoded, in murmur2's partition, with the per-partition counts; a full local queue
     (queue.buffering.max.messages) is waited out, not lost."""
@@ -211,7 +224,7 @@ def test_encoded_records_reach_the_topic_keyed_partitioned_and_counted(stack, to
     assert counts == [sum(1 for _, p, _ in seen.values() if p == q) for q in range(6)]
 
 
-def test_import_without_the_compiled_loops_writes_the_same_topic(stack, s3, bucket, tmp_path) -> None:
+def test_import_without_the_compiled_loops_writes_the_same_topic(stack, s3, bucket, tmp_path, fastkafka) -> None:
     """PIPELINES_NATIVE=0 (as without a C compiler): the import gives the same records, partitions and counts."""
     put_audiences(s3, bucket, 2, 3000)
     config = config_with(tmp_path, batch_rows=1000)
@@ -332,7 +345,7 @@ def test_json_decoder_compiled_reads_most_batches() -> None:
     assert rows == [["u1", 1.5, True, dt.datetime(2026, 11, 1, 12, tzinfo=dt.timezone.utc), 7]] * 3
 
 
-def test_export_without_the_compiled_loops_writes_the_same_rows(stack, s3, bucket, topic, tmp_path) -> None:
+def test_export_without_the_compiled_loops_writes_the_same_rows(stack, s3, bucket, topic, tmp_path, fastkafka) -> None:
     """PIPELINES_NATIVE=0: the export (Kafka consume, JSON decoding, CSV writing) gives the same file rows."""
     import gzip
 

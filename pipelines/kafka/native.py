@@ -6,9 +6,12 @@ For the Kafka input: `compiled_consume()` (a batch off a consumer's queue, or No
 `batch_producer(producer, client_id, ...)` gives a `BatchProducer` over a confluent_kafka Producer
 made with `delivery.report.only.error` (see _fastkafka.c; with on_delivery None, for a transactional
 producer, failed deliveries fail the commit instead), or None: the extension was not built
-(no C compiler at install time), librdkafka was not found in the process (the reason in
-`unavailable_reason()`), PIPELINES_NATIVE=0, or the producer's handle did not check out (a warning).
-The output then produces row by row in Python, with the same result.
+(no C compiler at install time), it refused to load because the installed confluent-kafka is not
+the version whose private layout it reads (setup.py; one warning per process), librdkafka was not
+found in the process (the reason of each in `unavailable_reason()`), PIPELINES_NATIVE=0, or the
+producer's handle did not check out (a warning). The output then produces row by row in Python,
+with the same result. The version check is made when the extension is imported, so nothing of
+confluent_kafka's objects is read while another version is installed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from pipelines.compiled import compiled, enabled
+from pipelines.compiled import compiled, enabled, refusal
 
 FAST = "pipelines.kafka._fastkafka"
 _bound: bool | None = None
@@ -31,7 +34,7 @@ def _bind() -> bool:
     _bound = False
     bind = compiled(FAST, "bind")
     if bind is None:
-        _reason = "the extension is not built"
+        _reason = refusal(FAST) or "the extension is not built"
         return False
     import confluent_kafka  # noqa: F401  (loads librdkafka)
 
@@ -139,7 +142,8 @@ def batch_producer(producer: Any, client_id: str, **kwargs: Any) -> BatchProduce
         return None
     name = _fastkafka.handle_name(producer)
     if not name.startswith(client_id + "#"):
-        # confluent_kafka's object layout is not the one this reads: said, since every run is slower.
+        # Reached only with the verified confluent-kafka (the import checks it), so a second check
+        # that the handle is the one this producer made: said, since every run is slower.
         import logging
 
         logging.getLogger(__name__).warning("the compiled produce loop is off: the producer's handle is named %r, not %r#...", name, client_id)
