@@ -2,8 +2,10 @@
 
     {"task": "status", "job_id", "pipeline", "status", "counts"?, "error"?}   job status (DynamoDB + EventBridge)
     {"task": "plan", "job_id", "pipeline", "params"}                       -> plan_uri, shards_bucket/key, shard_count, bytes
+                                                                           (shards.json: [{shard, timeout_seconds}])
     {"task": "run_shard", "job_id", "pipeline", "params", "plan_uri", "shard"}  a small job's shard, in the Lambda
     {"task": "finish", "job_id", "pipeline", "params", "plan_uri"}         -> end markers, summed counts
+    {"task": "abort", "job_id", "pipeline", "params", "plan_uri"}          after a failure: fences the job's open transactions
     {"task": "trigger", "pipeline", "params", "trigger"}                   an S3 drop or a schedule: create the job, start it
     an API Gateway HTTP API event ("requestContext")                       POST /imports, GET /jobs/{id}, GET /jobs
 
@@ -78,6 +80,7 @@ def shard_bytes() -> int:
 def plan_task(event: dict[str, Any]) -> dict[str, Any]:
     """Writes the plan (or finds the one a retried Plan step already wrote) and the Map's item list."""
     from pipelines import storage
+    from pipelines.plan import shard_task_timeout
     from pipelines.shards import default_plan_uri, read_plan, write_plan
 
     (job_id,) = require(event, "job_id")
@@ -87,7 +90,8 @@ def plan_task(event: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"the workflow needs exec.work_dir on S3 (the Map reads the shard list there), not {job.exec.work_dir!r}")
     plan = read_plan(plan_uri) if storage.read_text(plan_uri) is not None else write_plan(job, job_id, plan_uri, shard_bytes())
     shards_uri = storage.join(storage.parent(plan_uri), "shards.json")
-    storage.write_text(shards_uri, json.dumps([{"shard": s.index} for s in plan.shards]))
+    items = [{"shard": s.index, "timeout_seconds": shard_task_timeout(s)} for s in plan.shards]
+    storage.write_text(shards_uri, json.dumps(items))
     bucket, _, key = shards_uri.removeprefix("s3://").partition("/")
     return {
         "plan_uri": plan_uri,
@@ -127,6 +131,17 @@ def finish_task(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def abort_task(event: dict[str, Any]) -> dict[str, Any]:
+    """The failure path's AbortJob: what the job's shards may hold open is let go (see shards.abort_job)."""
+    from pipelines import storage
+    from pipelines.shards import abort_job
+
+    (plan_uri,) = require(event, "plan_uri")
+    if storage.read_text(plan_uri) is None:
+        return {"aborted": False, "reason": "no plan"}
+    return {"aborted": True, **abort_job(load(event), plan_uri)}
+
+
 def status_task(event: dict[str, Any]) -> dict[str, Any]:
     from pipelines.jobs import JobStore
 
@@ -141,7 +156,14 @@ def trigger_task(event: dict[str, Any]) -> dict[str, Any]:
     return start_triggered_job(event)
 
 
-TASKS = {"status": status_task, "plan": plan_task, "run_shard": run_shard_task, "finish": finish_task, "trigger": trigger_task}
+TASKS = {
+    "status": status_task,
+    "plan": plan_task,
+    "run_shard": run_shard_task,
+    "finish": finish_task,
+    "abort": abort_task,
+    "trigger": trigger_task,
+}
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -286,7 +286,7 @@ def test_entrypoint_serves_the_lambda_handler(tmp_path):
     assert api.init_error is None, output
 
     assert unknown.error is not None and unknown.error["errorType"] == "ConfigError", output
-    assert unknown.error["errorMessage"] == "unknown task 'nope'; expected one of status, plan, run_shard, finish, trigger"
+    assert unknown.error["errorMessage"] == "unknown task 'nope'; expected one of status, plan, run_shard, finish, abort, trigger"
 
     assert shard.error is None and json.loads(shard.result) == {"shard": 0, "rows_written": 3, "rows_skipped": 0, "skipped": False}, output
     written = [json.loads(line) for f in sorted((tmp_path / "out" / "lambda-job").glob("part-*.jsonl")) for line in f.read_text().splitlines()]

@@ -34,7 +34,7 @@ def test_plan_run_shard_finish(stack, s3, bucket, topic):
         "shard_count": 1,  # three small objects packed in one shard
         "bytes": planned["bytes"],
     }
-    assert json.loads(s3.get_object(Bucket=bucket, Key=planned["shards_key"])["Body"].read()) == [{"shard": 0}]
+    assert json.loads(s3.get_object(Bucket=bucket, Key=planned["shards_key"])["Body"].read()) == [{"shard": 0, "timeout_seconds": 420}]  # 120 s, its least time limit, and 300 s to start
     assert handler(event("plan", bucket, topic)) == planned  # a retried Plan step finds the same plan
 
     ran = handler(event("run_shard", bucket, topic, plan_uri=planned["plan_uri"], shard=0))

@@ -39,7 +39,7 @@ SAMPLE_INPUT = {
     "pipeline": "send_audience_to_kafka",
     "params": {"S3_BUCKET": "audiences", "S3_KEY": "drops/2024-01-01/", "SEGMENT_ID": "42"},
 }
-LAMBDA_TASKS = {"status", "plan", "run_shard", "finish"}
+LAMBDA_TASKS = {"status", "plan", "run_shard", "finish", "abort"}
 LAMBDA_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"}
 # statelint 3.1.0 does not know ReaderConfig.InputType (JSON | CSV | MANIFEST | JSONL | PARQUET, a
 # valid ItemReader field on AWS) and reports it. This exact message is the only one tolerated.
@@ -138,15 +138,21 @@ def top_level_tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_step_but_mark_failed_catches_everything_into_mark_failed(definition: dict[str, Any]) -> None:
+    """Before the plan exists a failure goes straight to MarkFailed; after, through AbortJob, which
+    fences what the shards may hold open and whose own failure does not replace the job's error."""
     steps = top_level_tasks(definition)
-    assert set(steps) == {"MarkRunning", "Plan", "RunInLambda", "Shards", "Finish", "MarkSucceeded", "MarkFailed"}
+    assert set(steps) == {"MarkRunning", "Plan", "RunInLambda", "Shards", "Finish", "MarkSucceeded", "AbortJob", "MarkFailed"}
+    after_plan = {"RunInLambda", "Shards", "Finish"}
     for name, state in steps.items():
         if name == "MarkFailed":
             assert "Catch" not in state
             continue
-        assert state.get("Catch") == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}], name
-    # The shard task inside the Map has no Catch: its failure fails the Map run, which the Map catches.
-    assert "Catch" not in definition["States"]["Shards"]["ItemProcessor"]["States"]["RunShard"]
+        if name == "AbortJob":
+            assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.abort_error", "Next": "MarkFailed"}]
+            assert state["Next"] == "MarkFailed" and state["ResultPath"] is None
+            continue
+        target = "AbortJob" if name in after_plan else "MarkFailed"
+        assert state.get("Catch") == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": target}], name
     assert definition["States"]["MarkFailed"]["Next"] == "Failed"
     failed = definition["States"]["Failed"]
     assert (failed["Type"], failed["ErrorPath"], failed["CausePath"]) == ("Fail", "$.error.Error", "$.error.Cause")
@@ -158,7 +164,7 @@ def lambda_states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_lambda_tasks_name_a_known_task_and_retry_lambda_errors(definition: dict[str, Any]) -> None:
     states = lambda_states(definition)
-    assert set(states) == {"MarkRunning", "Plan", "RunInLambda", "Finish", "MarkSucceeded", "MarkFailed"}
+    assert set(states) == {"MarkRunning", "Plan", "RunInLambda", "Finish", "MarkSucceeded", "AbortJob", "MarkFailed"}
     for name, state in states.items():
         params = state["Parameters"]
         assert params["FunctionName"] == "${function_arn}", name
@@ -170,23 +176,29 @@ def test_lambda_tasks_name_a_known_task_and_retry_lambda_errors(definition: dict
     assert transient["IntervalSeconds"] > 0 and transient["BackoffRate"] > 1
 
 
-def test_the_shard_task_retries_with_backoff(definition: dict[str, Any]) -> None:
+def test_the_shard_task_retries_what_may_pass(definition: dict[str, Any]) -> None:
+    """ECS's own API errors are retried by the task; every other failure is caught and classified by
+    the shard's exit code (see the dry runs below), within the shard's timeout from shards.json."""
     shards = definition["States"]["Shards"]
     assert shards["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
     assert shards["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
     assert shards["ItemReader"]["ReaderConfig"] == {"InputType": "JSON"}
     assert shards["ResultPath"] is None and "ResultWriter" not in shards
+    assert shards["ItemSelector"]["timeout_seconds.$"] == "$$.Map.Item.Value.timeout_seconds"
+    assert shards["ItemSelector"]["retry"] == {"attempt": 0}
     run_shard = shards["ItemProcessor"]["States"]["RunShard"]
     assert run_shard["Resource"] == "arn:aws:states:::ecs:runTask.sync"
+    assert run_shard["TimeoutSecondsPath"] == "$.timeout_seconds"
     assert run_shard["Retry"] == [
         {
-            "ErrorEquals": ["ECS.AmazonECSException", "States.TaskFailed"],
+            "ErrorEquals": ["ECS.AmazonECSException", "AmazonECS.Unknown"],
             "IntervalSeconds": 10,
             "MaxAttempts": 3,
             "BackoffRate": 2.0,
             "JitterStrategy": "FULL",
         }
     ]
+    assert run_shard["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "ShardFailure?"}]
 
 
 # --- (f) a dry run: every path a state reads exists ----------------------------------------
@@ -206,11 +218,16 @@ def get_path(path: str, data: Any, context: dict[str, Any]) -> Any:
         raise Missing(f"not a path: {path!r}")
     value = root
     for part in [p for p in rest.split(".") if p] if rest else []:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+        m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?", part)
+        if not m:
             raise Missing(f"unsupported path syntax in {path!r}")
-        if not isinstance(value, dict) or part not in value:
+        if not isinstance(value, dict) or m.group(1) not in value:
             raise Missing(f"{path} does not exist in {json.dumps(value)[:300]}")
-        value = value[part]
+        value = value[m.group(1)]
+        if m.group(2) is not None:
+            if not isinstance(value, list) or int(m.group(2)) >= len(value):
+                raise Missing(f"{path} does not exist in {json.dumps(value)[:300]}")
+            value = value[int(m.group(2))]
     return value
 
 
@@ -253,6 +270,9 @@ INTRINSICS = {
     "States.StringToJson": lambda s: json.loads(s),
     "States.JsonToString": lambda v: json.dumps(v, separators=(",", ":")),
     "States.StringSplit": lambda s, sep: [p for p in re.split("[" + re.escape(sep) + "]", s) if p],
+    "States.MathAdd": lambda a, b: a + b,
+    "States.MathRandom": lambda start, end: end,  # the longest wait: deterministic
+    "States.ArrayGetItem": lambda array, index: array[index],
 }
 
 
@@ -339,6 +359,7 @@ def fake_lambda(payload: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]
         "plan": {"job_id", "pipeline", "params"},
         "run_shard": {"job_id", "pipeline", "params", "plan_uri", "shard"},
         "finish": {"job_id", "pipeline", "params", "plan_uri"},
+        "abort": {"job_id", "pipeline", "params", "plan_uri"},
     }[payload["task"]]
     assert required <= payload.keys(), f"{payload['task']} payload lacks {required - payload.keys()}"
     assert all(payload[k] not in (None, "") for k in required)
@@ -349,6 +370,8 @@ def fake_lambda(payload: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]
         result = plan
     elif payload["task"] == "run_shard":
         result = {"shard": payload["shard"], "rows_written": 10, "rows_skipped": 0, "skipped": False}
+    elif payload["task"] == "abort":
+        result = {"aborted": True, "job_id": payload["job_id"], "shards": 3, "fenced": 4}
     else:
         result = {"rows_read": 12, "rows_written": 11, "rows_skipped": 1, "end_markers": 6}
     return {"ExecutedVersion": "$LATEST", "Payload": result, "SdkHttpMetadata": {}, "StatusCode": 200}
@@ -362,15 +385,25 @@ def choose(state: dict[str, Any], data: Any) -> str:
             return any(holds(r) for r in rule["Or"])
         if "Not" in rule:
             return not holds(rule["Not"])
-        value = get_path(rule["Variable"], data, {})
         ((op, operand),) = ((k, v) for k, v in rule.items() if k not in ("Variable", "Next"))
+        if op == "IsPresent":
+            try:
+                get_path(rule["Variable"], data, {})
+            except Missing:
+                return not operand
+            return operand
+        value = get_path(rule["Variable"], data, {})
         if op.endswith("Path"):
             op, operand = op[: -len("Path")], get_path(operand, data, {})
+        if op.startswith("String"):
+            assert isinstance(value, str) and isinstance(operand, str), rule
+            return value == operand if op == "StringEquals" else re.fullmatch(re.escape(operand).replace(r"\*", ".*"), value, re.S) is not None
         compare = {
             "NumericEquals": lambda a, b: a == b,
             "NumericLessThanEquals": lambda a, b: a <= b,
             "NumericLessThan": lambda a, b: a < b,
             "NumericGreaterThan": lambda a, b: a > b,
+            "NumericGreaterThanEquals": lambda a, b: a >= b,
         }[op]
         assert isinstance(value, int | float) and isinstance(operand, int | float), rule
         return compare(value, operand)
@@ -378,59 +411,116 @@ def choose(state: dict[str, Any], data: Any) -> str:
     return next((c["Next"] for c in state["Choices"] if holds(c)), state["Default"])
 
 
-def dry_run(doc: dict[str, Any], plan: dict[str, Any], fail_at: str | None = None) -> tuple[list[str], Any, dict[str, Any]]:
-    """Walks the top-level states from StartAt; returns the states visited, the last state's data,
-    and what was sent: Lambda payloads and the ECS RunTask parameters of the first shard."""
-    data: Any = json.loads(json.dumps(SAMPLE_INPUT))
-    sent: dict[str, Any] = {}
-    visited, name = [], doc["StartAt"]
+class Failed(Exception):
+    """A task's failure, as a Catch receives it ({Error, Cause})."""
+
+    def __init__(self, error: dict[str, str]) -> None:
+        super().__init__(error["Error"])
+        self.error = error
+
+
+def walk(states: dict[str, Any], start: str, data: Any, context: dict[str, Any], task: Any) -> tuple[list[str], Any, dict[str, Any] | None]:
+    """Runs `states` from `start`: `task(name, state, data)` gives a Task's or Map's raw result, or
+    raises Failed for its Catch. Returns the states visited, the data, and the Fail state's error
+    (None when the walk succeeded or reached an End)."""
+    visited, name = [], start
     while True:
         visited.append(name)
-        state = doc["States"][name]
+        state = states[name]
         assert "InputPath" not in state, f"{name}: InputPath is not modelled by this dry run"
-        if state["Type"] == "Succeed":
-            return visited, data, sent
-        if state["Type"] == "Fail":
-            sent["Failed"] = {"Error": get_path(state["ErrorPath"], data, {}), "Cause": get_path(state["CausePath"], data, {})}
-            assert all(isinstance(v, str) for v in sent["Failed"].values())
-            return visited, data, sent
-        if state["Type"] == "Choice":
+        kind = state["Type"]
+        if kind == "Succeed":
+            return visited, data, None
+        if kind == "Fail":
+            error = {"Error": get_path(state["ErrorPath"], data, {}), "Cause": get_path(state["CausePath"], data, {})}
+            assert all(isinstance(v, str) for v in error.values())
+            return visited, data, error
+        if kind == "Choice":
             name = choose(state, data)
             continue
-        if name == fail_at:
-            error = {"Error": "RunError", "Cause": json.dumps({"errorType": "RunError", "errorMessage": "boom"})}
-            (catch,) = state["Catch"]
-            data, name = put_result(catch["ResultPath"], data, error), catch["Next"]
-            continue
-        if state["Type"] == "Pass":
-            data = after(state, data, resolve(state.get("Parameters", {}), data, {}), {})
-        elif state["Type"] == "Task":
-            params = resolve(state["Parameters"], data, {})
-            sent[name] = params["Payload"]
-            data = after(state, data, fake_lambda(params["Payload"], plan), {})
-        elif state["Type"] == "Map":
-            reader = resolve(state["ItemReader"]["Parameters"], data, {})
-            assert (reader["Bucket"], reader["Key"]) == (plan["shards_bucket"], plan["shards_key"])
-            concurrency = get_path(state["MaxConcurrencyPath"], data, {})
-            assert isinstance(concurrency, int) and concurrency > 0
-            items = [{"shard": i} for i in range(plan["shard_count"])]  # shards.json, as the plan task writes it
-            outputs = []
-            for index, value in enumerate(items):
-                context = {"Map": {"Item": {"Index": index, "Value": value}}}
-                item = resolve(state["ItemSelector"], data, context)
-                processor = state["ItemProcessor"]
-                assert list(processor["States"]) == [processor["StartAt"]], "one state per shard"
-                shard_state = processor["States"][processor["StartAt"]]
-                assert shard_state.get("End") is True and "InputPath" not in shard_state
-                run_task = resolve(shard_state["Parameters"], item, {})
-                sent.setdefault("RunShard", run_task)
-                described = {"Containers": [{"ExitCode": 0}], "LastStatus": "STOPPED", "TaskArn": "arn:task"}
-                outputs.append(after(shard_state, item, described, {}))
-            sent["ShardOutputs"] = outputs
-            data = after(state, data, outputs, {})
+        if kind == "Wait":
+            assert isinstance(get_path(state["SecondsPath"], data, context), int) if "SecondsPath" in state else state["Seconds"] > 0
+        elif kind == "Pass":
+            data = after(state, data, resolve(state.get("Parameters", {}), data, context), context)
         else:
-            raise AssertionError(f"unexpected state type {state['Type']}")
+            try:
+                result = task(name, state, data)
+            except Failed as failed:
+                (catch,) = state["Catch"]
+                data, name = put_result(catch["ResultPath"], data, failed.error), catch["Next"]
+                continue
+            data = after(state, data, result, context)
+        if state.get("End"):
+            return visited, data, None
         name = state["Next"]
+
+
+def ecs_outcome(outcome: Any, item: dict[str, Any]) -> dict[str, Any]:
+    """A RunShard attempt: 0 gives the stopped task's description; an exit code, None (the container
+    never ran) or "timeout" raise the failure Step Functions reports."""
+    if outcome == "timeout":
+        raise Failed({"Error": "States.Timeout", "Cause": "The task timed out."})
+    container = {"ExitCode": outcome} if outcome is not None else {"Reason": "CannotPullContainerError: pull image manifest"}
+    described = {"Containers": [container], "LastStatus": "STOPPED", "StopCode": "EssentialContainerExited", "TaskArn": "arn:task"}
+    if outcome == 0:
+        return described
+    raise Failed({"Error": "States.TaskFailed", "Cause": json.dumps(described)})
+
+
+def run_item(state: dict[str, Any], item: dict[str, Any], outcomes: list[Any], sent: dict[str, Any]) -> tuple[list[str], Any, dict[str, Any] | None]:
+    """One Map item through the ItemProcessor, each RunShard attempt taking the next outcome."""
+    processor, attempts = state["ItemProcessor"], iter(outcomes)
+
+    def task(name: str, shard_state: dict[str, Any], data: Any) -> Any:
+        assert name == "RunShard" and isinstance(get_path(shard_state["TimeoutSecondsPath"], data, {}), int)
+        sent.setdefault("RunShard", resolve(shard_state["Parameters"], data, {}))
+        return ecs_outcome(next(attempts), data)
+
+    return walk(processor["States"], processor["StartAt"], item, {}, task)
+
+
+def dry_run(
+    doc: dict[str, Any], plan: dict[str, Any], fail_at: str | set[str] = frozenset(), shard_outcomes: list[Any] = (0,)
+) -> tuple[list[str], Any, dict[str, Any]]:
+    """Walks the workflow from StartAt with the handler's fake results; every shard's RunShard
+    attempts give `shard_outcomes` in turn. Returns the top-level states visited, the last state's
+    data, and what was sent: Lambda payloads, the first shard's RunTask parameters, each item's
+    states (ShardRuns), outputs (ShardOutputs) and the Fail state's error (Failed)."""
+    sent: dict[str, Any] = {}
+    failing = {fail_at} if isinstance(fail_at, str) else fail_at
+
+    def task(name: str, state: dict[str, Any], data: Any) -> Any:
+        if name in failing:
+            raise Failed({"Error": "RunError", "Cause": json.dumps({"errorType": "RunError", "errorMessage": "boom"})})
+        if state["Type"] == "Map":
+            return run_map(state, data, plan, list(shard_outcomes), sent)
+        params = resolve(state["Parameters"], data, {})
+        sent[name] = params["Payload"]
+        return fake_lambda(params["Payload"], plan)
+
+    visited, data, failure = walk(doc["States"], doc["StartAt"], json.loads(json.dumps(SAMPLE_INPUT)), {}, task)
+    if failure is not None:
+        sent["Failed"] = failure
+    return visited, data, sent
+
+
+def run_map(state: dict[str, Any], data: Any, plan: dict[str, Any], outcomes: list[Any], sent: dict[str, Any]) -> list[Any]:
+    reader = resolve(state["ItemReader"]["Parameters"], data, {})
+    assert (reader["Bucket"], reader["Key"]) == (plan["shards_bucket"], plan["shards_key"])
+    concurrency = get_path(state["MaxConcurrencyPath"], data, {})
+    assert isinstance(concurrency, int) and concurrency > 0
+    items = [{"shard": i, "timeout_seconds": 1500} for i in range(plan["shard_count"])]  # shards.json, as the plan task writes it
+    outputs, runs = [], []
+    for index, value in enumerate(items):
+        item = resolve(state["ItemSelector"], data, {"Map": {"Item": {"Index": index, "Value": value}}})
+        visited, output, failure = run_item(state, item, outcomes, sent)
+        runs.append(visited)
+        if failure is not None:
+            sent["ShardRuns"] = runs
+            raise Failed({"Error": "States.ExceedToleratedFailureThreshold", "Cause": f"item {index}: {failure['Error']}: {failure['Cause']}"})
+        outputs.append(output)
+    sent["ShardRuns"], sent["ShardOutputs"] = runs, outputs
+    return outputs
 
 
 def plan_result(shard_count: int, size: int) -> dict[str, Any]:
@@ -505,6 +595,48 @@ def test_dry_run_a_failure_marks_the_job_failed_with_its_cause(rendered: dict[st
     assert sent["MarkFailed"]["task"] == "status" and sent["MarkFailed"]["status"] == "FAILED"
     assert sent["MarkFailed"]["error"] == data["error"]
     assert sent["Failed"]["Error"] == "RunError" and "boom" in sent["Failed"]["Cause"]
+    if step in ("RunInLambda", "Shards", "Finish"):  # past the plan: its shards' transactions are fenced first
+        assert visited[-3:] == ["AbortJob", "MarkFailed", "Failed"]
+        assert sent["AbortJob"] == {"task": "abort", **SAMPLE_INPUT, "plan_uri": "s3://audiences/_jobs/job-123/plan.json"}
+    else:
+        assert "AbortJob" not in visited
+
+
+def test_dry_run_a_failing_abort_keeps_the_jobs_own_error(rendered: dict[str, Any]) -> None:
+    visited, data, sent = dry_run(rendered, plan_result(3, 10 * 2**30), fail_at={"Shards", "AbortJob"})
+    assert visited[-3:] == ["AbortJob", "MarkFailed", "Failed"]
+    assert sent["MarkFailed"]["error"] == data["error"] and data["error"]["Error"] == "RunError"
+    assert data["abort_error"]["Error"] == "RunError" and sent["Failed"]["Error"] == "RunError"
+
+
+SHARD_OUTCOMES = [
+    # (each RunShard attempt's outcome, attempts, whether the shard succeeds)
+    ([0], 1, True),
+    ([1], 1, False),  # bad data: failed at once, with its cause
+    ([2], 1, False),  # a bad config: failed at once
+    ([75, 0], 2, True),  # SIGTERM, a broker or S3 that did not answer: retried
+    ([137, 75, 0], 3, True),  # killed (out of memory), then stopped: retried
+    ([None, 0], 2, True),  # the container never ran: retried
+    (["timeout", 0], 2, True),  # past the task's timeout: retried
+    ([75, 75, 75, 75], 4, False),  # three retries at most
+    ([75, 1], 2, False),
+]
+
+
+@pytest.mark.parametrize(("outcomes", "attempts", "succeeds"), SHARD_OUTCOMES, ids=lambda v: str(v))
+def test_dry_run_a_shard_is_retried_only_for_what_may_pass(rendered: dict[str, Any], outcomes: list[Any], attempts: int, succeeds: bool) -> None:
+    visited, data, sent = dry_run(rendered, plan_result(1, 10 * 2**30), shard_outcomes=outcomes)
+    (run,) = sent["ShardRuns"]
+    assert run.count("RunShard") == attempts, run
+    assert run.count("Backoff") == attempts - 1
+    if succeeds:
+        assert visited[-2:] == ["MarkSucceeded", "Succeeded"] and sent["ShardOutputs"] == [0]
+        return
+    assert run[-1] == "ShardFailed" and visited[-3:] == ["AbortJob", "MarkFailed", "Failed"]
+    cause = sent["MarkFailed"]["error"]["Cause"]
+    last = outcomes[attempts - 1]
+    assert sent["MarkFailed"]["error"]["Error"] == "States.ExceedToleratedFailureThreshold"
+    assert "item 0: States.TaskFailed" in cause and f'"ExitCode": {last}' in cause, cause
 
 
 def test_dry_run_catches_a_renamed_field(rendered: dict[str, Any]) -> None:

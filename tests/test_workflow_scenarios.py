@@ -215,7 +215,7 @@ def test_ten_thousand_objects_keep_state_payloads_small(per_object_shards, stack
     assert sorted(planned) == [f"s3://{bucket}/in/{n:05d}.csv.gz" for n in range(10_000)]
     assert len(plan["shards"]) == 10_000
     shard_list = json.loads(s3.get_object(Bucket=bucket, Key=f"_jobs/{job_id}/shards.json")["Body"].read())
-    assert shard_list == [{"shard": n} for n in range(10_000)]  # the Map's items, read by its ItemReader
+    assert shard_list == [{"shard": n, "timeout_seconds": 420} for n in range(10_000)]  # the Map's items, read by its ItemReader
     plan_bytes = s3.head_object(Bucket=bucket, Key=f"_jobs/{job_id}/plan.json")["ContentLength"]
     print(
         f"\n10 000 objects ({total} rows): put in {put_seconds:.1f} s; plan + the Map's first {first_items} items in {run_seconds:.1f} s; "

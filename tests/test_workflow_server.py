@@ -15,10 +15,13 @@ Bridges used here (each documented in workflow_server.py):
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -94,22 +97,58 @@ def test_a_small_job_runs_its_shard_in_the_lambda(workflow, stack, bucket, topic
 
 
 def test_a_shard_failing_for_good_fails_the_job_with_its_cause(workflow, stack, bucket, topic):
-    """Object 1 is a truncated gzip: its shard fails on every attempt (the Retry waits for real:
-    10 s x2 backoff with full jitter, 3 retries), the Map fails, and the job is FAILED without end markers."""
+    """Object 1 is a truncated gzip: its shard exits 1 (bad data), which no retry would mend, so it is
+    not retried; the Map fails, AbortJob fences the job's transactions, and the job is FAILED with the
+    shard's exit code and error, without end markers."""
     put_objects(workflow.endpoint, bucket, [300, 300], truncate={1})
     job_id, execution, entered = run_job(workflow, bucket, topic)
 
     assert execution["status"] == "FAILED", execution
-    assert entered[-2:] == ["MarkFailed", "Failed"] and "Finish" not in entered
+    assert entered[-3:] == ["AbortJob", "MarkFailed", "Failed"] and "Finish" not in entered
     logs = shard_logs(workflow, job_id)
-    assert sum("--shard 1" in log for log in logs) == 4, logs  # the first attempt and 3 retries
+    assert sum("--shard 1" in log for log in logs) == 1, logs  # no retry
     job = JobStore(workflow.table).get(job_id)
     assert job.status == "FAILED"
     assert job.error["Error"] == "States.ExceedToleratedFailureThreshold"
-    assert "item 1: States.TaskFailed" in job.error["Cause"] and '"ExitCode": ' in job.error["Cause"]
+    assert "item 1: States.TaskFailed" in job.error["Cause"] and '"ExitCode": 1' in job.error["Cause"]
+    assert "gzip stream is truncated" in job.error["Cause"], job.error
     assert execution.get("error") == "States.ExceedToleratedFailureThreshold"
     _, markers = rows_and_markers(consume_all(stack.kafka_bootstrap, topic))
     assert markers == {}
+
+
+def test_a_shard_killed_mid_run_is_retried_and_every_row_lands_once(workflow, stack, bucket, topic):
+    """SIGKILL to shard 0's process mid-run (the container dying: exit 137, as out of memory): the
+    state machine retries it after a backoff; the retry fences the killed attempt's open transaction,
+    and the job succeeds with every row once."""
+    put_objects(workflow.endpoint, bucket, [1_000_000, 300])
+    job_id, execution_arn = start_job(workflow, bucket, topic)
+    pid = wait_for_process(f"/_jobs/{job_id}/plan.json\0--shard\x000".encode(), timeout=120)
+    time.sleep(0.5)  # reading and producing
+    os.kill(pid, signal.SIGKILL)
+    execution, entered = wait_for_execution(workflow, execution_arn)
+
+    assert execution["status"] == "SUCCEEDED", execution
+    logs = shard_logs(workflow, job_id)
+    assert sum("--shard 0" in log for log in logs) == 2, logs  # killed, then retried
+    rows, markers = rows_and_markers(consume_all(stack.kafka_bootstrap, topic))
+    keys = Counter(m.key() for m in rows)
+    assert len(keys) == 1_000_300 and set(keys.values()) == {1}, "every row once"
+    assert sum(m["partition_rows"] for m in markers.values()) == 1_000_300
+
+
+def wait_for_process(marker: bytes, timeout: float) -> int:
+    """The pid of the first process whose command line holds `marker`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if marker in (proc / "cmdline").read_bytes():
+                    return int(proc.name)
+            except OSError:
+                pass
+        time.sleep(0.02)
+    raise AssertionError(f"no process with {marker!r} in its command line after {timeout} s")
 
 
 def test_an_s3_event_rule_starts_an_execution_with_the_transformed_input(workflow, bucket):

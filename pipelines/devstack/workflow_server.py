@@ -232,7 +232,8 @@ def bridge_ecs_run_task() -> None:
     (environment: this server's plus the override's ``environment``; cwd: the repository root;
     output: ``$PIPELINES_WORKFLOW_LOGS/task-<id>.log``). ``describe_tasks`` then reports the task
     RUNNING while the process runs, and STOPPED (``stopCode`` EssentialContainerExited) with the
-    container's ``exitCode`` = the process's exit code once it has exited; a failed container's
+    container's ``exitCode`` = the process's exit code once it has exited (128 + N when signal N killed
+it, as ECS reports it); a failed container's
     ``reason`` holds the last line of its log (a local extra: Fargate leaves it empty for an
     application's own exit). Tasks without a command override are left to moto."""
     from moto.ecs.models import EC2ContainerServiceBackend
@@ -259,7 +260,8 @@ def bridge_ecs_run_task() -> None:
             if process is None or process.poll() is None or task.status == "STOPPED":
                 continue
             container = task.containers[0]
-            container.exitCode = process.returncode
+            # A process killed by a signal: ECS reports the container's exit code as the shell does, 128 + signal.
+            container.exitCode = process.returncode if process.returncode >= 0 else 128 - process.returncode
             container.last_status = "STOPPED"
             if process.returncode != 0:
                 container.reason = SHARDS.last_line(task.task_arn)[:CONTAINER_REASON_MAX]
