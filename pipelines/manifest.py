@@ -20,6 +20,9 @@ how to read them (format, formatter settings, encoders, columns):
       ]
     }
 
+Every listed file holds at least one row. An export of no rows (an empty snapshot) has a manifest
+too, with `"total_rows": 0` and `"files": []`: complete, and empty.
+
 A consumer reads it with `read_manifest(uri)` and checks the files with `verify(uri)`.
 """
 

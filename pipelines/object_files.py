@@ -10,6 +10,9 @@ Names are deterministic, so a rerun of a shard writes (and overwrites) the same 
 formatter's (csv, jsonl, avro); each encoder adds its own (gz, zst). Every shard writes at least
 one file (seq 00000, with only the CSV header if it got no rows), then a new one each time the
 current one reaches `max_rows_per_file` rows or `max_bytes_per_file` stored (encoded) bytes.
+A file of 0 rows is valid (a header-only CSV, an empty gzip or zstd stream, a zero-record Avro file)
+and its shard report lists it, but the manifest lists only files with rows: an export of no rows (an
+empty snapshot) has a manifest that lists no files.
 
 A shard's files stay invisible until it commits: on S3 each is a multipart upload left incomplete
 (one part buffer per shard, sent as soon as it fills), completed on commit; on a local disk each is a
@@ -50,6 +53,12 @@ CHUNK_BYTES = MIB
 MIN_CHUNK_BYTES = 16 << 10
 PROBE_ROWS = 100  # rows formatted first, to learn the size of a row
 PART_FILE = re.compile(r"part-\d{5}-\d{5}\.")
+
+
+def is_part_file(name: str, folder: str) -> bool:
+    """`name` is a part file directly in `folder` (which ends with '/', or is '')."""
+    rest = name[len(folder):] if name.startswith(folder) else ""
+    return "/" not in rest and PART_FILE.match(rest) is not None
 
 
 def check_job_id(job_id: str, where: str) -> None:
@@ -380,7 +389,7 @@ class S3FileStore(FileStore):
     def _call(self, method: str, key: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from pipelines.plugins.s3_input import s3_error
+        from pipelines.s3_errors import s3_error  # one rule for S3 reads and writes: 5xx, throttles, timeouts exit 75
 
         try:
             return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
@@ -398,7 +407,10 @@ class S3FileStore(FileStore):
             args = {"Prefix": prefix, "KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
 
     def _abort_uploads(self, prefix: str) -> int:
-        uploads = self._incomplete(prefix)
+        """Aborts the incomplete uploads of part files under `prefix`, in its folder only: not another
+        job's whose folder is below it (a path_prefix may end inside this job's folder), nor other files'."""
+        folder = prefix[: prefix.rfind("/") + 1]
+        uploads = [(key, upload_id) for key, upload_id in self._incomplete(prefix) if is_part_file(key, folder)]
         for key, upload_id in uploads:
             try:
                 self._call("abort_multipart_upload", key, Key=key, UploadId=upload_id)
@@ -687,6 +699,12 @@ class FileWritingOutput(OutputPlugin):
     def finish(self, totals: JobTotals) -> dict[str, Any]:
         return finish_files(self.new_store(), self.file_names(), totals, self.describe())
 
+    def abort_job(self, job_id: str, shard_count: int) -> dict[str, Any]:
+        """After a failed job: removes the invisible files its shards left (a shard killed mid-run
+        leaves its multipart uploads incomplete, which S3 bills until a lifecycle rule ends them)."""
+        check_job_id(job_id, self.where)
+        return {"incomplete_removed": self.new_store().clear_incomplete(self.file_names().job_folder(job_id))}
+
     def describe(self) -> dict[str, Any]:
         """How to read the files, for the manifest."""
         from pipelines import registry
@@ -722,43 +740,32 @@ def plain_settings(settings: Any) -> dict[str, Any]:
 def finish_files(store: FileStore, names: FileNames, totals: JobTotals, description: dict[str, Any]) -> dict[str, Any]:
     """Checks the job's files against the shard reports, deletes part files no report lists, writes the manifest.
 
+    The manifest lists the reported files with rows; a file of 0 rows (what a shard that got no rows
+    wrote) is left where it is, unlisted. So an export of no rows (no shard, or shards that got no rows)
+    gets a manifest with `total_rows` 0 and an empty `files` list.
     Idempotent: once the manifest exists it is returned as it is.
     """
     job_id = totals.job_id
     manifest_name = names.manifest(job_id)
     manifest_uri = store.uri(manifest_name)
     check_job_id(job_id, manifest_uri)
+    files = _files_to_list(totals)
     existing = store.read(manifest_name)
     if existing is not None:
         manifest = Manifest.from_json(existing, manifest_uri)
-        if totals.files is not None and [f.to_dict() for f in manifest.files] != totals.files:
+        if files is not None and [f.to_dict() for f in manifest.files if f.rows] != files:
             raise RunError(
                 "the job's manifest lists other files than its shard reports (was a shard rerun after finish?); "
                 "delete the manifest to write a new one",
                 where=manifest_uri,
             )
         return {"manifest": manifest_uri, "files": len(manifest.files), "already_finished": True}
-    if totals.files is None:
+    if files is None:
         raise RunError("the shard reports list no files (were they written by another output?)", where=manifest_uri)
-
     folder = names.job_folder(job_id)
     aborted = store.clear_incomplete(folder)
-    present = store.listing(folder)
-    listed = set()
-    for entry in totals.files:
-        name = store.name(entry["uri"])
-        size = present.get(name)
-        if size is None:
-            raise RunError("a shard report lists this file, but it does not exist", where=entry["uri"])
-        if size != entry["bytes"]:
-            raise RunError(f"the file has {size} bytes, its shard report says {entry['bytes']}", where=entry["uri"])
-        listed.add(name)
-    rows = sum(entry["rows"] for entry in totals.files)
-    if rows != totals.total_rows:
-        raise RunError(f"the files hold {rows} rows, the shards wrote {totals.total_rows}", where=manifest_uri)
-    stale = sorted(n for n in present if n not in listed and PART_FILE.match(n[len(folder):]))
+    stale = _check_files(store, folder, files, totals.files or [], totals.total_rows, manifest_uri)
     store.delete(stale)
-
     manifest = Manifest(
         job_id=job_id,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -769,8 +776,36 @@ def finish_files(store: FileStore, names: FileNames, totals: JobTotals, descript
         encoders=description["encoders"],
         file_ext=description["file_ext"],
         columns=description["columns"],
-        files=[ManifestFile(e["uri"], e["rows"], e["bytes"], e["sha256"]) for e in totals.files],
+        files=[ManifestFile(e["uri"], e["rows"], e["bytes"], e["sha256"]) for e in files],
     )
     store.put(manifest_name, manifest.to_json().encode())
     log_event("manifest_written", manifest=manifest_uri, files=len(manifest.files), deleted=len(stale), aborted=aborted)
     return {"manifest": manifest_uri, "files": len(manifest.files)}
+
+
+def _files_to_list(totals: JobTotals) -> list[dict[str, Any]] | None:
+    """The reported files the manifest lists: those with rows (a shard that got none wrote one file of 0
+    rows); [] for a job without shards (an empty snapshot); None when no shard report lists files."""
+    if totals.files is None:
+        return [] if totals.shard_count == 0 else None
+    return [entry for entry in totals.files if entry["rows"] > 0]
+
+
+def _check_files(
+    store: FileStore, folder: str, files: list[dict[str, Any]], reported: list[dict[str, Any]], total_rows: int, manifest_uri: str
+) -> list[str]:
+    """Every file to list exists with its reported size, and their rows add up to the job's; returns the
+    part files in `folder` that no report lists (a killed attempt's), to delete."""
+    present = store.listing(folder)
+    for entry in files:
+        name = store.name(entry["uri"])
+        size = present.get(name)
+        if size is None:
+            raise RunError("a shard report lists this file, but it does not exist", where=entry["uri"])
+        if size != entry["bytes"]:
+            raise RunError(f"the file has {size} bytes, its shard report says {entry['bytes']}", where=entry["uri"])
+    rows = sum(entry["rows"] for entry in files)
+    if rows != total_rows:
+        raise RunError(f"the files hold {rows} rows, the shards wrote {total_rows}", where=manifest_uri)
+    known = {store.name(entry["uri"]) for entry in reported}
+    return sorted(n for n in present if n not in known and is_part_file(n, folder))

@@ -13,6 +13,7 @@ import http.client
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -33,6 +34,40 @@ def request_body(handler: BaseHTTPRequestHandler) -> bytes:
     return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
 
 
+def relay(handler: BaseHTTPRequestHandler, target: Any, body: bytes, headers: dict[str, str]) -> bytes | None:
+    """Sends the handler's request to `target` (split URL), answers with the response's status and
+    headers, and returns its body for the caller to send (None for a HEAD, which has none)."""
+    upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+    try:
+        upstream.request(handler.command, handler.path, body=body if body or handler.command in ("PUT", "POST") else None, headers=headers)
+        response = upstream.getresponse()
+        payload = response.read()
+    finally:
+        upstream.close()
+    handler.send_response(response.status, response.reason)
+    for key, value in response.getheaders():
+        if key.lower() not in HOP_HEADERS and (key.lower() != "content-length" or handler.command == "HEAD"):
+            handler.send_header(key, value)  # a HEAD's Content-Length is the object's size
+    if handler.command != "HEAD":
+        handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    return None if handler.command == "HEAD" else payload
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded HTTP server of `handler` on a free port of 127.0.0.1, for the block: its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def handler_for(target: str, slow_prefix: str, bytes_per_second: int) -> type[BaseHTTPRequestHandler]:
     parts = urlsplit(target)
 
@@ -45,19 +80,9 @@ def handler_for(target: str, slow_prefix: str, bytes_per_second: int) -> type[Ba
         def _forward(self) -> None:
             body = request_body(self)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-            upstream = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
             try:
-                upstream.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None, headers=headers)
-                response = upstream.getresponse()
-                self.send_response(response.status, response.reason)
-                payload = response.read()
-                for key, value in response.getheaders():
-                    if key.lower() not in HOP_HEADERS and (key.lower() != "content-length" or self.command == "HEAD"):
-                        self.send_header(key, value)  # a HEAD's Content-Length is the object's size
-                if self.command != "HEAD":
-                    self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if self.command == "HEAD":
+                payload = relay(self, parts, body, headers)
+                if payload is None:
                     return
                 slow = self.command == "GET" and urlsplit(self.path).path.startswith(slow_prefix)
                 for start in range(0, len(payload), CHUNK_BYTES):
@@ -67,8 +92,6 @@ def handler_for(target: str, slow_prefix: str, bytes_per_second: int) -> type[Ba
                         time.sleep(CHUNK_BYTES / bytes_per_second)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the reader went away (a stopped shard): nothing to forward to
-            finally:
-                upstream.close()
 
         do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
 
@@ -79,12 +102,5 @@ def handler_for(target: str, slow_prefix: str, bytes_per_second: int) -> type[Ba
 def slow_s3(target: str, slow_prefix: str, bytes_per_second: int) -> Iterator[str]:
     """An endpoint URL on 127.0.0.1 that forwards to `target` (moto's URL), streaming GET bodies whose
     path starts with `slow_prefix` (e.g. "/bucket/in/") at `bytes_per_second`."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(target, slow_prefix, bytes_per_second))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler_for(target, slow_prefix, bytes_per_second)) as url:
+        yield url

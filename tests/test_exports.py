@@ -1,6 +1,8 @@
 """Exports end to end against the real broker, the real schema registry and the moto server:
 S3 CSV -> Kafka (JSON, and Avro) -> S3 export equals the input as a multiset of rows; the manifest
-matches the objects; a killed export leaves neither a manifest nor a visible partial object."""
+matches the objects; a killed export leaves neither a manifest nor a visible partial object; an export
+of no rows (an empty topic, only end markers, nothing after `start_after_job`) succeeds with a manifest
+that lists no files."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 from collections import Counter
 from datetime import datetime
 
+import pytest
 from conftest import CONFIGS, REPO, consume_all, run_cli, summary_of
 
 from pipelines.devstack.sample import write_audience_csv
@@ -57,10 +60,11 @@ def normalise(row: dict) -> Row:
     )
 
 
-def import_job(bucket: str, topic: str, job_id: str, config: str = IMPORT) -> dict:
+def import_job(bucket: str, topic: str, job_id: str, config: str = IMPORT, **extra: str) -> dict:
     result = run_cli(
         "run", config, "--var", f"S3_BUCKET={bucket}", "--var", "S3_KEY=drops/audience.csv.gz",
         "--var", f"KAFKA_TOPIC={topic}", "--var", f"SEGMENT_ID={SEGMENT}", "--job-id", job_id,
+        *(arg for key, value in extra.items() for arg in ("--var", f"{key}={value}")),
     )
     assert result.returncode == 0, result.stderr
     return summary_of(result)
@@ -81,7 +85,8 @@ def uploads(s3, bucket: str, prefix: str) -> list[dict]:
 
 
 def checked_manifest(s3, bucket: str, job_id: str):
-    """The export's manifest, verified (sizes, sha256, rows read back), and matching the objects exactly."""
+    """The export's manifest, verified (sizes, sha256, rows read back), and matching the objects: every
+    manifest file is an object of that size, and every other object is a shard's file of no row."""
     from pipelines.manifest import verify
 
     checked = verify(f"s3://{bucket}/exports/{job_id}/_manifest.json", count_rows=True, client=s3)
@@ -89,10 +94,21 @@ def checked_manifest(s3, bucket: str, job_id: str):
     listed = {f.uri.removeprefix(f"s3://{bucket}/"): f.bytes for f in checked.manifest.files}
     stored = objects(s3, bucket, f"exports/{job_id}/")
     assert stored.pop(f"exports/{job_id}/_manifest.json") > 0
-    assert stored == listed, "every object is in the manifest and every manifest file is an object of that size"
+    assert all(f.rows > 0 for f in checked.manifest.files), "the manifest lists files with rows"
+    for key in set(stored) - set(listed):
+        assert rows_in(s3, bucket, key, checked.manifest) == 0, f"{key} holds rows but is not in the manifest"
+        del stored[key]
+    assert stored == listed, "every manifest file is an object of that size"
     assert uploads(s3, bucket, f"exports/{job_id}/") == [], "no incomplete multipart upload is left"
     assert checked.rows_counted == checked.manifest.total_rows
     return checked.manifest
+
+
+def rows_in(s3, bucket: str, key: str, manifest) -> int:
+    """Rows of an object, read back as the manifest says its files are written."""
+    from pipelines.manifest import count_file_rows
+
+    return count_file_rows(manifest, io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()), key)
 
 
 def read_csv_export(s3, manifest) -> Counter:
@@ -194,3 +210,61 @@ def test_a_killed_export_leaves_neither_manifest_nor_partial_objects(stack, s3, 
     manifest = checked_manifest(s3, bucket, job_id)
     assert manifest.total_rows == 150_000
     assert read_csv_export(s3, manifest) == expected
+
+
+# ---------------------------------------------------------------- empty snapshots: 0 rows, a manifest with no files
+
+
+def empty_export(s3, bucket: str, topic: str, job_id: str, **extra: str) -> tuple[dict, object]:
+    """Runs the export; it must succeed with 0 rows and a manifest (written last) that lists no files."""
+    result = run_cli("run", EXPORT, *export_vars(bucket, topic, **extra), "--job-id", job_id)
+    assert result.returncode == 0, result.stderr
+    summary = summary_of(result)
+    assert summary["status"] == "succeeded"
+    assert (summary["rows_read"], summary["rows_written"], summary["rows_skipped"]) == (0, 0, 0)
+    assert summary["manifest"] == f"s3://{bucket}/exports/{job_id}/_manifest.json" and summary["files"] == 0
+    manifest = checked_manifest(s3, bucket, job_id)  # and any shard's file beside it holds no row
+    assert (manifest.total_rows, manifest.files) == (0, [])
+    assert manifest.format == "csv" and [c["name"] for c in manifest.columns][:1] == ["user_id"], "still says how to read files"
+    return summary, manifest
+
+
+def test_an_export_of_an_empty_topic_succeeds_with_a_manifest_listing_no_files(stack, s3, bucket, topic):
+    job_id = f"empty-{topic}"
+    summary, manifest = empty_export(s3, bucket, topic, job_id)
+    assert (summary["shards"], manifest.shard_count) == (0, 0)
+    assert list(objects(s3, bucket, f"exports/{job_id}/")) == [f"exports/{job_id}/_manifest.json"], "no shard, no file"
+
+    before = s3.head_object(Bucket=bucket, Key=f"exports/{job_id}/_manifest.json")["ETag"]
+    again = run_cli("run", EXPORT, *export_vars(bucket, topic), "--job-id", job_id)  # a rerun: the same manifest, untouched
+    assert again.returncode == 0, again.stderr
+    assert summary_of(again)["manifest"] == summary["manifest"] and summary_of(again)["files"] == 0
+    assert s3.head_object(Bucket=bucket, Key=f"exports/{job_id}/_manifest.json")["ETag"] == before
+
+
+def test_an_export_of_a_topic_holding_only_end_markers_lists_no_files(stack, s3, bucket, topic):
+    audience(s3, bucket, 0, seed=8)  # a CSV with its header and no row: the import writes only its end markers
+    imported = import_job(bucket, topic, f"import-{topic}")
+    assert imported["rows_written"] == 0 and imported["end_markers"] == 6
+
+    job_id = f"markers-{topic}"
+    summary, manifest = empty_export(s3, bucket, topic, job_id)
+    assert summary["shards"] == manifest.shard_count >= 1, "the markers take offsets: shards that read no row"
+    part = f"exports/{job_id}/part-00000-00000.csv.gz"
+    assert part in objects(s3, bucket, f"exports/{job_id}/"), "a shard's file of 0 rows stays, unlisted"
+    assert gzip.decompress(s3.get_object(Bucket=bucket, Key=part)["Body"].read()).decode().startswith("user_id,")
+
+
+@pytest.mark.parametrize("transactional", ["true", "false"])
+def test_a_daily_export_with_nothing_new_after_start_after_job_succeeds_empty(stack, s3, bucket, topic, transactional):
+    """Transactional, the import's markers are followed by their commit marker: a shard reads that offset
+    and no row. Not transactional, the snapshot starts at its end: no shard at all."""
+    expected = audience(s3, bucket, 2_000, seed=9)
+    import_job(bucket, topic, f"import-{topic}", KAFKA_TRANSACTIONAL=transactional)
+    first = run_cli("run", EXPORT, *export_vars(bucket, topic), "--job-id", f"day1-{topic}")
+    assert first.returncode == 0, first.stderr
+    assert read_csv_export(s3, checked_manifest(s3, bucket, f"day1-{topic}")) == expected
+
+    # the next day: nothing new after the import's end markers
+    summary, _ = empty_export(s3, bucket, topic, f"day2-{topic}", START_AFTER_JOB=f"import-{topic}")
+    assert summary["shards"] == (1 if transactional == "true" else 0)

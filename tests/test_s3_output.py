@@ -24,7 +24,7 @@ from conftest import run_cli, summary_of
 
 from pipelines.config import Job, build_job
 from pipelines.error_output import ErrorPolicy, ErrorSink
-from pipelines.errors import ConfigError, RunError
+from pipelines.errors import ConfigError, RunError, TransientRunError
 from pipelines.manifest import Manifest, read_manifest, verify
 from pipelines.object_files import MIB, FileWritingOutput, LocalFileStore, RotatingFileWriter, file_names
 from pipelines.plugins.base import FormatterPlugin, JobTotals
@@ -276,11 +276,12 @@ def test_rotation_by_rows_splits_batches_exactly(tmp_path, s3, bucket) -> None:
     assert read == [[str(i), n] for i, n in rows]
 
 
-def test_no_empty_last_file_when_rows_fill_the_files_exactly(tmp_path, s3, bucket) -> None:
-    job = make_job(tmp_path, s3_out(bucket, max_rows_per_file=500))
-    files = write_shard(job, tmp_path, id_rows(1000), batch=500)
+@pytest.mark.parametrize("batch", [500, 300, 1000, 7])
+def test_no_empty_last_file_when_rows_fill_the_files_exactly(tmp_path, s3, bucket, batch) -> None:
+    job = make_job(tmp_path, s3_out(bucket, max_rows_per_file=500, formatter={"type": "csv"}, encoders=[{"type": "gzip"}]))
+    files = write_shard(job, tmp_path, id_rows(1000), batch=batch)
     assert [f["rows"] for f in files] == [500, 500]
-    assert len(keys(s3, bucket)) == 2
+    assert len(keys(s3, bucket)) == 2 and uploads(s3, bucket) == []
 
 
 @pytest.mark.parametrize("encoders", [[], [{"type": "gzip"}], [{"type": "zstd"}]])
@@ -375,7 +376,7 @@ def test_abort_after_a_commit_failed_halfway_removes_what_it_made_visible(tmp_pa
             return client.complete_multipart_upload(**kwargs)
 
     store.client = ThirdCompletionFails()
-    with pytest.raises(RunError, match="S3 error InternalError: try again") as failed:
+    with pytest.raises(TransientRunError, match="InternalError: try again") as failed:
         job.output.commit()
     assert failed.value.where == files[2]["uri"]
     assert len(keys(s3, bucket)) == 2  # the first two were completed
@@ -403,12 +404,78 @@ def test_a_killed_attempts_uploads_are_aborted_at_the_next_open(tmp_path, s3, bu
     assert sorted(keys(s3, bucket)) == [f"exports/job/part-00001-0000{i}.jsonl" for i in range(3)]
 
 
-def test_a_shard_without_rows_writes_one_file(tmp_path, s3, bucket) -> None:
-    for formatter, expected in (({"type": "jsonl"}, b""), ({"type": "csv"}, b"id,name\n")):
-        job = make_job(tmp_path, s3_out(bucket, path_prefix=f"{formatter['type']}/", formatter=formatter))
-        (file,) = write_shard(job, tmp_path, [])
-        assert file["rows"] == 0
-        assert body(s3, bucket, file["uri"].split("/", 3)[3]) == expected
+def read_back(data: bytes, formatter: str) -> list[Any]:
+    """The records of a file: CSV lines, JSON lines, or Avro records (encoders undone)."""
+    if formatter == "avro":
+        import fastavro
+
+        from pipelines.avro_schema import ensure_zstandard_codec
+
+        ensure_zstandard_codec()
+        return list(fastavro.reader(io.BytesIO(data)))
+    return decoded(data).decode().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("formatter", "encoders", "records"),
+    [({"type": "csv"}, [], ["id,name"]), ({"type": "csv"}, [{"type": "gzip"}], ["id,name"]),
+     ({"type": "jsonl"}, [{"type": "gzip"}], []), ({"type": "jsonl"}, [{"type": "zstd"}], []), ({"type": "avro"}, [], [])],
+    ids=["csv", "csv-gzip", "jsonl-gzip", "jsonl-zstd", "avro"],
+)
+def test_a_shard_without_rows_writes_one_valid_file_that_the_manifest_leaves_out(
+    tmp_path, s3, bucket, formatter, encoders, records
+) -> None:
+    """The shard's report lists its one file of 0 rows (a header-only CSV, an empty gzip or zstd stream, a
+    zero-record Avro file: each valid, reading back as no row); the manifest lists no file, and finish
+    leaves that one where it is (it is not a killed attempt's)."""
+    job = make_job(tmp_path, s3_out(bucket, formatter=formatter, encoders=encoders))
+    (file,) = write_shard(job, tmp_path, [])
+    key = file["uri"].split("/", 3)[3]
+    assert file["rows"] == 0 and key.startswith("exports/job/part-00000-00000.")
+    assert read_back(body(s3, bucket, key), formatter["type"]) == records
+
+    done = make_job(tmp_path, s3_out(bucket, formatter=formatter, encoders=encoders)).output.finish(totals_of("job", [[file]]))
+
+    assert done == {"manifest": f"s3://{bucket}/exports/job/_manifest.json", "files": 0}
+    assert sorted(keys(s3, bucket)) == ["exports/job/_manifest.json", key] and uploads(s3, bucket) == []
+    checked = verify(done["manifest"], count_rows=True)
+    assert checked.ok and checked.rows_counted == 0 and checked.manifest.files == [], checked.problems
+    assert checked.manifest.total_rows == 0
+    assert job.output.finish(totals_of("job", [[file]]))["already_finished"]
+
+
+def test_a_shard_without_rows_among_shards_with_rows_adds_no_file_to_the_manifest(tmp_path, s3, bucket) -> None:
+    job = make_job(tmp_path, s3_out(bucket, formatter={"type": "csv"}, encoders=[{"type": "gzip"}], max_rows_per_file=100))
+    shards = [write_shard(job, tmp_path, id_rows(150), shard=0), write_shard(job, tmp_path, [], shard=1),
+              write_shard(job, tmp_path, id_rows(100, 150), shard=2)]
+    assert [[f["rows"] for f in files] for files in shards] == [[100, 50], [0], [100]]
+    assert "exports/job/part-00001-00000.csv.gz" in keys(s3, bucket)
+
+    done = job.output.finish(totals_of("job", shards))
+
+    manifest = read_manifest(done["manifest"])
+    assert (manifest.total_rows, manifest.shard_count, done["files"]) == (250, 3, 3)
+    assert [f.uri.rsplit("/", 1)[1] for f in manifest.files] == [
+        "part-00000-00000.csv.gz", "part-00000-00001.csv.gz", "part-00002-00000.csv.gz"]
+    assert set(keys(s3, bucket)) == {f.uri.split("/", 3)[3] for f in manifest.files} | {
+        "exports/job/_manifest.json", "exports/job/part-00001-00000.csv.gz"}  # shard 1's header, unlisted
+    checked = verify(done["manifest"], count_rows=True)
+    assert checked.ok and checked.rows_counted == 250, checked.problems
+
+
+def test_a_rerun_of_a_shard_that_now_gets_no_rows_leaves_no_stale_file(tmp_path, s3, bucket) -> None:
+    """A first attempt committed files but died before its report; the rerun reads no rows (say, the
+    records were of another job): finish deletes the first attempt's other files, the manifest lists none."""
+    job = make_job(tmp_path, s3_out(bucket, max_rows_per_file=10))
+    write_shard(job, tmp_path, id_rows(25))
+    assert len(keys(s3, bucket)) == 3
+    files = write_shard(job, tmp_path, [])
+    assert [f["rows"] for f in files] == [0]
+
+    done = job.output.finish(totals_of("job", [files]))
+
+    assert sorted(keys(s3, bucket)) == ["exports/job/_manifest.json", "exports/job/part-00000-00000.jsonl"]
+    assert body(s3, bucket, "exports/job/part-00000-00000.jsonl") == b"" and read_manifest(done["manifest"]).files == []
 
 
 # ---------------------------------------------------------------- finish and the manifest
@@ -469,6 +536,45 @@ def test_finish_removes_a_killed_attempts_leftovers_and_keeps_what_is_not_ours(t
         "exports/job/notes.txt", "exports/job/part-00000-00000.jsonl",
     ]
     assert uploads(s3, bucket) == []
+
+
+def test_finish_leaves_another_jobs_uploads_in_a_folder_below_alone(tmp_path, s3, bucket) -> None:
+    """The prefix of job "a" (exports/a/) is also the folder of another job's prefix (exports/a/ + job "b"):
+    finishing "a" aborts neither that job's running uploads nor an upload in its folder that is not a part file."""
+    job = make_job(tmp_path, s3_out(bucket))
+    totals = totals_of("a", [write_shard(job, tmp_path, id_rows(10), job_id="a")])
+    inner = make_job(tmp_path, s3_out(bucket, path_prefix="exports/a/"))
+    write_shard(inner, tmp_path, id_rows(10), job_id="b", commit=False)  # job "b", still running
+    s3.create_multipart_upload(Bucket=bucket, Key="exports/a/notes.txt")  # not ours
+    s3.create_multipart_upload(Bucket=bucket, Key="exports/a/part-00003-00000.jsonl")  # a killed attempt's: ours
+
+    job.output.finish(totals)
+
+    assert uploads(s3, bucket) == ["exports/a/b/part-00000-00000.jsonl", "exports/a/notes.txt"]
+    inner.output.commit()
+    assert sorted(keys(s3, bucket)) == [
+        "exports/a/_manifest.json", "exports/a/b/part-00000-00000.jsonl", "exports/a/part-00000-00000.jsonl"]
+
+
+@pytest.mark.parametrize("prefix", ["exports/ünïcödé ✓/", "exports/a+b %20&c=d/", "exports/日本語_"])
+def test_non_ascii_and_special_characters_in_keys(tmp_path, s3, bucket, prefix) -> None:
+    job_id = "jöb 1+2"
+    job = make_job(tmp_path, s3_out(bucket, path_prefix=prefix, max_rows_per_file=10))
+    write_shard(job, tmp_path, id_rows(5), job_id=job_id, commit=False)  # a killed attempt: aborted at the next open
+    files = write_shard(job, tmp_path, id_rows(25), job_id=job_id)
+    s3.put_object(Bucket=bucket, Key=f"{prefix}{job_id}/part-00000-00007.jsonl", Body=b"{}\n")  # stale
+
+    done = job.output.finish(totals_of(job_id, [files]))
+
+    folder = f"{prefix}{job_id}/"
+    assert done == {"manifest": f"s3://{bucket}/{folder}_manifest.json", "files": 3}
+    assert sorted(keys(s3, bucket)) == [f"{folder}_manifest.json", *(f"{folder}part-00000-0000{i}.jsonl" for i in range(3))]
+    assert uploads(s3, bucket) == []
+    checked = verify(done["manifest"], count_rows=True)
+    assert checked.ok and checked.rows_counted == 25, checked.problems
+    assert checked.manifest.files[0].uri == f"s3://{bucket}/{folder}part-00000-00000.jsonl"
+    again = make_job(tmp_path, s3_out(bucket, path_prefix=prefix, max_rows_per_file=10)).output.finish(totals_of(job_id, [files]))
+    assert again["already_finished"]
 
 
 def test_finish_refuses_a_missing_or_changed_file(tmp_path, s3, bucket) -> None:
@@ -633,6 +739,22 @@ def test_file_output_rotates_commits_and_writes_a_manifest(tmp_path) -> None:
     assert Manifest.from_json((folder / "_manifest.json").read_text(), "m").files[2].rows == 20
 
 
+def test_file_output_a_shard_without_rows_is_not_in_the_manifest(tmp_path) -> None:
+    job = make_job(tmp_path, {"type": "file", "path_prefix": f"{tmp_path}/out/", "formatter": {"type": "avro"}})
+    output = job.output
+    output.open("job", 0)
+    files = output.flush().files
+    output.commit()
+    output.close()
+    assert [f["rows"] for f in files] == [0] and read_back(Path(files[0]["uri"]).read_bytes(), "avro") == []
+
+    done = output.finish(totals_of("job", [files]))
+    assert done == {"manifest": f"{tmp_path}/out/job/_manifest.json", "files": 0}
+    assert sorted(p.name for p in (tmp_path / "out" / "job").iterdir()) == ["_manifest.json", "part-00000-00000.avro"]
+    checked = verify(done["manifest"], count_rows=True)
+    assert checked.ok and checked.manifest.files == [] and checked.manifest.total_rows == 0
+
+
 def test_file_output_abort_removes_its_files(tmp_path) -> None:
     job = make_job(tmp_path, {"type": "file", "path_prefix": f"{tmp_path}/out/", "max_rows_per_file": 10})
     output = job.output
@@ -692,6 +814,15 @@ def test_pipelines_run_exports_local_csv_files_to_s3(tmp_path, s3, bucket) -> No
         rows += list(csv.DictReader(io.StringIO(text)))
     assert sorted(rows, key=lambda r: r["user_id"]) == sorted(expected, key=lambda r: r["user_id"])
 
+    stored = keys(s3, bucket, "exports/audience/cli-export/")
+    etag = s3.head_object(Bucket=bucket, Key="exports/audience/cli-export/_manifest.json")["ETag"]
     again = run_cli("run", str(config), "--job-id", "cli-export")  # resumes the plan: nothing to redo
     assert again.returncode == 0, again.stderr
     assert summary_of(again)["shards_skipped"] == 3 and summary_of(again)["manifest"] == manifest_uri
+
+    forced = run_cli("run", str(config), "--job-id", "cli-export", "--force")  # every shard again: the same files
+    assert forced.returncode == 0, forced.stderr
+    assert summary_of(forced)["shards_skipped"] == 0 and summary_of(forced)["files"] == 6
+    assert keys(s3, bucket, "exports/audience/cli-export/") == stored, "no file more, none changed in size"
+    assert s3.head_object(Bucket=bucket, Key="exports/audience/cli-export/_manifest.json")["ETag"] == etag
+    assert verify(manifest_uri, count_rows=True).ok, "the files rewritten are the bytes the manifest lists"

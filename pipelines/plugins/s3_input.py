@@ -1,10 +1,18 @@
-"""`in: {type: s3, bucket: ..., path_prefix: ...}`: S3 objects, streamed, like Embulk's S3 input."""
+"""`in: {type: s3, bucket: ..., path_prefix: ...}`: S3 objects, streamed, like Embulk's S3 input.
+
+A GET that S3 answers with a 5xx or a throttle is retried by botocore (standard mode, 9 tries, or
+$AWS_MAX_ATTEMPTS); a body that breaks while read resumes where it broke (ResumingS3Body). What
+still fails after that exits 75 (pipelines.s3_errors: one rule for reads and writes).
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import random
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -12,10 +20,18 @@ from pipelines.errors import ConfigError, DataError, RunError, TransientRunError
 from pipelines.plugins.base import InputPlugin, checked_sources
 from pipelines.plugins.file_input import compile_pattern
 from pipelines.records import Source
+from pipelines.s3_errors import s3_error  # the rule lives there; storage and manifest import it from here
 from pipelines.settings import option
 from pipelines.textio import Readable
 
-READ_RETRIES = 5
+# A body that breaks (a reset, a read timeout, a connection closed early) resumes at the byte reached;
+# READ_TRIES tries in a row that each read less than PROGRESS_BYTES before breaking fail the read.
+READ_TRIES = 5
+PROGRESS_BYTES = 1 << 20
+BACKOFF_SECONDS = 0.5  # before the 2nd try; doubling, at most MAX_BACKOFF_SECONDS, with jitter
+MAX_BACKOFF_SECONDS = 8.0
+READ_TIMEOUT_SECONDS = 120.0
+DEFAULT_MAX_ATTEMPTS = 9  # botocore's tries of one request: the first and 8 retries
 
 
 @dataclass(frozen=True)
@@ -28,35 +44,60 @@ class S3InputSettings:
     region: str | None = None
     access_key_id: str | None = option(None, secret=True)
     secret_access_key: str | None = option(None, secret=True)
+    read_timeout_seconds: float = READ_TIMEOUT_SECONDS  # S3 sending nothing this long breaks a read (then resumed)
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.path_prefix is None):
             raise ValueError("set exactly one of 'path' (one object) or 'path_prefix' (every object under it)")
+        if not self.read_timeout_seconds > 0:
+            raise ValueError("read_timeout_seconds must be more than 0")
 
 
 _CLIENTS: dict[tuple[Any, ...], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 # What a client is made from besides the arguments: a change (tests, a Lambda reused with new
 # settings) makes a new one.
-_CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_PROFILE")
+_CLIENT_ENV = (
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_MAX_ATTEMPTS",
+)
 
 
-def s3_client(endpoint: str | None = None, region: str | None = None, access_key_id: str | None = None, secret_access_key: str | None = None) -> Any:
+def s3_client(
+    endpoint: str | None = None, region: str | None = None, access_key_id: str | None = None, secret_access_key: str | None = None,
+    read_timeout: float | None = None,
+) -> Any:
     """An S3 client, made once per settings and process: making one loads botocore's service
     models (a quarter of a second), and a run reads and writes through several."""
-    key = (endpoint, region, access_key_id, secret_access_key, *(os.environ.get(name) for name in _CLIENT_ENV))
+    read_timeout = read_timeout or READ_TIMEOUT_SECONDS
+    key = (endpoint, region, access_key_id, secret_access_key, read_timeout, *(os.environ.get(name) for name in _CLIENT_ENV))
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
         if client is None:
-            client = _CLIENTS[key] = _new_s3_client(endpoint, region, access_key_id, secret_access_key)
+            client = _CLIENTS[key] = _new_s3_client(endpoint, region, access_key_id, secret_access_key, read_timeout)
         return client
 
 
-def _new_s3_client(endpoint: str | None, region: str | None, access_key_id: str | None, secret_access_key: str | None) -> Any:
+def max_attempts() -> int:
+    """botocore's tries of one request: $AWS_MAX_ATTEMPTS (the AWS SDKs' setting), or DEFAULT_MAX_ATTEMPTS."""
+    value = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    if not value:
+        return DEFAULT_MAX_ATTEMPTS
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"expected a whole number of tries, at least 1; got {value!r}", where="$AWS_MAX_ATTEMPTS")
+    return int(value)
+
+
+def _new_s3_client(
+    endpoint: str | None, region: str | None, access_key_id: str | None, secret_access_key: str | None, read_timeout: float
+) -> Any:
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": 8, "mode": "standard"}, read_timeout=120, connect_timeout=10)
+    config = Config(
+        retries={"total_max_attempts": max_attempts(), "mode": "standard"},
+        read_timeout=read_timeout,
+        connect_timeout=10,
+    )
     return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint,
@@ -65,26 +106,6 @@ def _new_s3_client(endpoint: str | None, region: str | None, access_key_id: str 
         aws_secret_access_key=secret_access_key,
         config=config,
     )
-
-
-def s3_error(exc: Exception, uri: str) -> RunError:
-    """A RunError for a boto/botocore exception, in words."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code == "NoSuchBucket":
-            return RunError("the bucket does not exist", where=uri)
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return RunError("the object does not exist", where=uri)
-        if code in ("PreconditionFailed", "412"):
-            return RunError("the object changed since it was listed (its ETag differs)", where=uri)
-        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return RunError(f"access denied ({code})", where=uri)
-        return RunError(f"S3 error {code}: {exc.response.get('Error', {}).get('Message', '')}", where=uri)
-    if isinstance(exc, BotoCoreError):
-        return TransientRunError(f"cannot reach S3: {exc}", where=uri)
-    return RunError(str(exc), where=uri)
 
 
 class S3Client:
@@ -96,7 +117,7 @@ class S3Client:
     @functools.cached_property
     def client(self) -> Any:
         s = self.settings
-        return s3_client(s.endpoint, s.region, s.access_key_id, s.secret_access_key)
+        return s3_client(s.endpoint, s.region, s.access_key_id, s.secret_access_key, getattr(s, "read_timeout_seconds", None))
 
 
 class S3Input(S3Client, InputPlugin):
@@ -108,34 +129,33 @@ class S3Input(S3Client, InputPlugin):
         if settings.path is not None and settings.path_match_pattern is not None:
             raise ConfigError("path_match_pattern goes with path_prefix, not path", where=f"{where}.path_match_pattern")
 
-    def list_sources(self) -> list[Source]:
+    def list_sources(self) -> Iterator[Source]:
+        return checked_sources(self._listed(), f"s3://{self.settings.bucket}/{self.settings.path_prefix}", "object")
+
+    def _listed(self) -> Iterator[Source]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        bucket = self.settings.bucket
+        key = self.settings.path if self.settings.path is not None else self.settings.path_prefix or ""
         try:
             if self.settings.path is not None:
-                sources = [self._head(self.settings.path)]
+                yield self._head(self.settings.path)
             else:
-                sources = self._list(self.settings.path_prefix or "")
+                yield from self._list(key)
         except (ClientError, BotoCoreError) as exc:
-            key = self.settings.path if self.settings.path is not None else self.settings.path_prefix
-            raise s3_error(exc, f"s3://{bucket}/{key}") from None
-        return checked_sources(sources, f"s3://{bucket}/{self.settings.path_prefix}", "object")
+            raise s3_error(exc, f"s3://{self.settings.bucket}/{key}") from None
 
     def _head(self, key: str) -> Source:
         head = self.client.head_object(Bucket=self.settings.bucket, Key=key)
         return Source(f"s3://{self.settings.bucket}/{key}", head["ContentLength"], head.get("ETag"))
 
-    def _list(self, prefix: str) -> list[Source]:
+    def _list(self, prefix: str) -> Iterator[Source]:
         paginator = self.client.get_paginator("list_objects_v2")
-        sources = []
         for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 key = item["Key"]
                 if key.endswith("/") or (self.pattern is not None and not self.pattern.search(key)):
                     continue
-                sources.append(Source(f"s3://{self.settings.bucket}/{key}", item["Size"], item.get("ETag")))
-        return sources
+                yield Source(f"s3://{self.settings.bucket}/{key}", item["Size"], item.get("ETag"))
 
     def open(self, source: Source, offset: int = 0) -> IO[bytes]:
         return ResumingS3Body(self.client, source, offset)
@@ -155,48 +175,114 @@ class S3Input(S3Client, InputPlugin):
 
 
 class ResumingS3Body(Readable):
-    """Streams an object; a dropped connection resumes from the last byte read, pinned to the listed ETag."""
+    """Streams an object from `offset` with one GET, pinned to the listed ETag (If-Match).
+
+    A body that breaks (a connection reset, S3 sending nothing for the read timeout, a connection
+    closed before the end) is resumed, after a backoff, with a ranged GET from the byte reached,
+    If-Match the same ETag: a changed object is never stitched (it fails as changed, exit 1).
+    READ_TRIES tries in a row that each break before PROGRESS_BYTES fail with a TransientRunError
+    (exit 75). Memory holds what one read returns; each read costs a few attribute lookups more.
+    """
 
     def __init__(self, client: Any, source: Source, offset: int = 0) -> None:
         bucket, _, key = source.uri.removeprefix("s3://").partition("/")
         self.client, self.source, self.bucket, self.key = client, source, bucket, key
-        self.offset = offset
+        self.etag = source.etag
+        self.offset = offset  # of the next byte to return, in the object
         self.body: Any = None
+        self.tried_from = offset  # where the current try began
+        self.broken = 0  # tries in a row that broke before PROGRESS_BYTES
+        self.errors = _read_errors()
 
     def _open(self) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         args = {"Bucket": self.bucket, "Key": self.key}
-        if self.source.etag:
-            args["IfMatch"] = self.source.etag
+        if self.etag:
+            args["IfMatch"] = self.etag
         if self.offset:
             args["Range"] = f"bytes={self.offset}-"
         try:
-            self.body = self.client.get_object(**args)["Body"]
+            response = self.client.get_object(**args)
         except (ClientError, BotoCoreError) as exc:
             raise s3_error(exc, self.source.uri) from None
+        if self.offset and not str(response.get("ContentRange") or "").startswith(f"bytes {self.offset}-"):
+            response["Body"].close()
+            answered = response.get("ContentRange") or "the whole object"
+            raise RunError(f"S3 answered a GET of the bytes from {self.offset} on with {answered}", where=self.source.uri)
+        self.etag = self.etag or response.get("ETag")  # a resumed read must get the same object
+        self.body, self.tried_from = response["Body"], self.offset
 
-    def read(self, size: int = -1) -> bytes:
-        from botocore.exceptions import BotoCoreError
-        from urllib3.exceptions import HTTPError
-
-        for attempt in range(READ_RETRIES):
+    def read(self, size: int | None = -1) -> bytes:
+        while True:
             if self.body is None:
+                if self.offset >= self.source.size:
+                    return b""  # it broke after the last byte
                 self._open()
             try:
-                data = self.body.read(size if size >= 0 else None)
-            except (BotoCoreError, HTTPError, OSError) as exc:
-                self.body = None
-                if attempt == READ_RETRIES - 1:
-                    raise TransientRunError(f"reading failed at byte {self.offset}: {exc}", where=self.source.uri) from None
+                data = self.body.read(size if size is not None and size >= 0 else None)
+            except self.errors as exc:
+                self._resume_after(exc)
                 continue
             self.offset += len(data)
             if not data and self.offset < self.source.size:
                 raise DataError(f"the object ended at byte {self.offset} of {self.source.size}", where=self.source.uri)
             return data
-        raise AssertionError("unreachable")
+
+    def _resume_after(self, exc: BaseException) -> None:
+        """Drops the broken body and waits before the next try; past READ_TRIES in a row, fails."""
+        from botocore.exceptions import FlexibleChecksumError
+
+        from pipelines.progress import log_event
+
+        self._drop_body()
+        if isinstance(exc, FlexibleChecksumError):  # bytes already handed on were wrong: no resuming past them
+            raise TransientRunError(
+                f"the object's bytes did not match its checksum ({exc}); it may pass on retry", where=self.source.uri
+            ) from None
+        self.broken = 1 if self.offset - self.tried_from >= PROGRESS_BYTES else self.broken + 1
+        what = self._describe(exc)
+        if self.broken >= READ_TRIES:
+            raise TransientRunError(
+                f"reading the object failed at byte {self.offset} of {self.source.size}: {what} ({READ_TRIES} tries in a row, "
+                "each resumed at the byte reached after a backoff); it may pass on retry",
+                where=self.source.uri,
+            ) from None
+        delay = min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (self.broken - 1)) * random.uniform(0.5, 1.0)
+        log_event("s3_read_resumed", uri=self.source.uri, at_byte=self.offset, error=what, next_try=self.broken + 1, delay=round(delay, 2))
+        time.sleep(delay)
+
+    def _describe(self, exc: BaseException) -> str:
+        """What broke the body, in words."""
+        from botocore.exceptions import ReadTimeoutError
+        from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
+
+        text = str(exc)
+        if isinstance(exc, ReadTimeoutError | Urllib3ReadTimeout | TimeoutError):
+            return f"S3 sent nothing for {self.client.meta.config.read_timeout:g} s (the read timeout)"
+        if "reset" in text.lower() or isinstance(exc, ConnectionResetError):
+            return "the connection was reset"
+        if "IncompleteRead" in text or "IncompleteRead" in type(exc).__name__:
+            return "the connection closed before the end of the body"
+        return text.splitlines()[0][:200] if text else type(exc).__name__
+
+    def _drop_body(self) -> None:
+        body, self.body = self.body, None
+        try:
+            body.close()
+        except Exception:  # noqa: BLE001 - the connection is broken already: nothing to keep
+            pass
 
     def close(self) -> None:
         if self.body is not None:
             self.body.close()
             self.body = None
+
+
+@functools.cache
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What a broken body raises while read: botocore's wrappers, urllib3's and the socket's own."""
+    from botocore.exceptions import BotoCoreError
+    from urllib3.exceptions import HTTPError
+
+    return (BotoCoreError, HTTPError, OSError)
