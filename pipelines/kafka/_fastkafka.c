@@ -21,6 +21,14 @@
  *
  * librdkafka is not linked: `bind(path)` finds its functions in the copy confluent_kafka has
  * already loaded into the process, so this builds with nothing but Python's headers.
+ *
+ * The Handle's first field and struct Producer_msgstate are confluent_kafka's private layout, which
+ * any release may change. setup.py passes CONFLUENT_KAFKA_VERIFIED, the version pinned in
+ * container/constraints.txt (the one the tests check this against), and the import fails with an
+ * ImportError while another confluent_kafka is installed, before anything reads its objects: the
+ * Python loops then run (pipelines/compiled.py says so once). The whole module refuses, though
+ * split_messages, with_errors and murmur2 use only Python's API (consume takes the consumer's
+ * rd_kafka_t from the same private Handle).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,6 +38,10 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#ifndef CONFLUENT_KAFKA_VERIFIED
+#error "CONFLUENT_KAFKA_VERIFIED (the confluent-kafka version whose layout this reads) is set by setup.py"
+#endif
 
 /* librdkafka's producev() argument types (rd_kafka_vtype_t) and the codes used here. */
 enum { V_END = 0, V_TOPIC = 1, V_PARTITION = 3, V_VALUE = 4, V_KEY = 5, V_OPAQUE = 6, V_MSGFLAGS = 7, V_HEADER = 9 };
@@ -56,6 +68,8 @@ typedef struct {
 } Message;
 
 typedef void *(*queue_get_consumer_fn)(void *rk);
+typedef void *(*queue_get_main_fn)(void *rk);
+typedef void (*queue_forward_fn)(void *src, void *dst);
 typedef void (*queue_destroy_fn)(void *rkqu);
 typedef Py_ssize_t (*consume_batch_queue_fn)(void *rkqu, int timeout_ms, Message **messages, size_t size);
 typedef void (*message_destroy_fn)(Message *m);
@@ -67,6 +81,8 @@ static err2str_fn rk_err2str;
 static name_fn rk_name;
 static type_fn rk_type;
 static queue_get_consumer_fn rk_queue_get_consumer;
+static queue_get_main_fn rk_queue_get_main;
+static queue_forward_fn rk_queue_forward;
 static queue_destroy_fn rk_queue_destroy;
 static consume_batch_queue_fn rk_consume_batch_queue;
 static message_destroy_fn rk_message_destroy;
@@ -287,13 +303,15 @@ static PyObject *py_bind(PyObject *self, PyObject *arg) {
     rk_name = (name_fn)dlsym(lib, "rd_kafka_name");
     rk_type = (type_fn)dlsym(lib, "rd_kafka_type");
     rk_queue_get_consumer = (queue_get_consumer_fn)dlsym(lib, "rd_kafka_queue_get_consumer");
+    rk_queue_get_main = (queue_get_main_fn)dlsym(lib, "rd_kafka_queue_get_main");
+    rk_queue_forward = (queue_forward_fn)dlsym(lib, "rd_kafka_queue_forward");
     rk_queue_destroy = (queue_destroy_fn)dlsym(lib, "rd_kafka_queue_destroy");
     rk_consume_batch_queue = (consume_batch_queue_fn)dlsym(lib, "rd_kafka_consume_batch_queue");
     rk_message_destroy = (message_destroy_fn)dlsym(lib, "rd_kafka_message_destroy");
     rk_message_headers = (message_headers_fn)dlsym(lib, "rd_kafka_message_headers");
     rk_header_get = (header_get_fn)dlsym(lib, "rd_kafka_header_get");
-    if (!rk_producev || !rk_err2str || !rk_name || !rk_type || !rk_queue_get_consumer || !rk_queue_destroy ||
-        !rk_consume_batch_queue || !rk_message_destroy || !rk_message_headers || !rk_header_get) {
+    if (!rk_producev || !rk_err2str || !rk_name || !rk_type || !rk_queue_get_consumer || !rk_queue_get_main || !rk_queue_forward ||
+        !rk_queue_destroy || !rk_consume_batch_queue || !rk_message_destroy || !rk_message_headers || !rk_header_get) {
         rk_producev = NULL;
         PyErr_Format(PyExc_OSError, "%s lacks one of the librdkafka functions used here", path);
         return NULL;
@@ -320,6 +338,32 @@ static PyObject *py_handle_name(PyObject *self, PyObject *client) {
     if (!rk)
         return NULL;
     return PyUnicode_FromString(rk_name(rk));
+}
+
+/*
+ * detach_error_events(consumer): keeps librdkafka's error events (a broker's connection lost, all
+ * brokers down: what a broker restart gives) off the consumer's queue, which `consume` serves.
+ * confluent_kafka forwards the handle's main queue to the consumer's queue and serves those events
+ * with its error callback, which may only run inside one of its own calls (served by `consume`, it
+ * aborts the process: "CallState_get: Assertion 'cs != NULL'"). With the forward undone they wait,
+ * unread, on the main queue until the consumer closes. Call it before anything is assigned.
+ */
+static PyObject *py_detach_error_events(PyObject *self, PyObject *consumer) {
+    void *rk = producer_handle(consumer);
+    if (!rk)
+        return NULL;
+    if (rk_type(rk) != RD_KAFKA_CONSUMER) {
+        PyErr_SetString(PyExc_TypeError, "not a consumer's handle");
+        return NULL;
+    }
+    void *main_queue = rk_queue_get_main(rk);
+    if (!main_queue) {
+        PyErr_SetString(PyExc_RuntimeError, "the consumer has no main queue");
+        return NULL;
+    }
+    rk_queue_forward(main_queue, NULL);
+    rk_queue_destroy(main_queue);
+    Py_RETURN_NONE;
 }
 
 /* counts[p] += added[p] for every partition */
@@ -813,6 +857,7 @@ static PyMethodDef methods[] = {
     {"split_messages", py_split_messages, METH_VARARGS, "a consumed batch as values, offsets, keys and tombstones (see the source)"},
     {"consume", py_consume, METH_VARARGS, "one batch from a consumer, split as split_messages splits it (see the source)"},
     {"with_errors", py_with_errors, METH_O, "with_errors(messages): the positions of messages with an error"},
+    {"detach_error_events", py_detach_error_events, METH_O, "detach_error_events(consumer): error events off consume's queue (see the source)"},
     {"murmur2", py_murmur2, METH_O, "murmur2(data): Kafka's murmur2 of bytes, as a signed 32-bit int"},
     {NULL, NULL, 0, NULL},
 };
@@ -820,9 +865,37 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastkafka", "The Kafka input's and output's hot loops.", -1, methods,
                                     NULL, NULL, NULL, NULL};
 
+/* 0 if the installed confluent_kafka is the version this was verified against; -1 with an ImportError
+ * (another version) or the error of importing it. Only Python's API is used: no object is read.
+ * The version is the one compiled into confluent_kafka.cimpl, the binary whose layout is read
+ * (a str since 2.12, a (str, int) tuple before). */
+static int check_confluent_kafka(void) {
+    PyObject *cimpl = PyImport_ImportModule("confluent_kafka.cimpl");
+    PyObject *info = cimpl ? PyObject_CallMethod(cimpl, "version", NULL) : NULL;
+    Py_XDECREF(cimpl);
+    if (!info)
+        return -1;
+    PyObject *text = PyTuple_Check(info) && PyTuple_GET_SIZE(info) > 0 ? PyTuple_GET_ITEM(info, 0) : info;
+    const char *installed = text && PyUnicode_Check(text) ? PyUnicode_AsUTF8(text) : NULL;
+    int same = installed && strcmp(installed, CONFLUENT_KAFKA_VERIFIED) == 0;
+    if (!same && !PyErr_Occurred())
+        PyErr_Format(PyExc_ImportError,
+                     "confluent-kafka %s is installed, but pipelines.kafka._fastkafka reads the private object "
+                     "layout of confluent-kafka %s (the pin in container/constraints.txt): the compiled Kafka "
+                     "loops are off and the Python loops run instead (pip install confluent-kafka==%s turns them on)",
+                     installed ? installed : "of an unknown version", CONFLUENT_KAFKA_VERIFIED, CONFLUENT_KAFKA_VERIFIED);
+    Py_DECREF(info);
+    return same ? 0 : -1;
+}
+
 PyMODINIT_FUNC PyInit__fastkafka(void) {
+    if (check_confluent_kafka() < 0)
+        return NULL;
     PyDateTime_IMPORT;
     if (!PyDateTimeAPI)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddStringConstant(m, "CONFLUENT_KAFKA_VERIFIED", CONFLUENT_KAFKA_VERIFIED) < 0)
+        Py_CLEAR(m);
+    return m;
 }

@@ -7,8 +7,11 @@
 
 Errors are RunErrors naming the registry by its URL without credentials (`user_info`, or
 user:password in the URL, is a secret: it is sent as HTTP basic auth and never shown):
-TransientRunError when the registry cannot be reached or answers 5xx/429 (a retry may pass),
-SchemaNotFound for an unknown subject, version or id.
+TransientRunError (exit 75) when the registry cannot be reached (refused, reset, no answer within
+`timeout`, a cut-off answer) or answers 5xx/408/429: a retry may pass; SchemaNotFound for an unknown
+subject, version or id; RunError (exit 1) for any other 4xx (409: the schema is not compatible with
+the subject's versions; 401/403: the credentials). Each call is one request: no retry here, the
+caller's run fails and the workflow retries it.
 
 Registration and lookup send `normalize=true`, so the same schema written with other spacing or
 key order finds the version already registered instead of adding one.
@@ -17,6 +20,7 @@ key order finds the version already registered instead of adding one.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import threading
 import urllib.error
@@ -125,16 +129,17 @@ class SchemaRegistry:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             raise self._http_error(what, exc) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise TransientRunError(f"cannot reach the schema registry ({what}): {reason}", where=self.where) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            # refused, reset, timed out, or an answer cut off (IncompleteRead) or garbled (BadStatusLine)
+            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}".rstrip(": ")
+            raise TransientRunError(f"cannot reach the schema registry ({what}): {reason}; it may pass on retry", where=self.where) from None
         except ValueError as exc:
             raise RunError(f"{what}: the registry's answer is not JSON ({exc})", where=self.where) from None
 
     def _http_error(self, what: str, exc: urllib.error.HTTPError) -> RunError:
         try:
             detail = json.loads(exc.read() or b"{}")
-        except (ValueError, OSError):
+        except (ValueError, OSError, http.client.HTTPException):
             detail = {}
         if not isinstance(detail, dict):
             detail = {}
@@ -144,8 +149,10 @@ class SchemaRegistry:
             return SchemaNotFound(text, where=self.where)
         if exc.code in (401, 403):
             return RunError(f"{text}; check the registry credentials (schema_registry_user_info)", where=self.where)
+        if exc.code == 409:
+            return RunError(f"{text}; the schema is not compatible with the schemas registered under the subject (its compatibility rule)", where=self.where)
         if exc.code >= 500 or exc.code in (408, 429):
-            return TransientRunError(text, where=self.where)
+            return TransientRunError(f"{text}; it may pass on retry", where=self.where)
         return RunError(text, where=self.where)
 
 

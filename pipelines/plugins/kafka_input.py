@@ -35,6 +35,7 @@ from pipelines.settings import option
 JOB_ID_HEADER = "pipelines.job_id"
 MARKER = ("pipelines.marker", b"end")
 STALL_SECONDS = 60.0  # no record and no progress for this long below the snapshot's end: retryable failure
+RETRY_PAUSE_SECONDS = 0.5  # between ListOffsets attempts while a broker (re)starts
 RAW_LIMIT = 2000  # characters of a bad record's value kept in the error output
 
 # Bounded memory whatever the topic: at most this much prefetched per consumer (librdkafka's default
@@ -230,16 +231,26 @@ class KafkaInput(InputPlugin):
         return len(topic.partitions)
 
     def _offsets(self, admin: Any, partitions: int, spec: Any) -> list[int]:
-        """One offset per partition from ListOffsets (read_committed: `latest` is the last stable offset)."""
+        """One offset per partition from ListOffsets (read_committed: `latest` is the last stable offset).
+
+        A broker that is (re)starting answers for a moment with errors that pass (no leader yet, a
+        leader epoch it does not know yet): asked again until `connect_timeout_seconds` have passed,
+        then a TransientRunError (exit 75). An authorization error is not asked again."""
         from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
 
         request = {TopicPartition(self.settings.topic, p): spec for p in range(partitions)}
         timeout = self.settings.connect_timeout_seconds
-        try:
-            futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
-            return [futures[tp].result().offset for tp in sorted(futures, key=lambda tp: tp.partition)]
-        except KafkaException as exc:
-            raise TransientRunError(f"cannot list offsets: {exc.args[0].str()}", where=self._brokers) from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                left = max(deadline - time.monotonic(), 1.0)
+                futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=left)
+                return [futures[tp].result().offset for tp in sorted(futures, key=lambda tp: tp.partition)]
+            except KafkaException as exc:
+                err = exc.args[0]
+                if _lasting(err) or time.monotonic() + RETRY_PAUSE_SECONDS > deadline:
+                    raise TransientRunError(f"cannot list offsets: {err.str()}", where=self._brokers) from None
+            time.sleep(RETRY_PAUSE_SECONDS)
 
     # -- plan -----------------------------------------------------------------------------------
 
@@ -365,18 +376,23 @@ class KafkaInput(InputPlugin):
 
     def _consume(self, item: PlanItem, batch_rows: int, fetch: Any) -> Iterator[Any]:
         """The loop of _messages (fetch None: lists of Messages) and _records (fetch: the compiled
-        consume, yielding its batches)."""
-        from confluent_kafka import KafkaError, TopicPartition
+        consume, yielding its batches). A broker restart is ridden over: librdkafka reconnects and
+        fetches on from the position, errors that pass are noted (_check_failures), and only
+        STALL_SECONDS without progress fail the shard, as retryable (exit 75)."""
+        from confluent_kafka import TopicPartition
 
         partition, start, end = partition_of(item), item.start, item.end
         assert end is not None
         if start >= end:
             return
-        # No Python callback may run inside the compiled loop: its consumer has no logger (errors come as events).
+        # No Python callback may run inside the compiled loop: its consumer has no logger, and
+        # librdkafka's error events are kept off its queue (detach_error_events).
         consumer = self._consumer(f"pipelines.export.{self.settings.topic}", python_log=fetch is None, **{"enable.partition.eof": True})
         try:
+            if fetch is not None:
+                detach_error_events(consumer)
             consumer.assign([TopicPartition(self.settings.topic, partition, start)])
-            position, last_progress = start, time.monotonic()
+            position, last_progress, passing = start, time.monotonic(), None
             errors_in = with_errors()
             while position < end:
                 # consume waits its whole timeout when fewer records than asked for are left (the range's
@@ -387,23 +403,8 @@ class KafkaInput(InputPlugin):
                 if fetch is not None:
                     batch, failures, last = fetch(consumer, wanted, timeout, end)
                 else:
-                    messages = consumer.consume(wanted, timeout)
-                    failing = errors_in(messages)
-                    batch = messages if not failing else [m for i, m in enumerate(messages) if i not in failing]
-                    failures = [(m.error().code(), m.offset(), m.error().str()) for m in (messages[i] for i in failing)]
-                    last = batch[-1].offset() if batch else -1
-                    if last >= end - 1:
-                        batch = [m for m in batch if m.offset() < end]
-                for code, offset, text in failures:
-                    if code == KafkaError._PARTITION_EOF:
-                        position = max(position, offset)  # the last stable offset: nothing more below it
-                    elif code == KafkaError._AUTO_OFFSET_RESET:
-                        raise RunError(
-                            f"offset {position} is out of range: records were deleted (retention) since the plan; make a new plan",
-                            where=item.label,
-                        )
-                    else:  # confluent_kafka reports a consumer's error events as neither fatal nor retriable
-                        raise RunError(f"reading failed: {text}", where=item.label)
+                    batch, failures, last = _python_batch(consumer.consume(wanted, timeout), errors_in, end)
+                position, passing = self._check_failures(failures, position, passing, item)
                 if last >= 0:
                     position = max(position, last + 1)
                     last_progress = time.monotonic()
@@ -415,12 +416,34 @@ class KafkaInput(InputPlugin):
                     if now.offset > position:
                         position, last_progress = now.offset, time.monotonic()
                     elif time.monotonic() - last_progress > STALL_SECONDS:
+                        why = f"; last error: {passing}" if passing else ""
                         raise TransientRunError(
-                            f"no records arrive at offset {position} (the snapshot ends at {end})", where=item.label
+                            f"no records arrive at offset {position} (the snapshot ends at {end}) for {STALL_SECONDS:g} s{why}",
+                            where=item.label,
                         )
         finally:
             consumer.close()
             release_free_memory()
+
+    def _check_failures(self, failures: list[tuple[int, int, str]], position: int, passing: str | None, item: PlanItem) -> tuple[int, str | None]:
+        """The position and the last error that passes, after a batch's error events (code, offset, text):
+        a partition's end moves the position; an error of a broker restarting or a connection lost
+        is noted (librdkafka fetches again); records deleted (retention) or any other error fail the shard."""
+        from confluent_kafka import KafkaError
+
+        for code, offset, text in failures:
+            if code == KafkaError._PARTITION_EOF:
+                position = max(position, offset)  # the last stable offset: nothing more below it
+            elif code == KafkaError._AUTO_OFFSET_RESET:
+                raise RunError(
+                    f"offset {position} is out of range: records were deleted (retention) since the plan; make a new plan",
+                    where=item.label,
+                )
+            elif code in passing_errors():
+                passing = text
+            else:  # confluent_kafka reports a consumer's error events as neither fatal nor retriable
+                raise RunError(f"reading failed: {text}", where=item.label)
+        return position, passing
 
     def read(self, item: PlanItem, errors: ErrorSink, batch_rows: int) -> Iterator[tuple[Batch, int, int]]:
         source = item.label
@@ -519,6 +542,52 @@ def _raw_values(offsets: list[int], values: list[bytes]) -> Callable[[int], str]
         return _text(values[i]) if i < len(offsets) and offsets[i] == offset else ""
 
     return raw
+
+
+def _python_batch(messages: list[Any], errors_in: Callable[[list[Any]], list[int]], end: int) -> tuple[list[Any], list[tuple[int, int, str]], int]:
+    """What the compiled consume gives, from confluent_kafka Messages: (the messages below `end`,
+    their error events as (code, offset, text), the highest offset of a message, -1 for none)."""
+    failing = errors_in(messages)
+    batch = messages if not failing else [m for i, m in enumerate(messages) if i not in failing]
+    failures = [(m.error().code(), m.offset(), m.error().str()) for m in (messages[i] for i in failing)]
+    last = batch[-1].offset() if batch else -1
+    if last >= end - 1:
+        batch = [m for m in batch if m.offset() < end]
+    return batch, failures, last
+
+
+def _lasting(err: Any) -> bool:
+    """An error another attempt meets again: a failed authentication or authorization."""
+    from confluent_kafka import KafkaError
+
+    return is_auth_error(err) or err.code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED)
+
+
+@functools.cache
+def passing_errors() -> frozenset[int]:
+    """Error codes of a consumer's events that pass once a broker is back or its leadership moved:
+    librdkafka fetches again by itself, so the read goes on (STALL_SECONDS bounds the wait)."""
+    from confluent_kafka import KafkaError as E
+
+    return frozenset((
+        E._TRANSPORT, E._ALL_BROKERS_DOWN, E._TIMED_OUT, E._RESOLVE, E.NOT_LEADER_FOR_PARTITION, E.LEADER_NOT_AVAILABLE,
+        E.UNKNOWN_TOPIC_OR_PART, E.REQUEST_TIMED_OUT, E.NETWORK_EXCEPTION, E.BROKER_NOT_AVAILABLE, E.REPLICA_NOT_AVAILABLE,
+        E.FENCED_LEADER_EPOCH, E.UNKNOWN_LEADER_EPOCH, E.OFFSET_NOT_AVAILABLE, E.KAFKA_STORAGE_ERROR,
+        E.COORDINATOR_NOT_AVAILABLE, E.NOT_COORDINATOR, E.COORDINATOR_LOAD_IN_PROGRESS, E._WAIT_COORD,  # no group is used
+    ))
+
+
+def detach_error_events(consumer: Any) -> None:
+    """Keeps librdkafka's error events (what a broker restart gives) off the queue the compiled
+    consume serves (see _fastkafka.c: served there, confluent_kafka's error callback would abort the
+    process). Those that came before (a consumer made while the broker is away) are served here by
+    confluent_kafka's own consume, which drops them (no error_cb is set): it is called before
+    anything is assigned. Only with the compiled loop, which loads only with the confluent-kafka
+    version whose handle layout it reads. Call it before `assign`."""
+    from pipelines.compiled import compiled
+
+    compiled("pipelines.kafka._fastkafka", "detach_error_events")(consumer)
+    consumer.consume(1000, 0)  # no partition is assigned: only the events queued before the forward was undone
 
 
 def compiled_json_rows(columns: tuple[ColumnSettings, ...]) -> Callable[[list[bytes]], list[list[Any]] | None] | None:
