@@ -50,6 +50,7 @@ def fail(exc: Exception) -> None:
 
 
 _stopped: list[Exception] = []  # the Terminated error of the SIGTERM `run` received, once one came
+HARD_STOP_SECONDS = 60  # after a shard's time limit, how long its abort may take before the process exits anyway
 
 
 def _stop_on_sigterm(message: str) -> Any:
@@ -59,24 +60,63 @@ def _stop_on_sigterm(message: str) -> Any:
     line and the failed summary and exits 75, so the workflow retries the shard. A second SIGTERM is
     ignored: it must not cut the abort short. Returns what restores the previous handler."""
     import signal
+
+    from pipelines.errors import Terminated
+
+    return _stop_on(signal.SIGTERM, lambda: Terminated(message))
+
+
+def _stop_on(signum: int, error: Any) -> Any:
+    """The handler of _stop_on_sigterm for `signum`, raising `error()`; returns what restores the previous one."""
+    import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # only the main thread receives signals; a caller in another thread keeps its own
-    from pipelines.errors import Terminated
 
-    def on_sigterm(signum: int, frame: Any) -> None:
+    def on_signal(received: int, frame: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _stopped.append(Terminated(message))
+        signal.signal(received, signal.SIG_IGN)
+        _stopped.append(error())
         raise _stopped[0]
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = signal.signal(signum, on_signal)
 
     def restore() -> None:
-        if not _stopped:  # after a SIGTERM it stays ignored until the process exits
-            signal.signal(signal.SIGTERM, previous)
+        if not _stopped:  # after a stop, SIGTERM stays ignored until the process exits
+            signal.signal(signum, previous)
 
     return restore
+
+
+def _time_limit(seconds: int) -> Any:
+    """The shard's own time limit: past `seconds`, SIGALRM stops it as SIGTERM would, with
+    errors.TimedOut (exit 75). Should the abort itself hang (a call that never returns to Python),
+    the process exits 75 a minute later all the same. Returns what cancels both."""
+    import os
+    import signal
+    import threading
+
+    from pipelines.errors import TimedOut
+
+    restore = _stop_on(signal.SIGALRM, lambda: TimedOut(TimedOut.shard_message(seconds)))
+    signal.alarm(seconds)
+
+    def hard_stop() -> None:
+        sys.stderr.write(f"error: {TimedOut.shard_message(seconds)}; its abort did not end within {HARD_STOP_SECONDS} s\n")
+        sys.stderr.flush()
+        os._exit(75)
+
+    backstop = threading.Timer(seconds + HARD_STOP_SECONDS, hard_stop)
+    backstop.daemon = True
+    backstop.start()
+
+    def cancel() -> None:
+        signal.alarm(0)
+        backstop.cancel()
+        restore()
+
+    return cancel
 
 
 def _reported(exc: BaseException) -> Exception | None:
@@ -214,13 +254,23 @@ def _progress(label: str) -> Any:
 
 
 def _run_one_shard(job: Any, plan_uri: str, shard: int, force: bool, attempt: int | None) -> None:
+    from pipelines.plan import shard_time_limit
+    from pipelines.shards import read_plan
+
+    plan = read_plan(plan_uri)
+    cancel = _time_limit(shard_time_limit(plan.shard(shard)))
+    try:
+        _run_planned_shard(job, plan, plan_uri, shard, force, attempt)
+    finally:
+        cancel()
+
+
+def _run_planned_shard(job: Any, plan: Any, plan_uri: str, shard: int, force: bool, attempt: int | None) -> None:
     import json
 
     from pipelines.progress import RunStats
-    from pipelines.shards import done_report, make_error_sink, read_plan, run_shard
+    from pipelines.shards import done_report, make_error_sink, run_shard
 
-    plan = read_plan(plan_uri)
-    plan.shard(shard)
     report = None if force else done_report(job, plan, plan_uri, shard)
     if report is not None:
         click.echo(f"shard {shard} of job {plan.job_id} is done already (--force reruns it)", err=True)
@@ -316,6 +366,29 @@ def finish(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str) 
     except PipelineError as exc:
         fail(exc)
     click.echo(summary.to_json())
+
+
+@cli.command()
+@config_argument
+@var_option
+@click.option("--plan", "plan_uri", required=True, help="The failed job's plan.")
+def abort(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str) -> None:
+    """After a job failed for good: let go of what its shards may hold open. For a Kafka output, fence
+    every transactional id of the job (each shard's and the finish step's): a transaction a killed
+    shard left open is aborted at once, so read_committed readers of its partitions move on instead
+    of waiting up to 15 minutes (transaction.timeout.ms). Committed shards stay as they are; a shard
+    of the job still running fails its commit. The workflow's failure path does this (AbortJob)."""
+    import json
+
+    from pipelines.errors import PipelineError
+    from pipelines.shards import abort_job
+
+    job = load(config, variables)
+    try:
+        done = abort_job(job, plan_uri)
+    except PipelineError as exc:
+        fail(exc)
+    click.echo(json.dumps(done))
 
 
 @cli.command()

@@ -32,11 +32,13 @@ PER_RUN_ENV: dict[str, str] = {
 OPTIONAL_ENV: dict[str, str] = {
     "PIPELINES_CONFIGS": "where the configs are (default: configs/ beside the package; container/Dockerfile sets /app/configs)",
     "PIPELINES_SHARD_BYTES": "the plan's shard size in bytes (default 128 MiB)",
+    "PIPELINES_SHARD_TIME_LIMIT": "seconds a shard may run before it stops itself (exit 75); default from its size, 120 to 900",
     "PIPELINES_KAFKA_DEBUG": "1: librdkafka's own log on stderr",
     "PIPELINES_NATIVE": "0: the Python loops instead of the compiled ones (setup.py), same results, slower",
     "MALLOC_ARENA_MAX": "glibc's arena limit (the engine sets 2 itself)",
     "KAFKA_CONNECT_TIMEOUT_SECONDS": "how long to wait for the brokers (default 15)",
     "KAFKA_TRANSACTIONAL": "false: no transaction per shard (default true)",
+    "AWS_MAX_ATTEMPTS": "the AWS SDK's tries of one S3 request (default 9 here)",
 }
 
 

@@ -54,5 +54,15 @@ class Terminated(TransientRunError):
     JOB = "stopped by SIGTERM (a Fargate stop or Spot reclaim); the running shards were aborted, and running the job again resumes it"
 
 
+class TimedOut(Terminated):
+    """The shard ran past its time limit (pipelines.plan.shard_time_limit) and aborted what it ran.
+
+    Retryable, as a SIGTERM is: a hung broker or S3 may answer the next attempt."""
+
+    @staticmethod
+    def shard_message(seconds: int) -> str:
+        return f"the shard ran past its time limit of {seconds} s (from its size; $PIPELINES_SHARD_TIME_LIMIT sets one); it was aborted and can be retried"
+
+
 class DataError(RunError):
     """The input bytes themselves are bad (truncated compression, wrong charset, empty object)."""

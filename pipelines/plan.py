@@ -10,20 +10,35 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from pipelines.errors import ConfigError, RunError
 from pipelines.records import Source
 
 DEFAULT_SHARD_BYTES = 128 << 20
+
+# A shard's time limit. The engine stops a shard run past it (exit 75, retried), and the workflow's
+# RunShard state times out a task this much later plus TASK_START_SECONDS (shards.json carries it):
+# the shard's bytes at a rate far below what a task reads (a 1-vCPU task reads several MB/s of gzip
+# here), within [SHARD_MIN_SECONDS, SHARD_MAX_SECONDS]. SHARD_MAX_SECONDS is also the Kafka output's
+# transaction.timeout.ms: a shard's transaction spans its run, so a longer run could not commit.
+SHARD_SLOWEST_BYTES_PER_SECOND = 256 << 10
+SHARD_MIN_SECONDS = 120
+SHARD_MAX_SECONDS = 900
+TASK_START_SECONDS = 300  # pulling the image and starting a Fargate task, with room to spare
+TIME_LIMIT_ENV = "PIPELINES_SHARD_TIME_LIMIT"  # seconds: one limit for every shard (tests, operators)
+# Each item costs a request (a GET, a seek) whatever its size: a shard takes at most this many, and
+# its time limit counts SHARD_SECONDS_PER_ITEM for each.
+MAX_ITEMS_PER_SHARD = 2_000
+SHARD_SECONDS_PER_ITEM = 0.05
 # What a Kafka record is taken to weigh when a plan's size is compared with byte thresholds
 # (the workflow's small-job limit): offsets are counted, record sizes are unknown at plan time.
 RECORD_BYTES_ESTIMATE = 256
 PLAN_VERSION = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a plan of a million objects holds a million of them
 class PlanItem:
     """An object, or the byte range [start, end) of one."""
 
@@ -62,6 +77,11 @@ class ShardSpec:
     def bytes(self) -> int:
         return sum(item.length for item in self.items)
 
+    @property
+    def estimated_bytes(self) -> int:
+        """The bytes the shard reads: exact for objects, estimated for Kafka offset ranges."""
+        return sum(item.length * (RECORD_BYTES_ESTIMATE if item.uri.startswith("kafka://") else 1) for item in self.items)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -73,13 +93,17 @@ class Plan:
     version: int = PLAN_VERSION
 
     def to_json(self) -> str:
-        data = asdict(self)
-        return json.dumps(data, separators=(",", ":"))
+        """The plan as compact JSON, straight from the dataclasses (no dict copy of every item)."""
+        import orjson
+
+        return orjson.dumps(self).decode()
 
     @classmethod
     def from_json(cls, text: str, where: str) -> Plan:
+        import orjson
+
         try:
-            data = json.loads(text)
+            data = orjson.loads(text)
             if data.get("version") != PLAN_VERSION:
                 raise ValueError(f"plan version {data.get('version')!r}, expected {PLAN_VERSION}")
             shards = tuple(
@@ -92,14 +116,30 @@ class Plan:
     @property
     def estimated_bytes(self) -> int:
         """The bytes the plan reads: exact for objects, estimated for Kafka offset ranges."""
-        return sum(
-            item.length * (RECORD_BYTES_ESTIMATE if item.uri.startswith("kafka://") else 1) for shard in self.shards for item in shard.items
-        )
+        return sum(shard.estimated_bytes for shard in self.shards)
 
     def shard(self, index: int) -> ShardSpec:
         if not 0 <= index < len(self.shards):
             raise ConfigError(f"shard {index} is not in the plan (it has shards 0 to {len(self.shards) - 1})")
         return self.shards[index]
+
+
+def shard_time_limit(shard: ShardSpec) -> int:
+    """How long the engine lets the shard run (see SHARD_SLOWEST_BYTES_PER_SECOND); $PIPELINES_SHARD_TIME_LIMIT overrides."""
+    import os
+
+    configured = os.environ.get(TIME_LIMIT_ENV, "").strip()
+    if configured:
+        if not configured.isdigit() or int(configured) < 1:
+            raise ConfigError(f"{TIME_LIMIT_ENV} must be a whole number of seconds >= 1, got {configured!r}")
+        return int(configured)
+    seconds = -(-shard.estimated_bytes // SHARD_SLOWEST_BYTES_PER_SECOND) + int(len(shard.items) * SHARD_SECONDS_PER_ITEM)
+    return max(SHARD_MIN_SECONDS, min(SHARD_MAX_SECONDS, seconds))
+
+
+def shard_task_timeout(shard: ShardSpec) -> int:
+    """The RunShard state's timeout for the shard: its time limit, and the time a task takes to start."""
+    return shard_time_limit(shard) + TASK_START_SECONDS
 
 
 def split_ranges(size: int, shard_bytes: int, first_end: int = 0) -> list[tuple[int, int | None]]:
@@ -113,11 +153,12 @@ def split_ranges(size: int, shard_bytes: int, first_end: int = 0) -> list[tuple[
 
 
 def pack(items: list[PlanItem], shard_bytes: int) -> tuple[ShardSpec, ...]:
-    """Greedy packing in listing order: a shard takes items while they fit in shard_bytes."""
+    """Greedy packing in listing order: a shard takes items while they fit in shard_bytes, and at
+    most MAX_ITEMS_PER_SHARD of them (a million tiny objects are not one shard of a million GETs)."""
     shards: list[list[PlanItem]] = []
     used = 0
     for item in items:
-        if not shards or used + item.length > shard_bytes:
+        if not shards or used + item.length > shard_bytes or len(shards[-1]) >= MAX_ITEMS_PER_SHARD:
             shards.append([])
             used = 0
         shards[-1].append(item)

@@ -34,7 +34,7 @@ class Schema:
         return len(self.columns)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a plan of a million objects holds a million of them
 class Source:
     """One object or file to read: where it is, how big, and its version."""
 

@@ -24,7 +24,7 @@ from typing import Any
 from pipelines import storage
 from pipelines.config import Job
 from pipelines.error_output import ErrorSink, error_file_uri
-from pipelines.errors import ConfigError, RunError, Terminated
+from pipelines.errors import EXIT_RETRYABLE, ConfigError, RunError, Terminated, TransientRunError
 from pipelines.plugins.base import JobTotals
 from pipelines.plan import DEFAULT_SHARD_BYTES, Plan, make_plan
 from pipelines.progress import Progress, RunStats, log_event
@@ -133,6 +133,13 @@ def read_plan(plan_uri: str) -> Plan:
     if text is None:
         raise ConfigError("no plan there (make one with `pipelines plan CONFIG --out URI`)", where=plan_uri)
     return Plan.from_json(text, plan_uri)
+
+
+def abort_job(job: Job, plan_uri: str) -> dict[str, Any]:
+    """After a failed job (`pipelines abort`, the workflow's AbortJob): the output lets go of what the
+    job's shards may hold open; the Kafka output fences their transactions."""
+    plan = read_plan(plan_uri)
+    return {"job_id": plan.job_id, "shards": len(plan.shards), **job.output.abort_job(plan.job_id, len(plan.shards))}
 
 
 def write_plan(job: Job, job_id: str, plan_uri: str, shard_bytes: int = DEFAULT_SHARD_BYTES) -> Plan:
@@ -355,8 +362,11 @@ class AllShards:
                 self._stop_processes(running)
                 raise
         if failed:
-            details = "; ".join(f"shard {i}: {message}" for i, message in sorted(failed.items()))
-            raise RunError(f"{len(failed)} shard(s) failed ({details}); rerun the job to resume", where=f"job {self.job_id}")
+            details = "; ".join(f"shard {i}: {message}" for i, (_, message) in sorted(failed.items()))
+            message = f"{len(failed)} shard(s) failed ({details}); rerun the job to resume"
+            # Exit 75 only if every failed shard may pass on a retry (each exited 75), else 1.
+            transient = all(code == EXIT_RETRYABLE for code, _ in failed.values())
+            raise (TransientRunError if transient else RunError)(message, where=f"job {self.job_id}")
 
     def _stop_processes(self, running: dict[int, Any]) -> None:
         """SIGTERM to the running shard processes (each aborts its shard and exits 75); any still running
@@ -377,7 +387,7 @@ class AllShards:
             log_event("shard_finished", job_id=self.job_id, shard=index, exit_code=code)
 
     def _run_processes(
-        self, waiting: list[int], running: dict[int, Any], failed: dict[int, str], logs: str, threads: int, env: dict[str, str]
+        self, waiting: list[int], running: dict[int, Any], failed: dict[int, tuple[int, str]], logs: str, threads: int, env: dict[str, str]
     ) -> None:
         """Starts shards while fewer than `threads` run; collects each one's exit code and last error line."""
         while waiting or running:
@@ -397,6 +407,6 @@ class AllShards:
                 log.close()
                 errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
                 if code != 0:
-                    failed[index] = errors[-1] if errors else f"exit code {code}: " + (lines[-1] if lines else "")
+                    failed[index] = (code, errors[-1] if errors else f"exit code {code}: " + (lines[-1] if lines else ""))
                 log_event("shard_finished", job_id=self.job_id, shard=index, exit_code=code)
             time.sleep(0.05)

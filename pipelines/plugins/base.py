@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
@@ -21,16 +21,19 @@ class Plugin:
         self.where = where  # "file: key path", for errors found when the plugin is checked
 
 
-def checked_sources(sources: list[Source], nothing_where: str, noun: str) -> list[Source]:
-    """`sources`, unless there are none or one is empty: then the error says which, before anything is written."""
+def checked_sources(sources: Iterable[Source], nothing_where: str, noun: str) -> Iterator[Source]:
+    """`sources` one at a time (a listing of a million objects is never held whole), failing on an
+    empty one, or at the end when there were none. A plan lists them all before it writes anything."""
     from pipelines.errors import DataError, RunError
 
-    if not sources:
-        raise RunError(f"no {noun} matches", where=nothing_where)
+    found = False
     for source in sources:
         if source.size == 0:
             raise DataError(f"the {noun} is empty (0 bytes)", where=source.uri)
-    return sources
+        found = True
+        yield source
+    if not found:
+        raise RunError(f"no {noun} matches", where=nothing_where)
 
 
 class InputPlugin(Plugin):
@@ -39,8 +42,8 @@ class InputPlugin(Plugin):
 
     reads_records: ClassVar[bool] = False
 
-    def list_sources(self) -> list[Source]:
-        """Everything to read, checked to exist and be non-empty before anything is written."""
+    def list_sources(self) -> Iterator[Source]:
+        """Everything to read, as listed, each checked to exist and be non-empty (see checked_sources)."""
         raise NotImplementedError
 
     def check_items(self, items: tuple[PlanItem, ...]) -> None:
@@ -216,6 +219,11 @@ class OutputPlugin(Plugin):
     def committed_record(self, job_id: str, shard: int | None) -> str | None:
         """The record an earlier commit of this shard kept, if the output keeps them (for resume)."""
         return None
+
+    def abort_job(self, job_id: str, shard_count: int) -> dict[str, Any]:
+        """After a failed job: let go of whatever its shards may have left open (the Kafka output
+        fences their transactions). Nothing to do by default."""
+        return {}
 
     def finish(self, totals: JobTotals) -> dict[str, Any] | None:
         """Once every shard has committed: what completes the job at the destination (Kafka: end markers,

@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import IO
 
 from pipelines.errors import ConfigError, RunError
@@ -26,7 +27,7 @@ class FileInput(InputPlugin):
         super().__init__(settings, where)
         self.pattern = compile_pattern(settings.path_match_pattern, f"{where}.path_match_pattern")
 
-    def list_sources(self) -> list[Source]:
+    def list_sources(self) -> Iterator[Source]:
         prefix = self.settings.path_prefix
         folder, base = os.path.split(prefix)
         folder_path = Path(folder or ".")

@@ -18,13 +18,20 @@ from pipelines.plugins.base import JobTotals, OutputPlugin, OutputResult
 from pipelines.plugins.column_filters import require_columns
 from pipelines.records import Batch, Schema
 from pipelines.kafka.connection import KafkaConnectionSettings, client_config, is_auth_error, unreachable
+from pipelines.plan import SHARD_MAX_SECONDS
 from pipelines.settings import option
 
 JOB_ID_HEADER = "pipelines.job_id"
 MARKER_HEADER = "pipelines.marker"
 # Kafka keeps at most this much metadata with a committed offset (offset.metadata.max.bytes).
 MAX_RECORD_BYTES = 4096
-TRANSACTION_TIMEOUT_MS = 900_000  # the broker's default transaction.max.timeout.ms
+# A shard's transaction spans its whole run: its timeout is the shard's longest time limit
+# (pipelines.plan.SHARD_MAX_SECONDS, 15 min, the broker's default transaction.max.timeout.ms). It is
+# also how long a shard killed mid-run (SIGKILL, a lost task) holds read_committed readers of its
+# partitions back, unless the job is aborted (`pipelines abort`, the workflow's AbortJob), which
+# fences its transactions at once.
+TRANSACTION_TIMEOUT_MS = SHARD_MAX_SECONDS * 1000
+FENCE_THREADS = 8  # transactional ids fenced at once by abort_job
 # How long abort() may block in librdkafka (whose transaction calls do not return to Python for a
 # signal): a SIGTERM'd shard (ECS kills 30 s after it) must abort, and exit, well within that.
 ABORT_TIMEOUT_SECONDS = 10
@@ -37,7 +44,10 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 25,
     "batch.size": 1_000_000,
     "batch.num.messages": 10_000,
-    "queue.buffering.max.messages": 500_000,
+    # librdkafka holds about 450 bytes a queued message here (the record, its header, its state), so
+    # this count, not max.kbytes (payload only), bounds the queue: 100,000 is ~45 MB. 500,000 let a
+    # shard reach 322 MB while the broker stalled; paired 3M-row imports ran as fast with 100,000.
+    "queue.buffering.max.messages": 100_000,
     "queue.buffering.max.kbytes": 65_536,
     "message.timeout.ms": 300_000,
 }
@@ -499,6 +509,30 @@ class KafkaOutput(OutputPlugin):
 
     def close(self) -> None:
         self.producer = self.batch_producer = None
+
+    def abort_job(self, job_id: str, shard_count: int) -> dict[str, Any]:
+        """Fences every transactional id of the job, its shards' and its finish step's: a transaction
+        still open under one (a shard killed mid-run) is aborted by its coordinator at once, so
+        read_committed readers move on now rather than after transaction.timeout.ms. What was
+        committed stays. A shard still running under one of them fails its commit (fenced)."""
+        if not self.settings.transactional:
+            return {"fenced": 0}
+        from concurrent.futures import ThreadPoolExecutor
+
+        ids: list[int | None] = [*range(shard_count), None]
+        with ThreadPoolExecutor(FENCE_THREADS) as pool:
+            list(pool.map(lambda shard: self._fence(job_id, shard), ids))
+        return {"fenced": len(ids)}
+
+    def _fence(self, job_id: str, shard: int | None) -> None:
+        from confluent_kafka import Producer
+
+        config = {**self.producer_config(job_id, shard), "logger": librdkafka_logger()}
+        producer = Producer(config)
+        try:
+            self._transaction(lambda timeout: producer.init_transactions(timeout))
+        finally:
+            producer.flush(0)
 
     def finish(self, totals: JobTotals) -> dict[str, Any]:
         """Sends one end marker to every partition, once: a second finish of the same job sends none."""
