@@ -185,6 +185,7 @@ def test_a_broker_stall_keeps_memory_bounded_and_the_shard_exits_75(stack, tmp_p
     from conftest import MAIN_CONFIG
 
     from pipelines.devstack.sample import write_audience_gzip
+    from pipelines.devstack.stack import status
 
     (tmp_path / "in").mkdir()
     write_audience_gzip(str(tmp_path / "in" / "audience.csv.gz"), 3_000_000, 5)
@@ -202,13 +203,14 @@ def test_a_broker_stall_keeps_memory_bounded_and_the_shard_exits_75(stack, tmp_p
     command = [sys.executable, "-m", "pipelines", "run", str(config), *variables, "--plan", plan, "--shard", "0"]
     env = {**os.environ, "PIPELINES_SHARD_TIME_LIMIT": "40"}
     shard = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    broker = status(stack.state_dir)["kafka"]["pid"]  # not stack.kafka_pid: other tests restart the broker
     wait_for_rows(stack.kafka_bootstrap, topic, 50_000, shard)
-    os.kill(stack.kafka_pid, signal.SIGSTOP)
+    os.kill(broker, signal.SIGSTOP)
     try:
         peak = peak_rss_while(shard, 60)
         stdout, stderr = shard.communicate(timeout=90)
     finally:
-        os.kill(stack.kafka_pid, signal.SIGCONT)
+        os.kill(broker, signal.SIGCONT)
     print(f"broker stalled mid-import: the shard's peak RSS {peak / 2**20:.0f} MB, exit {shard.returncode}")
     assert peak <= 256 * 2**20, f"peak RSS {peak / 2**20:.0f} MB"
     assert shard.returncode == 75, stderr
