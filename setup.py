@@ -1,8 +1,8 @@
 """The compiled parts: the hot loops in C, in two optional extensions.
 
-- pipelines/_fastrows.c: CSV text to typed rows, rows to CSV text, flat JSON values to typed rows;
-- pipelines/kafka/_fastkafka.c: rows to produced JSON records, consumed batches to values;
-- pipelines/_isoformat.h: the datetime text both write.
+- pipelines/native/_fastrows.c: CSV text to typed rows, rows to CSV text, flat JSON values to typed rows;
+- pipelines/native/_fastkafka.c: rows to produced JSON records, consumed batches to values;
+- pipelines/native/_isoformat.h: the datetime text both write.
 
 Without a C compiler the build goes on without them, and the same work is done by Python loops
 with the same results (tests/test_native.py runs both and compares).
@@ -10,7 +10,7 @@ with the same results (tests/test_native.py runs both and compares).
 _fastkafka reads confluent_kafka's private object layout, so it is built for one confluent-kafka
 version: the pin in container/constraints.txt (the image's, which the tests check it against),
 passed as CONFLUENT_KAFKA_VERIFIED. With another version installed its import fails and the Python
-loops run (pipelines/compiled.py warns once). Without that file (a build from elsewhere than the
+loops run (pipelines/native/compiled.py warns once). Without that file (a build from elsewhere than the
 repository) it is not built at all.
 The rest of the metadata is in pyproject.toml.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from setuptools import Extension, setup
 
 FLAGS = ["-O2", "-Wall", "-Wno-vla"]
-SHARED = ["pipelines/_isoformat.h"]
+SHARED = ["pipelines/native/_isoformat.h"]
 CONSTRAINTS = "container/constraints.txt"
 
 
@@ -38,12 +38,12 @@ def pinned_confluent_kafka() -> str | None:
 def fastkafka() -> list[Extension]:
     version = pinned_confluent_kafka()
     if version is None:
-        print(f"note: no confluent-kafka pin in {CONSTRAINTS}: pipelines.kafka._fastkafka is not built", file=sys.stderr)
+        print(f"note: no confluent-kafka pin in {CONSTRAINTS}: pipelines.native._fastkafka is not built", file=sys.stderr)
         return []
     return [
         Extension(
-            "pipelines.kafka._fastkafka",
-            ["pipelines/kafka/_fastkafka.c"],
+            "pipelines.native._fastkafka",
+            ["pipelines/native/_fastkafka.c"],
             depends=SHARED + [CONSTRAINTS],
             define_macros=[("CONFLUENT_KAFKA_VERIFIED", f'"{version}"')],
             extra_compile_args=FLAGS,
@@ -55,7 +55,7 @@ def fastkafka() -> list[Extension]:
 
 setup(
     ext_modules=[
-        Extension("pipelines._fastrows", ["pipelines/_fastrows.c"], depends=SHARED, extra_compile_args=FLAGS, optional=True),
+        Extension("pipelines.native._fastrows", ["pipelines/native/_fastrows.c"], depends=SHARED, extra_compile_args=FLAGS, optional=True),
         *fastkafka(),
     ]
 )

@@ -12,7 +12,7 @@ RSS of every shard process, then checks the topic: the rows a read_committed rea
 markers' counts, and the largest payload in the execution's history.
 
 `plan` puts N tiny objects under s3://bench/many-N/ (once) and runs the Lambda's plan task
-(`pipelines.handler.plan_task`) over them in a fresh process: its wall time and peak RSS, the plan's
+(`pipelines.aws.handler.plan_task`) over them in a fresh process: its wall time and peak RSS, the plan's
 and the shard list's sizes in S3, and the task's result (what enters the state). The figures grow
 linearly; the last column extrapolates to 1M objects.
 """
@@ -83,7 +83,7 @@ class ShardPeaks(threading.Thread):
 
 
 def api_server():
-    from pipelines.api import make_server
+    from pipelines.aws.api import make_server
 
     server = make_server(0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -171,7 +171,7 @@ def run_import(args: argparse.Namespace) -> None:
 
 PLAN_SCRIPT = """
 import json, resource, sys, time
-from pipelines.handler import plan_task
+from pipelines.aws.handler import plan_task
 started = time.monotonic()
 result = plan_task(json.loads(sys.argv[1]))
 print(json.dumps({"result": result, "seconds": time.monotonic() - started,

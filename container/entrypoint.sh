@@ -2,7 +2,7 @@
 # The image's entrypoint, one image for both places it runs:
 #
 # - Lambda (the runtime sets AWS_LAMBDA_RUNTIME_API): the Lambda Runtime Interface Client serves
-#   pipelines.handler.handler (any arguments, such as the function's image CMD, are ignored).
+#   pipelines.aws.handler.handler (any arguments, such as the function's image CMD, are ignored).
 # - ECS Fargate (anything else): the `pipelines` command with the task's command as its arguments,
 #   e.g. `run configs/send_audience_to_kafka.yml.liquid --plan s3://... --shard 7`.
 #
@@ -12,6 +12,6 @@
 set -eu
 
 if [ -n "${AWS_LAMBDA_RUNTIME_API:-}" ]; then
-  exec python -m awslambdaric pipelines.handler.handler
+  exec python -m awslambdaric pipelines.aws.handler.handler
 fi
 exec pipelines "$@"

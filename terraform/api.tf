@@ -1,6 +1,6 @@
-# The HTTP API (pipelines/api.py): POST /imports, GET /jobs, GET /jobs/{id}, each signed with SigV4
+# The HTTP API (pipelines/aws/api.py): POST /imports, GET /jobs, GET /jobs/{id}, each signed with SigV4
 # (AWS_IAM authorization: callers need execute-api:Invoke on the route), proxied to the Lambda with
-# the payload format 2.0 that pipelines.api.lambda_api reads.
+# the payload format 2.0 that pipelines.aws.api.lambda_api reads.
 
 resource "aws_apigatewayv2_api" "http" {
   name          = var.name

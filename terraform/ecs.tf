@@ -50,7 +50,7 @@ resource "aws_ecs_task_definition" "shard" {
       readonlyRootFilesystem = true
       # The engine aborts its shard within 30 s of SIGTERM (Fargate allows up to 120).
       stopTimeout = 30
-      # Exactly pipelines.deployment.task_environment() (tests/test_terraform.py checks it).
+      # Exactly pipelines.aws.deployment.task_environment() (tests/test_terraform.py checks it).
       environment = [for name in sort(keys(local.engine_environment)) : { name = name, value = local.engine_environment[name] }]
       mountPoints = [
         {

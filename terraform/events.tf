@@ -1,4 +1,4 @@
-# The triggers, from the files under workflow/ with exactly the placeholders pipelines/triggers.py
+# The triggers, from the files under workflow/ with exactly the placeholders pipelines/aws/triggers.py
 # lists for each (tests/test_terraform.py checks them): S3 drops through EventBridge rules on the
 # default bus, scheduled exports through EventBridge Scheduler. Both invoke the Lambda with
 # {"task": "trigger", ...}: it creates the job under an id derived from the event and starts the

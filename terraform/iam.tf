@@ -341,7 +341,7 @@ resource "aws_iam_role_policy" "lambda_data" {
 }
 
 data "aws_iam_policy_document" "lambda_jobs" {
-  # pipelines/jobs.py: create (PutItem), transition (UpdateItem), get (GetItem), list (Scan).
+  # pipelines/aws/jobs.py: create (PutItem), transition (UpdateItem), get (GetItem), list (Scan).
   statement {
     sid = "ReadWriteJobs"
     actions = [

@@ -1,5 +1,5 @@
 # The Lambda function, from the same image as the shard tasks (its entrypoint serves
-# pipelines.handler.handler under the Lambda runtime): the state machine's status, plan, run_shard
+# pipelines.aws.handler.handler under the Lambda runtime): the state machine's status, plan, run_shard
 # and finish tasks, the S3-drop and schedule triggers, and the HTTP API.
 
 resource "aws_lambda_function" "engine" {
@@ -16,7 +16,7 @@ resource "aws_lambda_function" "engine" {
   kms_key_arn                    = aws_kms_key.this.arn
 
   environment {
-    # Exactly pipelines.deployment.lambda_environment() (tests/test_terraform.py checks it).
+    # Exactly pipelines.aws.deployment.lambda_environment() (tests/test_terraform.py checks it).
     variables = merge(local.engine_environment, local.lambda_only_environment)
   }
 

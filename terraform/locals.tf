@@ -35,7 +35,7 @@ locals {
     var.export_prefix,
   ])
 
-  # The engine's environment (pipelines/deployment.py; tests/test_terraform.py checks these names):
+  # The engine's environment (pipelines/aws/deployment.py; tests/test_terraform.py checks these names):
   # ENGINE_ENV in the ECS container and the Lambda, LAMBDA_ENV in the Lambda only. PER_RUN_ENV
   # (PIPELINES_PARAMS) is set per task by the state machine; OPTIONAL_ENV is left out on purpose.
   engine_environment = {

@@ -1,5 +1,5 @@
 # The workflow: statemachine.json as it is in the repository, its placeholders filled here, exactly
-# pipelines.workflow.PLACEHOLDERS (tests/test_terraform.py checks both ways).
+# pipelines.aws.workflow.PLACEHOLDERS (tests/test_terraform.py checks both ways).
 
 resource "aws_sfn_state_machine" "this" {
   #checkov:skip=CKV_AWS_285:The log level is ALL (every state transition, error and cause); the states' input and output are left out by default because job params may carry values a log must not hold. var.state_machine_include_execution_data turns them on.

@@ -163,7 +163,7 @@ resource "aws_s3_bucket_logging" "data" {
 }
 
 # ------------------------------------------------------------------------------------------------
-# The jobs table: one item per job, hash key job_id (pipelines/jobs.py)
+# The jobs table: one item per job, hash key job_id (pipelines/aws/jobs.py)
 # ------------------------------------------------------------------------------------------------
 
 resource "aws_dynamodb_table" "jobs" {

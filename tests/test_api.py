@@ -1,4 +1,4 @@
-"""The HTTP API (pipelines.api) and the operators' CLI (pipelines jobs ...), against the moto server.
+"""The HTTP API (pipelines.aws.api) and the operators' CLI (pipelines jobs ...), against the moto server.
 
 Each test gets a real jobs table in the moto server of the `stack` fixture. The execution starter
 is a fake recording its calls (`FakeStart`): starting the real state machine is the workflow
@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pipelines.api import handle_request, lambda_api, make_server, step_functions_starter
-from pipelines.errors import ConfigError
-from pipelines.jobs import FAILED, QUEUED, RUNNING, JobStore, create_table
-from pipelines.redact import MASK
+from pipelines.aws.api import handle_request, lambda_api, make_server, step_functions_starter
+from pipelines.engine.errors import ConfigError
+from pipelines.aws.jobs import FAILED, QUEUED, RUNNING, JobStore, create_table
+from pipelines.engine.redact import MASK
 
 PIPELINE = "send_audience_to_kafka"
 PARAMS = {"S3_BUCKET": "audiences", "S3_KEY": "drops/a.csv.gz"}
@@ -251,7 +251,7 @@ def test_step_functions_starter_names_the_execution_after_the_job(stack: object)
     of the same name with other input is refused (ExecutionAlreadyExists)."""
     from botocore.exceptions import ClientError
 
-    from pipelines.jobs import _client
+    from pipelines.aws.jobs import _client
 
     sfn = _client("stepfunctions")
     definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
@@ -288,7 +288,7 @@ def server(store: JobStore) -> Iterator[tuple[str, FakeStart]]:
 
 
 def jobs_cli(*args: str) -> Any:
-    from pipelines.jobs_cli import jobs
+    from pipelines.cli.jobs import jobs
 
     return CliRunner().invoke(jobs, list(args), catch_exceptions=False)
 
@@ -348,7 +348,7 @@ def test_server_answers_bad_json_and_unknown_routes(server: tuple[str, FakeStart
 
 
 def test_api_serve_without_settings_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.jobs_cli import api
+    from pipelines.cli.jobs import api
 
     monkeypatch.delenv("PIPELINES_STATE_MACHINE_ARN", raising=False)
     result = CliRunner().invoke(api, ["serve", "--port", "0"])

@@ -18,18 +18,18 @@ import yaml
 from click.testing import CliRunner
 from conftest import consume_all, free_port, rows_and_markers, run_cli, summary_of
 
-from pipelines.avro_schema import (
+from pipelines.plugins.avro_schema import (
     RowConverter,
     avro_from_columns,
     columns_from_avro,
     ensure_zstandard_codec,
     record_converter,
 )
-from pipelines.cli import cli
-from pipelines.errors import EXIT_CONFIG, EXIT_RUN_FAILED, ConfigError, DataError, RunError, TransientRunError
+from pipelines.cli.main import cli
+from pipelines.engine.errors import EXIT_CONFIG, EXIT_RUN_FAILED, ConfigError, DataError, RunError, TransientRunError
 from pipelines.kafka.avro_wire import AvroDeserializer, AvroRowDecoder, AvroSerializer, WireFormatError, schema_id_of
 from pipelines.kafka.schema_registry import SchemaNotFound, SchemaRegistry
-from pipelines.records import Column, Schema
+from pipelines.engine.records import Column, Schema
 
 UTC = timezone.utc
 T0 = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)

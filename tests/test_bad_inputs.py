@@ -10,7 +10,7 @@ import uuid
 import pytest
 from conftest import CONFIGS, consume_all, end_offsets, free_port, rows_and_markers, run_cli, summary_of
 
-from pipelines.compiled import compiled
+from pipelines.native.compiled import compiled
 from pipelines.devstack.sample import HEADER
 
 MAIN_CONFIG = str(CONFIGS / "send_audience_to_kafka.yml.liquid")
@@ -240,6 +240,6 @@ def test_failed_run_without_transaction_counts_the_rows_that_stay(stack, s3, buc
     assert result.returncode == 1
     assert "line 4502: expected 5 columns, got 1" in error_line(result)
     written = summary_of(result)["rows_written"]
-    # Encoded (pipelines.encoding), every row before the bad one is sent; else the four full batches before it.
-    assert written == (4500 if compiled("pipelines._fastrows", "encode_records") else 4000)
+    # Encoded (pipelines.native.fused), every row before the bad one is sent; else the four full batches before it.
+    assert written == (4500 if compiled("pipelines.native._fastrows", "encode_records") else 4000)
     assert len(consume_all(stack.kafka_bootstrap, topic)) == written

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timezone
 
-from pipelines.columns import LONG_MAX, ColumnSettings, record_converter, records_converter
+from pipelines.engine.columns import LONG_MAX, ColumnSettings, record_converter, records_converter
 
 COLUMNS = (
     ColumnSettings("id"),

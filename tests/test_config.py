@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipelines import registry
-from pipelines.cli import cli
-from pipelines.config import load_job, parse_yaml, render
-from pipelines.errors import EXIT_CONFIG, ConfigError
-from pipelines.redact import MASK
+from pipelines.engine import registry
+from pipelines.cli.main import cli
+from pipelines.engine.config import load_job, parse_yaml, render
+from pipelines.engine.errors import EXIT_CONFIG, ConfigError
+from pipelines.engine.redact import MASK
 
 UNSET = "PIPELINES_TEST_SURELY_UNSET"
 

@@ -209,7 +209,7 @@ def written_bytes(folder: Path) -> int:
 def test_signal_mid_run_of_a_local_job(tmp_path, signum):
     """SIGTERM mid-shard: exit 75, nothing visible (the file output's temporary files removed); Ctrl-C
     keeps its own path: exit 130, "interrupted"."""
-    from pipelines.errors import Terminated
+    from pipelines.engine.errors import Terminated
 
     config = local_job(tmp_path)
     process, folder = start([str(ENTRYPOINT), "run", str(config), "--job-id", "local"], tmp_path, "run")
@@ -242,7 +242,7 @@ def test_signal_mid_run_of_a_local_job(tmp_path, signum):
 
 
 def test_entrypoint_serves_the_lambda_handler(tmp_path):
-    """AWS_LAMBDA_RUNTIME_API set: the entrypoint runs awslambdaric with pipelines.handler.handler, which
+    """AWS_LAMBDA_RUNTIME_API set: the entrypoint runs awslambdaric with pipelines.aws.handler.handler, which
     answers a run_shard task of a local pipeline (no AWS needed) and fails an unknown task as ConfigError."""
     configs = tmp_path / "configs"
     configs.mkdir()
@@ -277,7 +277,7 @@ def test_entrypoint_serves_the_lambda_handler(tmp_path):
         unknown = api.invoke(json.dumps({"task": "nope"}).encode(), 60, lambda: process.poll() is None)
         shard = api.invoke(json.dumps(run_shard).encode(), 60, lambda: process.poll() is None)
         cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-        assert cmdline[1:4] == [b"-m", b"awslambdaric", b"pipelines.handler.handler"], cmdline
+        assert cmdline[1:4] == [b"-m", b"awslambdaric", b"pipelines.aws.handler.handler"], cmdline
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -337,7 +337,7 @@ def data_rows(bootstrap: str, topic: str, isolation: str) -> list:
 @pytest.mark.integration
 @pytest.mark.parametrize("via", ["python", "entrypoint"])
 def test_sigterm_aborts_the_shard_and_exits_75(stack, s3, bucket, topic, tmp_path, via):
-    from pipelines.errors import Terminated
+    from pipelines.engine.errors import Terminated
 
     ids = put_audiences(s3, bucket, count=1, rows=150_000)
     config = config_with(tmp_path, batch_rows=200)
@@ -372,7 +372,7 @@ def test_sigterm_aborts_the_shard_and_exits_75(stack, s3, bucket, topic, tmp_pat
 def test_sigterm_stops_every_shard_process(stack, s3, bucket, topic, tmp_path):
     """`pipelines run CONFIG` running shards in processes: SIGTERM is passed on to them, each aborts and
     exits 75, and so does the parent; running the job again resumes it."""
-    from pipelines.errors import Terminated
+    from pipelines.engine.errors import Terminated
 
     ids = put_audiences(s3, bucket, count=3, rows=150_000)
     config = config_with(tmp_path, batch_rows=200)
@@ -405,7 +405,7 @@ def test_sigterm_during_an_export_aborts_its_uploads(stack, s3, bucket, topic, t
     upload) is left; running the job again exports every row, with its manifest."""
     from test_exports import EXPORT, audience, checked_manifest, export_vars, import_job, objects, read_csv_export, uploads
 
-    from pipelines.errors import Terminated
+    from pipelines.engine.errors import Terminated
 
     expected = audience(s3, bucket, 150_000, seed=11)
     import_job(bucket, topic, f"import-{topic}")

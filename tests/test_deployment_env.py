@@ -1,4 +1,4 @@
-"""pipelines/deployment.py is the list of what the deployed engine reads from its environment (Terraform
+"""pipelines/aws/deployment.py is the list of what the deployed engine reads from its environment (Terraform
 sets exactly its ENGINE_ENV and LAMBDA_ENV: tests/test_terraform.py). Here: that list is complete,
 i.e. every variable the engine's code and the configs read is declared there or is a job parameter."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipelines import deployment
+from pipelines.aws import deployment
 
 REPO = Path(__file__).resolve().parent.parent
 # Set by AWS itself in Lambda and on Fargate (or by the developer's shell), read through boto3.
@@ -39,12 +39,12 @@ def configs_read() -> set[str]:
 
 def test_every_variable_the_engine_reads_is_declared():
     undeclared = engine_reads() - DECLARED - AWS_RUNTIME - {"PIPELINES_API_URL"}  # the operator CLI's, not the engine's
-    assert not undeclared, f"declare these in pipelines/deployment.py: {sorted(undeclared)}"
+    assert not undeclared, f"declare these in pipelines/aws/deployment.py: {sorted(undeclared)}"
 
 
 def test_every_variable_the_configs_read_is_declared_or_a_job_parameter():
     undeclared = configs_read() - DECLARED - JOB_PARAMS
-    assert not undeclared, f"declare these in pipelines/deployment.py (or as job parameters): {sorted(undeclared)}"
+    assert not undeclared, f"declare these in pipelines/aws/deployment.py (or as job parameters): {sorted(undeclared)}"
 
 
 def test_what_terraform_sets_is_read_somewhere():

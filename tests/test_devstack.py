@@ -220,7 +220,7 @@ def test_broker_that_does_not_come_up_is_a_clear_error_and_nothing_is_left_runni
     """`pipelines dev up` with a heap size Java refuses: exit 1, the message names Kafka and its log."""
     from click.testing import CliRunner
 
-    from pipelines.cli import cli
+    from pipelines.cli.main import cli
 
     kafka_port, controller_port, moto_port = free_ports(3)
     config = StackConfig(tmp_path, kafka_port, controller_port, moto_port, kafka_heap="not-a-size")

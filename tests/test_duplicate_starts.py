@@ -1,6 +1,6 @@
 """The same job started twice at once, on the local workflow (tests/test_local_workflow.py's `local`:
 the stack's AWS emulator running the real statemachine.json, the jobs table, the Lambda bridged to
-pipelines.handler, and the HTTP API in a thread), against the real broker.
+pipelines.aws.handler, and the HTTP API in a thread), against the real broker.
 
 - An S3 drop's event delivered twice at the same moment (two threads invoking the Lambda with what the
   S3-drop rule's input transformer makes of the event), and once more while the execution runs: one
@@ -35,7 +35,7 @@ from test_local_workflow import (
 from workflow_setup import warm_up_group_coordinator
 
 from pipelines.devstack.resources import FUNCTION_NAME
-from pipelines.jobs import QUEUED, RUNNING
+from pipelines.aws.jobs import QUEUED, RUNNING
 
 local = test_local_workflow.local  # its fixture: the local workflow on the stack's emulator, and the API in a thread
 ROWS = 20_000
@@ -65,7 +65,7 @@ def drop_delivery(endpoint: str, bucket: str, key: str) -> str:
     """What the Lambda gets for the object's "Object Created" event: the S3-drop rule's input transformer
     (workflow/s3_drop_input.json) applied by the workflow server's own bridge to the event EventBridge sends."""
     from pipelines.devstack.workflow_server import _target_input
-    from pipelines.triggers import render_trigger
+    from pipelines.aws.triggers import render_trigger
 
     head = client("s3", endpoint).head_object(Bucket=bucket, Key=key)
     detail = {
@@ -115,7 +115,7 @@ def assert_imported_once(stack, local, topic: str, job_id: str, rows: int, event
 
 
 def test_the_same_drop_delivered_twice_at_once_and_again_while_it_runs_imports_once(local, stack):
-    from pipelines.triggers import trigger_job_id
+    from pipelines.aws.triggers import trigger_job_id
 
     create_topic_if_missing(stack.kafka_bootstrap, TOPIC, 6)
     warm_up_group_coordinator(stack.kafka_bootstrap)

@@ -22,7 +22,7 @@ from test_exports import (
     uploads,
 )
 
-from pipelines.errors import EXIT_RETRYABLE
+from pipelines.engine.errors import EXIT_RETRYABLE
 
 
 def test_a_part_that_fails_once_is_retried_and_the_export_completes(stack, s3, bucket, topic):

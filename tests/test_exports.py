@@ -87,7 +87,7 @@ def uploads(s3, bucket: str, prefix: str) -> list[dict]:
 def checked_manifest(s3, bucket: str, job_id: str):
     """The export's manifest, verified (sizes, sha256, rows read back), and matching the objects: every
     manifest file is an object of that size, and every other object is a shard's file of no row."""
-    from pipelines.manifest import verify
+    from pipelines.engine.manifest import verify
 
     checked = verify(f"s3://{bucket}/exports/{job_id}/_manifest.json", count_rows=True, client=s3)
     assert checked.ok, checked.problems
@@ -106,7 +106,7 @@ def checked_manifest(s3, bucket: str, job_id: str):
 
 def rows_in(s3, bucket: str, key: str, manifest) -> int:
     """Rows of an object, read back as the manifest says its files are written."""
-    from pipelines.manifest import count_file_rows
+    from pipelines.engine.manifest import count_file_rows
 
     return count_file_rows(manifest, io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()), key)
 
@@ -124,7 +124,7 @@ def read_csv_export(s3, manifest) -> Counter:
 def read_avro_export(s3, manifest) -> Counter:
     from fastavro import reader
 
-    from pipelines.avro_schema import ensure_zstandard_codec
+    from pipelines.plugins.avro_schema import ensure_zstandard_codec
 
     ensure_zstandard_codec()
     rows: Counter = Counter()

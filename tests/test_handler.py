@@ -11,8 +11,8 @@ import pytest
 from conftest import consume_all, rows_and_markers
 
 from pipelines.devstack.sample import write_audience_csv
-from pipelines.errors import ConfigError
-from pipelines.handler import handler
+from pipelines.engine.errors import ConfigError
+from pipelines.aws.handler import handler
 
 
 def event(task: str, bucket: str, topic: str, **more: object) -> dict:

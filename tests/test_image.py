@@ -70,7 +70,7 @@ def engine_env(**more: str) -> dict[str, str]:
 
 def test_the_image_runs_as_uid_10001_on_a_read_only_root(image):
     probe = (
-        "import os, shutil, sys, sysconfig, pipelines._fastrows, pipelines.kafka._fastkafka\n"
+        "import os, shutil, sys, sysconfig, pipelines.native._fastrows, pipelines.native._fastkafka\n"
         "def writable(path):\n"
         "    try:\n"
         "        open(path, 'w').close(); return True\n"
@@ -206,7 +206,7 @@ def test_sigterm_to_the_container_aborts_its_shard_and_exits_75(image, stack, s3
     from conftest import wait_for_rows
 
     from pipelines.devstack.image import container_env, run_command, stop
-    from pipelines.errors import Terminated
+    from pipelines.engine.errors import Terminated
 
     ids, _, command, environment = planned_shard(s3, bucket, topic, objects=1, rows=150_000)
     name = f"task-{uuid.uuid4().hex[:8]}"
@@ -243,7 +243,7 @@ def test_the_lambda_tasks_in_the_image(image, stack, s3, bucket, topic):
     """status, plan and finish through awslambdaric in one warm container; a shard between them in
     another container of the image; a failing invocation's error carries the exception's type."""
     from pipelines.devstack.lambda_runtime import LambdaContainer
-    from pipelines.jobs import JobStore, create_table
+    from pipelines.aws.jobs import JobStore, create_table
 
     table = f"jobs-{uuid.uuid4().hex[:8]}"
     create_table(boto3.client("dynamodb"), table)
@@ -290,7 +290,7 @@ def test_an_api_import_through_the_workflow_runs_in_the_image(runs_in, request, 
     from conftest import create_topic
     from workflow_setup import client, put_objects, workflow_server
 
-    from pipelines.api import lambda_forwarder, make_server
+    from pipelines.aws.api import lambda_forwarder, make_server
 
     image = request.getfixturevalue("image") if runs_in == "image" else None
     machine = "arn:aws:states:us-east-1:123456789012:stateMachine:pipelines"  # the one workflow_server creates

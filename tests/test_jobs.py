@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from pipelines.errors import ConfigError, RunError
-from pipelines.jobs import (
+from pipelines.engine.errors import ConfigError, RunError
+from pipelines.aws.jobs import (
     DETAIL_TYPE,
     FAILED,
     MAX_CAUSE,

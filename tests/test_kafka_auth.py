@@ -81,7 +81,7 @@ def test_a_wrong_password_is_an_authentication_failure_not_an_unreachable_broker
 
 
 def test_secret_errors_name_the_secret_never_its_value(stack):
-    from pipelines.errors import ConfigError, RunError
+    from pipelines.engine.errors import ConfigError, RunError
     from pipelines.kafka.connection import scram_secret
 
     missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:AmazonMSK_nothing-AbCdEf"

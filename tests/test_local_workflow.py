@@ -1,11 +1,11 @@
 """The local workflow as `pipelines dev up` sets it up: the stack's AWS emulator (the workflow server,
 started by the session's `stack` fixture), the resources `create_local_workflow` makes in it from
-the files Terraform uses, and the HTTP API (`pipelines.api.make_server`) in a thread. A
+the files Terraform uses, and the HTTP API (`pipelines.aws.api.make_server`) in a thread. A
 `POST /imports` then runs the real statemachine.json against the real Kafka broker.
 
 Bridges used (each documented in pipelines/devstack/workflow_server.py):
   a. bridge_service_parameters   ecs:runTask.sync parameters reach moto's ECS with boto's names
-  b. bridge_lambda_invoke        MarkRunning / Plan / RunInLambda / Finish / Mark* / trigger run pipelines.handler
+  b. bridge_lambda_invoke        MarkRunning / Plan / RunInLambda / Finish / Mark* / trigger run pipelines.aws.handler
   c. bridge_ecs_run_task         each shard's Fargate task is a `python -m pipelines run ...` subprocess
      bridge_ecs_sync_exit_code   (a shard's exit code decides its state)
 and one in this file, for the S3 drop:
@@ -45,7 +45,7 @@ from workflow_setup import warm_up_group_coordinator
 
 from pipelines.devstack.resources import EVENT_BUS, FUNCTION_NAME, create_local_workflow
 from pipelines.devstack.sample import write_audience_csv
-from pipelines.jobs import DETAIL_TYPE, JobStore
+from pipelines.aws.jobs import DETAIL_TYPE, JobStore
 
 PIPELINE = "send_audience_to_kafka"
 TIMEOUT_S = 240
@@ -59,7 +59,7 @@ def client(service: str, endpoint: str):
 @pytest.fixture(scope="module")
 def local(stack) -> Iterator[SimpleNamespace]:
     """create_local_workflow on the stack's emulator (twice: it is idempotent) and the API on a free port."""
-    from pipelines.api import make_server, step_functions_starter
+    from pipelines.aws.api import make_server, step_functions_starter
 
     endpoint = stack.aws_endpoint_url
     drop_bucket = f"drops-{uuid.uuid4().hex[:10]}"
@@ -155,9 +155,9 @@ def job_records(bootstrap: str, topic: str, job_id: str) -> list:
 
 
 def test_api_import_of_three_objects_over_three_shards_end_to_end(local, stack, capsys):
-    from pipelines.config import load_job
-    from pipelines.handler import config_path
-    from pipelines.shards import default_plan_uri, write_plan
+    from pipelines.engine.config import load_job
+    from pipelines.aws.handler import config_path
+    from pipelines.engine.run import default_plan_uri, write_plan
 
     bucket, topic = f"data-{uuid.uuid4().hex[:10]}", f"audience-{uuid.uuid4().hex[:10]}"
     create_topic(stack.kafka_bootstrap, topic, 6)
@@ -209,7 +209,7 @@ def test_api_import_of_three_objects_over_three_shards_end_to_end(local, stack, 
 
 def test_an_s3_drop_delivered_twice_imports_once(local, stack):
     from pipelines.devstack.workflow_server import _target_input
-    from pipelines.triggers import render_trigger
+    from pipelines.aws.triggers import render_trigger
 
     endpoint, bucket = local.endpoint, f"drop2-{uuid.uuid4().hex[:10]}"
     create_topic_if_missing(stack.kafka_bootstrap, "audience-members", 6)  # the drop input's params carry no topic
@@ -283,7 +283,7 @@ def test_the_scheduled_export_runs_through_the_workflow(local, stack):
     from confluent_kafka import Producer
 
     from pipelines.devstack.resources import EXPORT_SCHEDULE, EXPORT_SCHEDULE_NAME
-    from pipelines.manifest import verify
+    from pipelines.engine.manifest import verify
 
     schedule = client("scheduler", local.endpoint).get_schedule(Name=EXPORT_SCHEDULE_NAME)
     assert schedule["ScheduleExpression"] == EXPORT_SCHEDULE and schedule["State"] == "ENABLED"

@@ -1,4 +1,4 @@
-"""The compiled hot loops (setup.py: pipelines/_fastrows.c, pipelines/kafka/_fastkafka.c) give
+"""The compiled hot loops (setup.py: pipelines/native/_fastrows.c, pipelines/native/_fastkafka.c) give
 exactly what the Python loops give: the same rows, line numbers and errors from the CSV parser on
 random text, and the same keys, values, partitions and headers in a real Kafka topic."""
 
@@ -12,28 +12,28 @@ from typing import Any
 import orjson
 import pytest
 
-from pipelines import textio
-from pipelines.columns import ColumnSettings
+from pipelines.engine import textio
+from pipelines.engine.columns import ColumnSettings
 from pipelines.kafka.murmur2 import murmur2, partition_for
 from pipelines.plugins.csv_parser import CsvParser, CsvParserSettings
-from pipelines.records import Source
+from pipelines.engine.records import Source
 
 from conftest import config_with, consume_all, create_topic, job_vars, put_audiences, run_cli, summary_of
 
-fastrows = pytest.importorskip("pipelines._fastrows", reason="the C extensions are not built (no C compiler at install)")
+fastrows = pytest.importorskip("pipelines.native._fastrows", reason="the C extensions are not built (no C compiler at install)")
 
 
 @pytest.fixture
 def fastkafka() -> Any:
-    """pipelines.kafka._fastkafka, for the tests that compare its loops: a failure with the reason, not
+    """pipelines.native._fastkafka, for the tests that compare its loops: a failure with the reason, not
     a skip, when it cannot be used (it refuses any confluent-kafka but the pin in
     container/constraints.txt, which the image ships; tests/test_native_versions.py)."""
-    from pipelines.kafka.native import unavailable_reason
+    from pipelines.native.kafka import unavailable_reason
 
     reason = unavailable_reason()
     if reason is not None:
         pytest.fail(f"the compiled Kafka loops are not used here: {reason}", pytrace=False)
-    from pipelines.kafka import _fastkafka
+    from pipelines.native import _fastkafka
 
     return _fastkafka
 
@@ -152,7 +152,7 @@ def test_batch_producer_writes_what_the_python_loop_writes(stack, topic, fastkaf
     """Every value type through both loops into one topic: the same bytes, keys, partitions and headers."""
     from confluent_kafka import Producer
 
-    from pipelines.kafka.native import BatchProducer, batch_producer
+    from pipelines.native.kafka import BatchProducer, batch_producer
 
     utc = dt.timezone.utc
     rows = [
@@ -206,7 +206,7 @@ def test_encoded_records_reach_the_topic_keyed_partitioned_and_counted(stack, to
     (queue.buffering.max.messages) is waited out, not lost."""
     from confluent_kafka import Producer
 
-    from pipelines.kafka.native import batch_producer
+    from pipelines.native.kafka import batch_producer
 
     records = [(f"u{i}".encode(), orjson.dumps({"user_id": f"u{i}", "i": i})) for i in range(3000)]
     data = b"".join(len(k).to_bytes(4, "little") + len(v).to_bytes(4, "little") + k + v for k, v in records)
@@ -242,7 +242,7 @@ def test_import_without_the_compiled_loops_writes_the_same_topic(stack, s3, buck
 
 def format_both(schema_columns: list[tuple[str, str]], rows: list[list[Any]], monkeypatch: pytest.MonkeyPatch, **options: Any) -> list[Any]:
     from pipelines.plugins.csv_formatter import CsvFormatter, CsvFormatterSettings
-    from pipelines.records import Column, Schema
+    from pipelines.engine.records import Column, Schema
 
     out = []
     for native in ("1", "0"):
@@ -295,7 +295,7 @@ JSON_VALUES: list[bytes] = [
 
 @pytest.mark.parametrize("seed", range(40))
 def test_json_decoder_compiled_equals_orjson_and_the_converters(seed: int) -> None:
-    from pipelines.columns import records_converter
+    from pipelines.engine.columns import records_converter
     from pipelines.plugins.kafka_input import compiled_json_rows
 
     rng = random.Random(seed)
@@ -407,7 +407,7 @@ def random_audience_csv(rng: random.Random, rows: int) -> bytes:
 def import_records(data: bytes, native: bool, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple:
     """What the import makes of `data`: (key, JSON value) records in order, the error output's
     entries, the records consumed; natively through encode_records wherever it takes the rows."""
-    from pipelines.encoding import encoding_for
+    from pipelines.native.fused import encoding_for
     from pipelines.plugins.column_filters import AddColumnsFilter, AddColumnsSettings, AddedColumn
     from pipelines.plugins.validate_filter import ColumnRule, ValidateFilter, ValidateSettings
 

@@ -1,4 +1,4 @@
-"""pipelines.kafka._fastkafka reads confluent_kafka's private object layout, so it loads only with the
+"""pipelines.native._fastkafka reads confluent_kafka's private object layout, so it loads only with the
 confluent-kafka release pinned in container/constraints.txt (setup.py builds that version into it).
 
 One virtual environment of its own, made once per session under pytest's tmp dir (pip needs PyPI):
@@ -27,7 +27,7 @@ from pipelines.kafka.murmur2 import partition_for
 
 from conftest import REPO, config_with, consume_all, job_vars, put_audiences, summary_of
 
-FAST = "pipelines.kafka._fastkafka"
+FAST = "pipelines.native._fastkafka"
 PINS = (REPO / "container" / "constraints.txt").read_text()
 PIN = re.search(r"^confluent-kafka==(\S+)$", PINS, re.MULTILINE).group(1)
 # Not the pin; a release with cp311 manylinux wheels, from before 2.12 (its version() is a (str, int)
@@ -53,13 +53,13 @@ from confluent_kafka import Producer
 
 seen = {"installed": confluent_kafka.__version__}
 try:
-    import pipelines.kafka._fastkafka as fast
+    import pipelines.native._fastkafka as fast
     seen["verified"] = fast.CONFLUENT_KAFKA_VERIFIED
 except ImportError as exc:
     seen["import_error"] = str(exc)
 
-from pipelines.compiled import compiled
-from pipelines.kafka import native
+from pipelines.native.compiled import compiled
+from pipelines.native import kafka as native
 
 producer = Producer({"bootstrap.servers": bootstrap, "client.id": "probe", "delivery.report.only.error": True})
 failures = []
@@ -70,7 +70,7 @@ seen["batch_producer"] = type(batch).__name__
 seen["compiled"] = sorted(n for n in ("produce_json", "consume", "split_messages", "with_errors", "murmur2") if compiled(native.FAST, n))
 seen["compiled_consume"] = native.compiled_consume() is not None
 seen["python_loops"] = native.split_messages() is native._split_messages and native.with_errors() is native._with_errors
-seen["fastrows"] = compiled("pipelines._fastrows", "split_rows") is not None
+seen["fastrows"] = compiled("pipelines.native._fastrows", "split_rows") is not None
 seen["reason"] = native.unavailable_reason()
 if batch is not None:
     seen["produced"] = batch.produce([[f"u{i}", i] for i in range(20)], [0] * 6)[0]
@@ -145,7 +145,7 @@ def test_this_environment_loads_the_extension_only_with_the_pin() -> None:
 
     installed = confluent_kafka.__version__
     try:
-        from pipelines.kafka import _fastkafka
+        from pipelines.native import _fastkafka
     except ModuleNotFoundError as exc:
         if exc.name != FAST:
             raise

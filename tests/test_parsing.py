@@ -18,14 +18,14 @@ import yaml
 import zstandard
 from click.testing import CliRunner
 
-from pipelines import textio
-from pipelines.cli import cli
-from pipelines.config import load_job
-from pipelines.error_output import ErrorPolicy, ErrorSink
-from pipelines.errors import EXIT_CONFIG, EXIT_RUN_FAILED, DataError, RunError
-from pipelines.progress import RunStats
-from pipelines.runner import preview_rows
-from pipelines.shards import run_shard, write_plan
+from pipelines.engine import textio
+from pipelines.cli.main import cli
+from pipelines.engine.config import load_job
+from pipelines.engine.error_output import ErrorPolicy, ErrorSink
+from pipelines.engine.errors import EXIT_CONFIG, EXIT_RUN_FAILED, DataError, RunError
+from pipelines.engine.progress import RunStats
+from pipelines.engine.read import preview_rows
+from pipelines.engine.run import run_shard, write_plan
 
 JOB_ID = "job-1"
 

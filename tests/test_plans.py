@@ -27,11 +27,11 @@ import yaml
 import zstandard
 from click.testing import CliRunner
 
-from pipelines import textio
-from pipelines.cli import cli
-from pipelines.errors import EXIT_CONFIG, EXIT_RUN_FAILED
-from pipelines.plan import PlanItem, split_ranges
-from pipelines.textio import LineRange
+from pipelines.engine import textio
+from pipelines.cli.main import cli
+from pipelines.engine.errors import EXIT_CONFIG, EXIT_RUN_FAILED
+from pipelines.engine.plan import PlanItem, split_ranges
+from pipelines.engine.textio import LineRange
 
 JOB_ID = "plan-job"
 
@@ -945,8 +945,8 @@ def test_record_boundaries_of_random_quoted_csv() -> None:
     import random
     from types import SimpleNamespace
 
-    from pipelines.plan import align_to_records, split_ranges
-    from pipelines.records import Source
+    from pipelines.engine.plan import align_to_records, split_ranges
+    from pipelines.engine.records import Source
 
     def rows_of(data: bytes) -> list[list[str]]:
         return list(csv.reader(io.StringIO(data.decode(), newline=""), strict=True))

@@ -32,7 +32,7 @@ from conftest import (
 )
 from fault_registry import fault_registry
 
-from pipelines.errors import EXIT_RETRYABLE, EXIT_RUN_FAILED
+from pipelines.engine.errors import EXIT_RETRYABLE, EXIT_RUN_FAILED
 
 IMPORT_AVRO = CONFIGS / "send_audience_to_kafka_avro.yml.liquid"
 REGISTRY_PATH = "/apis/ccompat/v7"

@@ -21,7 +21,7 @@ from conftest import config_with, consume_all, job_vars, put_audiences, run_cli,
 from fault_s3 import Fault, fault_s3
 from test_exactly_once import assert_exactly_once, streams_style_read
 
-from pipelines.errors import EXIT_RETRYABLE, EXIT_RUN_FAILED
+from pipelines.engine.errors import EXIT_RETRYABLE, EXIT_RUN_FAILED
 
 ROWS = 40_000  # a gzip object of about 430 KB
 MIDWAY_ROWS = 200_000  # about 2.2 MB
@@ -261,7 +261,7 @@ def client_error(status: int, code: str, message: str, operation: str, retries: 
 )
 def test_one_rule_for_s3_answers(exc, exit_code, message):
     from pipelines.plugins.s3_input import s3_error as input_rule
-    from pipelines.s3_errors import s3_error
+    from pipelines.engine.s3 import s3_error
 
     assert input_rule is s3_error, "the S3 input and output share the rule"
     error = s3_error(exc, "s3://b/k")
@@ -271,7 +271,7 @@ def test_one_rule_for_s3_answers(exc, exit_code, message):
 def test_a_connection_that_fails_past_botocores_retries_may_pass():
     from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
-    from pipelines.s3_errors import s3_error
+    from pipelines.engine.s3 import s3_error
 
     for exc in (EndpointConnectionError(endpoint_url="http://s3"), ReadTimeoutError(endpoint_url="http://s3")):
         assert s3_error(exc, "s3://b/k").exit_code == EXIT_RETRYABLE
@@ -281,7 +281,7 @@ def test_missing_aws_settings_fail_for_good():
     """No credentials or region is a configuration to mend: exit 1, not 75 (a retry would fail alike)."""
     from botocore.exceptions import NoCredentialsError, NoRegionError
 
-    from pipelines.s3_errors import s3_error
+    from pipelines.engine.s3 import s3_error
 
     for exc in (NoCredentialsError(), NoRegionError()):
         error = s3_error(exc, "s3://b/k")

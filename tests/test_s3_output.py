@@ -2,7 +2,7 @@
 uploads invisible until the shard commits, abort, a killed attempt's leftovers, the manifest, bounded
 memory and secrets; driven through the OutputPlugin API and through `pipelines run`.
 
-Objects are named {path_prefix}{job_id}/part-{shard:05d}-{seq:05d}.{ext} (pipelines.object_files).
+Objects are named {path_prefix}{job_id}/part-{shard:05d}-{seq:05d}.{ext} (pipelines.plugins.files).
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ import yaml
 import zstandard
 from conftest import run_cli, summary_of
 
-from pipelines.config import Job, build_job
-from pipelines.error_output import ErrorPolicy, ErrorSink
-from pipelines.errors import ConfigError, RunError, TransientRunError
-from pipelines.manifest import Manifest, read_manifest, verify
-from pipelines.object_files import MIB, FileWritingOutput, LocalFileStore, RotatingFileWriter, file_names
+from pipelines.engine.config import Job, build_job
+from pipelines.engine.error_output import ErrorPolicy, ErrorSink
+from pipelines.engine.errors import ConfigError, RunError, TransientRunError
+from pipelines.engine.manifest import Manifest, read_manifest, verify
+from pipelines.plugins.files import MIB, FileWritingOutput, LocalFileStore, RotatingFileWriter, file_names
 from pipelines.plugins.base import FormatterPlugin, JobTotals
 from pipelines.plugins.csv_formatter import CsvFormatter, CsvFormatterSettings
 from pipelines.plugins.decoders import detect
-from pipelines.records import Batch, Column, Schema, Source
-from pipelines.settings import SettingsBuilder
+from pipelines.engine.records import Batch, Column, Schema, Source
+from pipelines.engine.settings import SettingsBuilder
 
 ID_NAME = [{"name": "id", "type": "long"}, {"name": "name"}]
 TYPED = [
@@ -409,7 +409,7 @@ def read_back(data: bytes, formatter: str) -> list[Any]:
     if formatter == "avro":
         import fastavro
 
-        from pipelines.avro_schema import ensure_zstandard_codec
+        from pipelines.plugins.avro_schema import ensure_zstandard_codec
 
         ensure_zstandard_codec()
         return list(fastavro.reader(io.BytesIO(data)))

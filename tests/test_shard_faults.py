@@ -78,7 +78,7 @@ def test_a_killed_shard_holds_readers_back_until_the_job_is_aborted(stack, s3, b
 def test_a_shard_past_its_time_limit_aborts_and_exits_75(stack, s3, bucket, topic, tmp_path):
     """PIPELINES_SHARD_TIME_LIMIT=2 on a shard that needs ~6 s: SIGALRM stops it as SIGTERM would
     (transaction aborted, exit 75, which the workflow retries); without the limit the rerun succeeds."""
-    from pipelines.errors import TimedOut
+    from pipelines.engine.errors import TimedOut
 
     ids = put_audiences(s3, bucket, count=1, rows=150_000)
     config = config_with(tmp_path, batch_rows=200)
@@ -102,7 +102,7 @@ def test_a_shard_past_its_time_limit_aborts_and_exits_75(stack, s3, bucket, topi
 
 
 def test_the_time_limit_follows_the_shards_size(monkeypatch):
-    from pipelines.plan import (
+    from pipelines.engine.plan import (
         SHARD_MAX_SECONDS,
         SHARD_MIN_SECONDS,
         SHARD_SLOWEST_BYTES_PER_SECOND,
@@ -237,7 +237,7 @@ def test_a_run_whose_shard_processes_all_exit_75_exits_75(stack, s3, bucket, top
 def test_many_tiny_objects_are_spread_over_shards():
     """A million tiny objects fit one shard by bytes, but would be a million GETs in one task: a
     shard takes at most MAX_ITEMS_PER_SHARD, and its time limit counts them."""
-    from pipelines.plan import MAX_ITEMS_PER_SHARD, SHARD_MIN_SECONDS, PlanItem, pack, shard_time_limit
+    from pipelines.engine.plan import MAX_ITEMS_PER_SHARD, SHARD_MIN_SECONDS, PlanItem, pack, shard_time_limit
 
     items = [PlanItem(f"s3://b/{n:07d}.csv.gz", 100, "etag") for n in range(5 * MAX_ITEMS_PER_SHARD + 1)]
     shards = pack(items, 128 << 20)

@@ -2,7 +2,7 @@
 
 - statelint (PyPI, in the test extra) lints the template and the rendered definition, in a
   subprocess; its one known false positive (ReaderConfig.InputType) is the only message allowed.
-- The placeholders are exactly pipelines.workflow.PLACEHOLDERS, and render like templatefile.
+- The placeholders are exactly pipelines.aws.workflow.PLACEHOLDERS, and render like templatefile.
 - A small JSONPath evaluator (the intrinsic functions the file uses, Parameters/ItemSelector
   templates, ResultSelector/ResultPath/OutputPath, Choice rules) walks the workflow with the Lambda
   handler's documented payloads and results: every path a state reads must exist where it reads
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.workflow import PLACEHOLDERS, placeholders_in, render_definition, statemachine_path
+from pipelines.aws.workflow import PLACEHOLDERS, placeholders_in, render_definition, statemachine_path
 
 SAMPLE_VALUES = {
     "function_arn": "arn:aws:lambda:eu-west-1:123456789012:function:audience-pipelines",
@@ -353,7 +353,7 @@ def after(state: dict[str, Any], data: Any, result: Any, context: dict[str, Any]
 
 
 def fake_lambda(payload: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
-    """The Lambda handler's contract (pipelines/handler.py): required fields in, small results out."""
+    """The Lambda handler's contract (pipelines/aws/handler.py): required fields in, small results out."""
     required = {
         "status": {"job_id", "pipeline", "status"},
         "plan": {"job_id", "pipeline", "params"},

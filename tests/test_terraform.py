@@ -7,12 +7,12 @@ No provider can be downloaded here, so nothing needs one unless a local copy is 
   package is bc-python-hcl2, checkov's fork of python-hcl2, from the test extra: the parser checkov itself uses).
 - The contract, read from the parsed HCL:
   * statemachine.json's placeholders are exactly what the state machine's templatefile() call
-    passes (and pipelines.workflow.PLACEHOLDERS); the same for each workflow/*.json trigger file
-    against pipelines.triggers.PLACEHOLDERS;
+    passes (and pipelines.aws.workflow.PLACEHOLDERS); the same for each workflow/*.json trigger file
+    against pipelines.aws.triggers.PLACEHOLDERS;
   * every AWS action the workflow performs (derived by walking statemachine.json's states: Task
     resources, ItemReader, Distributed Map, logging, tracing) is allowed by the state machine's role,
     on the resources the definition names;
-  * the ECS container's environment is pipelines.deployment.task_environment() and the Lambda's is
+  * the ECS container's environment is pipelines.aws.deployment.task_environment() and the Lambda's is
     lambda_environment(); the container name is the one the state machine overrides;
   * the roles of the shard tasks and the Lambda allow what the engine calls;
   * no identity policy statement has "Resource": "*" unless all its actions are ones AWS authorizes
@@ -38,7 +38,7 @@ from typing import Any
 
 import pytest
 
-from pipelines import deployment, triggers, workflow
+from pipelines.aws import deployment, triggers, workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM = ROOT / "terraform"
@@ -94,7 +94,7 @@ ITEM_READER_ACTIONS = {
 }
 DISTRIBUTED_MAP_ACTIONS = {"states:StartExecution", "states:DescribeExecution", "states:StopExecution"}
 
-# What the engine calls (pipelines/storage.py, plugins/s3_*.py, object_files.py, jobs.py, api.py).
+# What the engine calls (pipelines/engine/storage.py, plugins/s3_*.py, object_files.py, jobs.py, api.py).
 ENGINE_S3_ACTIONS = {
     "s3:ListBucket",
     "s3:ListBucketMultipartUploads",
@@ -411,12 +411,12 @@ def test_schedules_target_the_lambda(module: Module) -> None:
 
 
 def test_api_routes_use_iam_and_the_lambda(module: Module) -> None:
-    from pipelines.api import ROUTES
+    from pipelines.aws.api import ROUTES
 
     route = module.resources[("aws_apigatewayv2_route", "engine")]
     keys = set(re.findall(r"(?:GET|POST|PUT|DELETE|PATCH) /[A-Za-z0-9/{}_-]*", str(attr(route, "for_each"))))
     expected = {f"{method} {path}" for path, methods in ROUTES.items() for method in methods}
-    assert keys == expected, f"routes {sorted(keys)}, pipelines.api.ROUTES has {sorted(expected)}"
+    assert keys == expected, f"routes {sorted(keys)}, pipelines.aws.api.ROUTES has {sorted(expected)}"
     assert attr(route, "authorization_type") == "AWS_IAM"
     integration = module.resources[("aws_apigatewayv2_integration", "engine")]
     assert attr(integration, "integration_type") == "AWS_PROXY"
@@ -430,7 +430,7 @@ def test_api_routes_use_iam_and_the_lambda(module: Module) -> None:
 def test_jobs_table_matches_the_job_store(module: Module) -> None:
     import inspect
 
-    from pipelines import jobs
+    from pipelines.aws import jobs
 
     table = module.resources[("aws_dynamodb_table", "jobs")]
     assert attr(table, "hash_key") == "job_id" and attr(table, "range_key") is None

@@ -1,9 +1,9 @@
-"""The trigger files under workflow/ (read by Terraform and here) and pipelines.triggers.
+"""The trigger files under workflow/ (read by Terraform and here) and pipelines.aws.triggers.
 
 The S3 rule and its input transformer run in the moto server's EventBridge: a rule with the
 rendered pattern on a test bus, its target an SQS queue with the rendered InputTransformer
 (moto delivers to SQS targets synchronously inside put_events), so the queue holds exactly what
-the Lambda target would receive. In AWS the target is the Lambda (pipelines.handler.handler,
+the Lambda target would receive. In AWS the target is the Lambda (pipelines.aws.handler.handler,
 task "trigger"); moto cannot invoke our image, so `trigger_task` is called here in-process with
 each message (bridge: SQS message -> trigger_task), against a real jobs table and a fake starter.
 The Scheduler's context attributes (<aws.scheduler.*>) are substituted in Python: moto has no
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from pipelines.errors import ConfigError, RunError, TransientRunError
-from pipelines.jobs import FAILED, QUEUED, RUNNING, JobStore, create_table
-from pipelines.triggers import (
+from pipelines.engine.errors import ConfigError, RunError, TransientRunError
+from pipelines.aws.jobs import FAILED, QUEUED, RUNNING, JobStore, create_table
+from pipelines.aws.triggers import (
     PLACEHOLDERS,
     placeholders_in,
     render_trigger,

@@ -5,7 +5,7 @@ because the Plan step's shard size (PIPELINES_SHARD_BYTES) is the server's envir
 
 Bridges used here (each documented in workflow_server.py):
   a. bridge_service_parameters   ecs:runTask.sync parameters reach moto's ECS with boto's names
-  b. bridge_lambda_invoke        MarkRunning / Plan / Finish / Mark* run pipelines.handler
+  b. bridge_lambda_invoke        MarkRunning / Plan / Finish / Mark* run pipelines.aws.handler
   c. bridge_ecs_run_task         each shard's Fargate task is a `python -m pipelines run ...` subprocess
      bridge_ecs_sync_exit_code   a shard exiting non-zero (here: killed) fails its state with States.TaskFailed
      bridge_sync_task_retry      the retried shard task runs again
@@ -31,7 +31,7 @@ from botocore.config import Config
 from conftest import consume_all, end_offsets, rows_and_markers
 from workflow_setup import REGION, client, put_objects, shard_logs, start_job, wait_for_execution, workflow_server
 
-from pipelines.jobs import JobStore
+from pipelines.aws.jobs import JobStore
 
 STATE_PAYLOAD_LIMIT = 256 * 1024  # Step Functions' limit for a state's input/output, in bytes (UTF-8)
 

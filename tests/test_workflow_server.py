@@ -3,7 +3,7 @@
 
 Bridges used here (each documented in workflow_server.py):
   a. bridge_service_parameters   ecs:runTask.sync parameters reach moto's ECS with boto's names
-  b. bridge_lambda_invoke        MarkRunning / Plan / RunInLambda / Finish / Mark* run pipelines.handler
+  b. bridge_lambda_invoke        MarkRunning / Plan / RunInLambda / Finish / Mark* run pipelines.aws.handler
   c. bridge_ecs_run_task         each shard's Fargate task is a `python -m pipelines run ...` subprocess
      bridge_ecs_sync_exit_code   a shard exiting non-zero fails its state with States.TaskFailed
      bridge_sync_task_retry      a retried shard task runs again (moto would time it out at once)
@@ -43,7 +43,7 @@ from workflow_setup import (  # noqa: F401 - re-exported: the shared setup is im
     workflow_server,
 )
 
-from pipelines.jobs import JobStore
+from pipelines.aws.jobs import JobStore
 
 
 @pytest.fixture(scope="module")

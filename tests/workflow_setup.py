@@ -28,8 +28,8 @@ import boto3
 from conftest import REPO, create_topic, free_port
 
 from pipelines.devstack.sample import write_audience_csv
-from pipelines.jobs import JobStore, create_table
-from pipelines.workflow import render_definition
+from pipelines.aws.jobs import JobStore, create_table
+from pipelines.aws.workflow import render_definition
 
 REGION = "us-east-1"
 PIPELINE = "send_audience_to_kafka"
@@ -153,12 +153,12 @@ def create_resources(endpoint: str, table: str) -> dict[str, str]:
     role = iam.create_role(RoleName="pipelines", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("README.txt", "bridged: the workflow server runs pipelines.handler.handler in-process\n")
+        archive.writestr("README.txt", "bridged: the workflow server runs pipelines.aws.handler.handler in-process\n")
     function = client("lambda", endpoint).create_function(
         FunctionName="pipelines",
         Runtime="python3.11",
         Role=role,
-        Handler="pipelines.handler.handler",
+        Handler="pipelines.aws.handler.handler",
         Code={"ZipFile": code.getvalue()},
     )["FunctionArn"]
 

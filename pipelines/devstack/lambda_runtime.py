@@ -1,7 +1,7 @@
 """Lambda, locally, for the image: the Lambda Runtime API served to containers of the image.
 
 A container-image Lambda function is the image's entrypoint started with ``AWS_LAMBDA_RUNTIME_API``
-set; awslambdaric in it asks that API for the next invocation, runs ``pipelines.handler.handler``
+set; awslambdaric in it asks that API for the next invocation, runs ``pipelines.aws.handler.handler``
 and posts the result back. This module is the other side, following the documented Runtime API
 (version 2018-06-01) on 127.0.0.1:
 

@@ -1,6 +1,6 @@
 """The AWS resources the workflow needs, created in the local stack's AWS emulator (the workflow
-server) from the same files Terraform uses: statemachine.json (``pipelines.workflow.render_definition``)
-and workflow/s3_drop_rule.json + workflow/s3_drop_input.json (``pipelines.triggers.render_trigger``).
+server) from the same files Terraform uses: statemachine.json (``pipelines.aws.workflow.render_definition``)
+and workflow/s3_drop_rule.json + workflow/s3_drop_input.json (``pipelines.aws.triggers.render_trigger``).
 
     create_local_workflow(endpoint) -> {"PIPELINES_STATE_MACHINE_ARN", "PIPELINES_JOBS_TABLE",
                                         "PIPELINES_EVENT_BUS", "PIPELINES_API_URL"}
@@ -9,10 +9,10 @@ Everything is created idempotently (found by name, created when missing; the sta
 definition is updated to the current statemachine.json), so ``pipelines dev up`` may call it on
 every run:
 
-- the jobs table (``pipelines.jobs.create_table``);
+- the jobs table (``pipelines.aws.jobs.create_table``);
 - a VPC, a subnet and a security group (the shard tasks' network configuration);
 - an ECS cluster and a Fargate task definition (the bridge runs ``python -m pipelines`` instead);
-- an IAM role and the Lambda function (dummy code: the bridge runs ``pipelines.handler.handler``);
+- an IAM role and the Lambda function (dummy code: the bridge runs ``pipelines.aws.handler.handler``);
 - the state machine (``statemachine.json``, MaxConcurrency 2, one shard up to 8 MiB in the Lambda);
 - the drop bucket (``audiences``) with EventBridge notifications on, and the S3-drop rule on the
   default bus (``send_audience_to_kafka`` for ``drops/*.csv.gz``) targeting the Lambda with the
@@ -82,9 +82,9 @@ def create_local_workflow(
     at ``endpoint``; returns the environment for ``pipelines api serve`` and ``pipelines jobs``."""
     import boto3
 
-    from pipelines.jobs import create_table
-    from pipelines.triggers import render_trigger
-    from pipelines.workflow import render_definition
+    from pipelines.aws.jobs import create_table
+    from pipelines.aws.triggers import render_trigger
+    from pipelines.aws.workflow import render_definition
 
     session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
 
@@ -132,7 +132,7 @@ def create_local_workflow(
 def _schedule(scheduler: Any, function: str, role: str) -> None:
     """The scheduled export: an EventBridge Scheduler schedule targeting the Lambda with the input of
     workflow/schedule_input.json (moto stores it but never fires it: tests start its input themselves)."""
-    from pipelines.triggers import render_trigger
+    from pipelines.aws.triggers import render_trigger
 
     target = {"Arn": function, "RoleArn": role, "Input": json.dumps(render_trigger("schedule_input", {"export_pipeline": EXPORT_PIPELINE, "export_bucket": EXPORT_BUCKET}))}
     settings = {"ScheduleExpression": EXPORT_SCHEDULE, "FlexibleTimeWindow": {"Mode": "OFF"}, "Target": target, "State": "ENABLED"}
@@ -205,13 +205,13 @@ def _function(lambda_client: Any, role: str) -> str:
         pass
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("README.txt", "bridged: the workflow server runs pipelines.handler.handler in its own process\n")
+        archive.writestr("README.txt", "bridged: the workflow server runs pipelines.aws.handler.handler in its own process\n")
     return str(
         lambda_client.create_function(
             FunctionName=FUNCTION_NAME,
             Runtime="python3.11",
             Role=role,
-            Handler="pipelines.handler.handler",
+            Handler="pipelines.aws.handler.handler",
             Code={"ZipFile": code.getvalue()},
             Timeout=900,
         )["FunctionArn"]

@@ -4,7 +4,7 @@ Kafka runs from its jars on Maven Central (fetched once with Maven into the cach
 directory) in KRaft combined mode, i.e. broker and controller in one JVM. The AWS emulator
 is the workflow server (``python -m pipelines.devstack.workflow_server --port N``): a moto
 server with Step Functions execution on and the bridges that run the real statemachine.json
-(Lambda tasks -> ``pipelines.handler`` in its process, ECS tasks -> ``python -m pipelines``
+(Lambda tasks -> ``pipelines.aws.handler`` in its process, ECS tasks -> ``python -m pipelines``
 subprocesses that reach Kafka through ``KAFKA_BOOTSTRAP``). It is recorded as the service
 ``moto``. The resources the workflow needs (jobs table, state machine, S3-drop rule, ...) are
 created in it by :func:`pipelines.devstack.resources.create_local_workflow`, which

@@ -7,7 +7,7 @@ few pieces this workflow needs do not run in it. Each bridge below is one small 
 patches one moto function, with a docstring saying what moto lacks and what the bridge does:
 
     a. ``bridge_service_parameters``  SFN service integrations: PascalCase parameters -> boto names
-    b. ``bridge_lambda_invoke``       Lambda invoke -> ``pipelines.handler.handler`` in this process
+    b. ``bridge_lambda_invoke``       Lambda invoke -> ``pipelines.aws.handler.handler`` in this process
     c. ``bridge_ecs_run_task``        ECS RunTask -> a ``python -m pipelines ...`` subprocess per task
        ``bridge_ecs_sync_exit_code``  ``ecs:runTask.sync`` fails the state on a non-zero exit code
        ``bridge_sync_task_retry``     a retried ``.sync`` task runs again (moto times it out at once)
@@ -106,7 +106,7 @@ def _operation_model(service: str, action: str) -> Any:
 def bridge_lambda_invoke() -> None:
     """With ``lambda.use_docker`` off, moto's ``LambdaSimpleBackend.invoke`` echoes the payload
     back and runs no code (there is no setting to run a Python callable). This makes invoking
-    any function run ``pipelines.handler.handler(payload)`` in this process and answer its JSON;
+    any function run ``pipelines.aws.handler.handler(payload)`` in this process and answer its JSON;
     an exception comes back as ``X-Amz-Function-Error: Unhandled`` with
     ``{"errorType": <exception class name>, "errorMessage": str(exc)}``, as AWS's Python runtime
     answers, so a Retry or Catch on ``TransientRunError`` matches. The function's code is ignored."""
@@ -127,7 +127,7 @@ _LAMBDAS_LOCK = threading.Lock()
 
 def invoke_function(event: bytes | str) -> tuple[bytes, bool]:
     """One invocation of the function: (its JSON answer, whether it failed). In this process
-    (``pipelines.handler.handler``), or with ``--image``, by a warm container of the image."""
+    (``pipelines.aws.handler.handler``), or with ``--image``, by a warm container of the image."""
     global LAMBDAS
     image = workflow_image()
     if image:
@@ -138,7 +138,7 @@ def invoke_function(event: bytes | str) -> tuple[bytes, bool]:
                 LAMBDAS = LambdaPool(image, Path(os.environ["PIPELINES_WORKFLOW_LOGS"]))
         invocation = LAMBDAS.invoke(event.encode() if isinstance(event, str) else event)
         return (json.dumps(invocation.error).encode(), True) if invocation.error else (invocation.result, False)
-    from pipelines.handler import handler
+    from pipelines.aws.handler import handler
 
     try:
         return json.dumps(handler(json.loads(event))).encode(), False

@@ -16,7 +16,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pipelines.settings import option
+from pipelines.engine.settings import option
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"  # what Amazon MSK supports
 AUTH_KEYS = ("security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username", "sasl.password", "oauth_cb")
@@ -76,7 +76,7 @@ def scram_secret(arn: str) -> tuple[str, str]:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from pipelines.errors import ConfigError, RunError, TransientRunError
+    from pipelines.engine.errors import ConfigError, RunError, TransientRunError
 
     try:
         text = boto3.session.Session().client("secretsmanager").get_secret_value(SecretId=arn).get("SecretString")
@@ -121,7 +121,7 @@ def is_auth_error(err: Any) -> bool:
 def unreachable(settings: Any, where: str, auth_error: str | None) -> Exception:
     """What to say when the brokers did not answer in time: a failed authentication (not retryable)
     if one was seen, else that they are unreachable (retryable)."""
-    from pipelines.errors import RunError, TransientRunError
+    from pipelines.engine.errors import RunError, TransientRunError
 
     if auth_error is not None:
         return RunError(f"{AUTH_FAILED} (auth: {settings.auth}): {auth_error}", where=where)

@@ -28,7 +28,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from pipelines.errors import RunError, TransientRunError
+from pipelines.engine.errors import RunError, TransientRunError
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 # Confluent error codes: 40401 subject not found, 40402 version not found, 40403 schema not found.

@@ -1,1 +1,1 @@
-"""The plugins: one module each, registered by name in `pipelines.registry`."""
+"""The plugins: one module each, registered by name in `pipelines.engine.registry`."""

@@ -12,9 +12,9 @@ import io
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pipelines.errors import DataError
+from pipelines.engine.errors import DataError
 from pipelines.plugins.base import FormatterPlugin
-from pipelines.records import Schema
+from pipelines.engine.records import Schema
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class AvroFormatter(FormatterPlugin):
     def bind(self, schema: Schema) -> None:
         from fastavro import parse_schema
 
-        from pipelines.avro_schema import avro_from_columns, ensure_zstandard_codec, load_avsc, record_converter
+        from pipelines.plugins.avro_schema import avro_from_columns, ensure_zstandard_codec, load_avsc, record_converter
 
         s = self.settings
         if s.codec == "zstandard":

@@ -1,7 +1,7 @@
 """`parser: {type: avro}`: Avro object container files (.avro), read block by block.
 
 The columns come from `columns: [{name, type}]` (fields picked by name and converted to the
-column's type, as pipelines.avro_schema's table says), or from a reader schema given as `avsc`
+column's type, as pipelines.plugins.avro_schema's table says), or from a reader schema given as `avsc`
 (inline: a YAML mapping or JSON text) or `avsc_file` (a path): its fields become the columns, and
 each file is read through it by Avro's resolution rules (a field the file lacks takes the reader
 schema's default). One of them is required: the columns must be known when the config is
@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from pipelines.columns import ColumnSettings, schema_of
-from pipelines.error_output import ErrorSink
-from pipelines.errors import ConfigError, DataError, PipelineError
+from pipelines.engine.columns import ColumnSettings, schema_of
+from pipelines.engine.error_output import ErrorSink
+from pipelines.engine.errors import ConfigError, DataError, PipelineError
 from pipelines.plugins.base import ParserPlugin
-from pipelines.records import Batch, Schema, Source
-from pipelines.textio import Readable
+from pipelines.engine.records import Batch, Schema, Source
+from pipelines.engine.textio import Readable
 
 RAW_LIMIT = 4096  # characters of a bad record's JSON text kept in the error output
 
@@ -80,7 +80,7 @@ class AvroParser(ParserPlugin):
     split_mode = None  # blocks start at sync markers found only by reading from the start: files go whole
 
     def __init__(self, settings: AvroParserSettings, where: str) -> None:
-        from pipelines.avro_schema import columns_from_avro, load_avsc
+        from pipelines.plugins.avro_schema import columns_from_avro, load_avsc
 
         super().__init__(settings, where)
         self.reader_schema = load_avsc(settings.avsc, settings.avsc_file, where)
@@ -107,7 +107,7 @@ class AvroParser(ParserPlugin):
     ) -> Iterator[tuple[Batch, int]]:
         import fastavro
 
-        from pipelines.avro_schema import RowConverter, ensure_zstandard_codec, json_text
+        from pipelines.plugins.avro_schema import RowConverter, ensure_zstandard_codec, json_text
 
         ensure_zstandard_codec()
         uri = source.uri

@@ -6,11 +6,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from pipelines.error_output import ErrorSink
-from pipelines.records import Batch, Schema, Source
+from pipelines.engine.error_output import ErrorSink
+from pipelines.engine.records import Batch, Schema, Source
 
 if TYPE_CHECKING:
-    from pipelines.plan import PlanItem
+    from pipelines.engine.plan import PlanItem
 
 
 class Plugin:
@@ -24,7 +24,7 @@ class Plugin:
 def checked_sources(sources: Iterable[Source], nothing_where: str, noun: str) -> Iterator[Source]:
     """`sources` one at a time (a listing of a million objects is never held whole), failing on an
     empty one, or at the end when there were none. A plan lists them all before it writes anything."""
-    from pipelines.errors import DataError, RunError
+    from pipelines.engine.errors import DataError, RunError
 
     found = False
     for source in sources:
@@ -48,7 +48,7 @@ class InputPlugin(Plugin):
 
     def check_items(self, items: tuple[PlanItem, ...]) -> None:
         """Fails if an item is not what the plan saw (an object changed or gone since)."""
-        from pipelines.errors import RunError
+        from pipelines.engine.errors import RunError
 
         for item in items:
             now = self.current(item.source)

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from operator import itemgetter, methodcaller
 from typing import Any, Literal
 
-from pipelines.columns import ColumnSettings, text_converter
-from pipelines.error_output import ErrorSink
-from pipelines.errors import ConfigError
+from pipelines.engine.columns import ColumnSettings, text_converter
+from pipelines.engine.error_output import ErrorSink
+from pipelines.engine.errors import ConfigError
 from pipelines.plugins.base import FilterPlugin
-from pipelines.records import Batch, Column, Schema
-from pipelines.settings import did_you_mean, option
+from pipelines.engine.records import Batch, Column, Schema
+from pipelines.engine.settings import did_you_mean, option
 
 
 def require_columns(schema: Schema, names: tuple[str, ...] | list[str] | str, where: str) -> None:

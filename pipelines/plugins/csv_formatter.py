@@ -25,9 +25,9 @@ from datetime import datetime
 from itertools import chain
 from typing import Any, Literal
 
-from pipelines.errors import RunError
+from pipelines.engine.errors import RunError
 from pipelines.plugins.base import FormatterPlugin
-from pipelines.records import Schema
+from pipelines.engine.records import Schema
 
 NEWLINES = {"LF": "\n", "CRLF": "\r\n", "CR": "\r"}
 
@@ -145,16 +145,16 @@ class CsvFormatter(FormatterPlugin):
         self.format_rows = self._compiled_writer(schema)
 
     def _compiled_writer(self, schema: Schema) -> Callable[[list[list[Any]]], bytes | None] | None:
-        """The compiled writer (pipelines/_fastrows.c) for the default settings: MINIMAL, doubled
+        """The compiled writer (pipelines/native/_fastrows.c) for the default settings: MINIMAL, doubled
         quotes, null_string "", LF lines, no json column; None otherwise or when it is not built.
         It hands a batch back (None) whenever a value needs the rules below (an empty string, a CR)."""
         s: CsvFormatterSettings = self.settings
         plain = s.quote_policy == "MINIMAL" and s.null_string == "" and s.newline == "LF" and s.escape in (None, s.quote)
         if not plain or any(c.type == "json" for c in schema.columns) or not (s.delimiter + s.quote).isascii():
             return None
-        from pipelines.compiled import compiled
+        from pipelines.native.compiled import compiled
 
-        format_rows = compiled("pipelines._fastrows", "format_rows")
+        format_rows = compiled("pipelines.native._fastrows", "format_rows")
         if format_rows is None:
             return None
         kinds = tuple({"boolean": 1, "timestamp": 2}.get(c.type, 0) for c in schema.columns)

@@ -9,17 +9,17 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import IO, Any
 
-from pipelines.columns import BOOLEANS, ColumnSettings, schema_of, text_converter
-from pipelines.compiled import compiled
-from pipelines.error_output import ErrorSink
-from pipelines.errors import DataError
+from pipelines.engine.columns import BOOLEANS, ColumnSettings, schema_of, text_converter
+from pipelines.native.compiled import compiled
+from pipelines.engine.error_output import ErrorSink
+from pipelines.engine.errors import DataError
 from pipelines.plugins.base import ParserPlugin
-from pipelines.records import Batch, Encoded, Schema, Source
-from pipelines.textio import TextChunks, check_charset
+from pipelines.engine.records import Batch, Encoded, Schema, Source
+from pipelines.engine.textio import TextChunks, check_charset
 
 csv.field_size_limit(16 << 20)
 
-# pipelines/_fastrows.c: how a column converts, and how a call ended.
+# pipelines/native/_fastrows.c: how a column converts, and how a call ended.
 FAST_KINDS = {"string": 0, "long": 1, "double": 2, "boolean": 3}
 CALL = 4
 FULL, END, SLOW, WIDTH = 0, 1, 2, 3
@@ -28,9 +28,9 @@ ODD, NOT_ASCII = 2, 5  # encode_records: a record it leaves to split_rows; a tex
 
 
 def _fast_rows() -> tuple[Any, Any] | None:
-    """The compiled loop (split_rows, type_fields), or None (pipelines.compiled)."""
-    split_rows = compiled("pipelines._fastrows", "split_rows")
-    return None if split_rows is None else (split_rows, compiled("pipelines._fastrows", "type_fields"))
+    """The compiled loop (split_rows, type_fields), or None (pipelines.native.compiled)."""
+    split_rows = compiled("pipelines.native._fastrows", "split_rows")
+    return None if split_rows is None else (split_rows, compiled("pipelines.native._fastrows", "type_fields"))
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class CsvParser(ParserPlugin):
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False,
         encoding: Any = None,
     ) -> Iterator[tuple[Batch, int]]:
-        """(batch, records consumed) pairs; with an `encoding` (pipelines.encoding), batches of
+        """(batch, records consumed) pairs; with an `encoding` (pipelines.native.fused), batches of
         encoded records too, for the rows it takes."""
         s = self.settings
         chunks = TextChunks(stream, self.charset, source, errors)
@@ -172,7 +172,7 @@ class CsvParser(ParserPlugin):
     def _batches_fast(
         self, chunks: TextChunks, errors: ErrorSink, batch_rows: int, skip: int, split: bool, uri: str, encoding: Any = None
     ) -> Iterator[tuple[Batch, int]]:
-        """The loop of `batches` in C (pipelines/_fastrows.c), with the same rows, line numbers and
+        """The loop of `batches` in C (pipelines/native/_fastrows.c), with the same rows, line numbers and
         errors: records it leaves to the csv module are read here, one at a time. With an
         `encoding`, each text is first read by encode_records; from a record it leaves, the rest
         of that text is read into rows."""
@@ -210,7 +210,7 @@ class CsvParser(ParserPlugin):
                 continue
             pos, line = end + 1, line + 1
         final = False  # whether text is the last (read one chunk at a time: a bad-bytes error comes in line order)
-        encode = None if encoding is None else compiled("pipelines._fastrows", "encode_records")
+        encode = None if encoding is None else compiled("pipelines.native._fastrows", "encode_records")
         encoding_args = encoding.args if encode is not None else ()
         while text is not None:
             encoding_this = encode is not None

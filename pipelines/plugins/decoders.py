@@ -6,10 +6,10 @@ import zlib
 from dataclasses import dataclass
 from typing import IO
 
-from pipelines.errors import DataError
+from pipelines.engine.errors import DataError
 from pipelines.plugins.base import DecoderPlugin
-from pipelines.records import Source
-from pipelines.textio import PrefixedStream, Readable
+from pipelines.engine.records import Source
+from pipelines.engine.textio import PrefixedStream, Readable
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

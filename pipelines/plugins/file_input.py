@@ -9,9 +9,9 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import IO
 
-from pipelines.errors import ConfigError, RunError
+from pipelines.engine.errors import ConfigError, RunError
 from pipelines.plugins.base import InputPlugin, checked_sources
-from pipelines.records import Source
+from pipelines.engine.records import Source
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`out: {type: file, path_prefix: ./out/, formatter: {type: csv}, encoders: [{type: gzip}]}`
 
-Files on a local disk, named, rotated and made visible on commit as pipelines.object_files does:
+Files on a local disk, named, rotated and made visible on commit as pipelines.plugins.files does:
 
     {path_prefix}{job_id}/part-{shard:05d}-{seq:05d}.{file_ext}[.gz|.zst]
     {path_prefix}{job_id}/_manifest.json      (finish, last)
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.object_files import FileStore, FileWritingOutput, LocalFileStore
+from pipelines.plugins.files import FileStore, FileWritingOutput, LocalFileStore
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.formatting import jsonl_formatter
+from pipelines.engine.formatting import jsonl_formatter
 from pipelines.plugins.base import FormatterPlugin
-from pipelines.records import Schema
+from pipelines.engine.records import Schema
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import IO, Any
 
-from pipelines.columns import ColumnSettings, record_converter, schema_of
-from pipelines.error_output import ErrorSink
+from pipelines.engine.columns import ColumnSettings, record_converter, schema_of
+from pipelines.engine.error_output import ErrorSink
 from pipelines.plugins.base import ParserPlugin
-from pipelines.records import Batch, Schema, Source
-from pipelines.textio import TextChunks, check_charset
+from pipelines.engine.records import Batch, Schema, Source
+from pipelines.engine.textio import TextChunks, check_charset
 
 
 @dataclass(frozen=True)

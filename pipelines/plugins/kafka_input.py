@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pipelines.columns import ColumnSettings, records_converter, schema_of
-from pipelines.error_output import ErrorSink
-from pipelines.errors import ConfigError, RunError, TransientRunError
+from pipelines.engine.columns import ColumnSettings, records_converter, schema_of
+from pipelines.engine.error_output import ErrorSink
+from pipelines.engine.errors import ConfigError, RunError, TransientRunError
 from pipelines.kafka.connection import KafkaConnectionSettings, client_config, is_auth_error, unreachable
 from pipelines.kafka.memory import release_free_memory
-from pipelines.kafka.native import split_messages, with_errors
-from pipelines.plan import PlanItem
+from pipelines.native.kafka import split_messages, with_errors
+from pipelines.engine.plan import PlanItem
 from pipelines.plugins.base import InputPlugin
-from pipelines.records import Batch, Schema
-from pipelines.settings import option
+from pipelines.engine.records import Batch, Schema
+from pipelines.engine.settings import option
 
 JOB_ID_HEADER = "pipelines.job_id"
 MARKER = ("pipelines.marker", b"end")
@@ -147,7 +147,7 @@ class KafkaInput(InputPlugin):
         """The declared columns, or the fields of the subject's latest schema (asked once)."""
         if self.settings.columns:
             return self.settings.columns
-        from pipelines.avro_schema import columns_from_avro
+        from pipelines.plugins.avro_schema import columns_from_avro
 
         subject = self.settings.value_subject or f"{self.settings.topic}-value"
         _, avro = self.registry.latest(subject)
@@ -348,8 +348,8 @@ class KafkaInput(InputPlugin):
 
     def _records(self, item: PlanItem, batch_rows: int, job: tuple[str, bytes] | None) -> Iterator[tuple[list[bytes], list[int], list[Any], list[int]]]:
         """The range as (values, offsets, keys, tombstones) batches, end markers and (with `job`) other
-        jobs' records left out: read by the compiled loop (pipelines.kafka.native) when it can."""
-        from pipelines.kafka.native import compiled_consume
+        jobs' records left out: read by the compiled loop (pipelines.native.kafka) when it can."""
+        from pipelines.native.kafka import compiled_consume
 
         consume = compiled_consume() if self._compiled_consumer_ok() else None
         if consume is not None:
@@ -370,7 +370,7 @@ class KafkaInput(InputPlugin):
         token callback) nor with PIPELINES_KAFKA_DEBUG=1 (librdkafka's log into Python)."""
         import os
 
-        from pipelines.kafka.native import unavailable_reason
+        from pipelines.native.kafka import unavailable_reason
 
         return self.settings.auth != "msk_iam" and os.environ.get("PIPELINES_KAFKA_DEBUG") != "1" and unavailable_reason() is None
 
@@ -584,21 +584,21 @@ def detach_error_events(consumer: Any) -> None:
     confluent_kafka's own consume, which drops them (no error_cb is set): it is called before
     anything is assigned. Only with the compiled loop, which loads only with the confluent-kafka
     version whose handle layout it reads. Call it before `assign`."""
-    from pipelines.compiled import compiled
+    from pipelines.native.compiled import compiled
 
-    compiled("pipelines.kafka._fastkafka", "detach_error_events")(consumer)
+    compiled("pipelines.native._fastkafka", "detach_error_events")(consumer)
     consumer.consume(1000, 0)  # no partition is assigned: only the events queued before the forward was undone
 
 
 def compiled_json_rows(columns: tuple[ColumnSettings, ...]) -> Callable[[list[bytes]], list[list[Any]] | None] | None:
-    """The compiled decoder of flat JSON objects (pipelines/_fastrows.c), giving the rows orjson and
+    """The compiled decoder of flat JSON objects (pipelines/native/_fastrows.c), giving the rows orjson and
     records_converter give, or None for a batch with anything out of the ordinary (which the Python
     path then decodes and reports); None when there is a json column or it is not built."""
-    from pipelines.columns import text_converter
-    from pipelines.compiled import compiled
+    from pipelines.engine.columns import text_converter
+    from pipelines.native.compiled import compiled
 
     kinds = {"string": 0, "long": 1, "double": 2, "boolean": 3, "timestamp": 4}
-    json_rows = compiled("pipelines._fastrows", "json_rows")
+    json_rows = compiled("pipelines.native._fastrows", "json_rows")
     if json_rows is None or any(c.type not in kinds for c in columns):
         return None
 

@@ -12,21 +12,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pipelines.error_output import ErrorSink
-from pipelines.errors import ConfigError, RunError, TransientRunError
+from pipelines.engine.error_output import ErrorSink
+from pipelines.engine.errors import ConfigError, RunError, TransientRunError
 from pipelines.plugins.base import JobTotals, OutputPlugin, OutputResult
 from pipelines.plugins.column_filters import require_columns
-from pipelines.records import Batch, Schema
+from pipelines.engine.records import Batch, Schema
 from pipelines.kafka.connection import KafkaConnectionSettings, client_config, is_auth_error, unreachable
-from pipelines.plan import SHARD_MAX_SECONDS
-from pipelines.settings import option
+from pipelines.engine.plan import SHARD_MAX_SECONDS
+from pipelines.engine.settings import option
 
 JOB_ID_HEADER = "pipelines.job_id"
 MARKER_HEADER = "pipelines.marker"
 # Kafka keeps at most this much metadata with a committed offset (offset.metadata.max.bytes).
 MAX_RECORD_BYTES = 4096
 # A shard's transaction spans its whole run: its timeout is the shard's longest time limit
-# (pipelines.plan.SHARD_MAX_SECONDS, 15 min, the broker's default transaction.max.timeout.ms). It is
+# (pipelines.engine.plan.SHARD_MAX_SECONDS, 15 min, the broker's default transaction.max.timeout.ms). It is
 # also how long a shard killed mid-run (SIGKILL, a lost task) holds read_committed readers of its
 # partitions back, unless the job is aborted (`pipelines abort`, the workflow's AbortJob), which
 # fences its transactions at once.
@@ -111,7 +111,7 @@ class KafkaOutputSettings(KafkaConnectionSettings):
 class KafkaOutput(OutputPlugin):
     Settings = KafkaOutputSettings
     serializer: Any = None  # with serialize_format avro: the AvroSerializer, set when the output opens
-    batch_producer: Any = None  # the compiled batch loop (pipelines.kafka.native), set when the output opens, if usable
+    batch_producer: Any = None  # the compiled batch loop (pipelines.native.kafka), set when the output opens, if usable
 
     def bind(self, schema: Schema) -> None:
         s = self.settings
@@ -133,7 +133,7 @@ class KafkaOutput(OutputPlugin):
     def _bind_avro(self, schema: Schema) -> None:
         """Checks the value columns against the avsc/avsc_file schema now; without one, against the
         registry's schema when the output opens."""
-        from pipelines.avro_schema import avro_from_columns, load_avsc, record_converter
+        from pipelines.plugins.avro_schema import avro_from_columns, load_avsc, record_converter
 
         s = self.settings
         value_schema = Schema(tuple(schema.columns[i] for i in self.value_indexes))
@@ -156,7 +156,7 @@ class KafkaOutput(OutputPlugin):
         """
         if self._avro_resolved is not None:
             return self._avro_resolved
-        from pipelines.avro_schema import avro_from_columns, record_converter
+        from pipelines.plugins.avro_schema import avro_from_columns, record_converter
         from pipelines.kafka.avro_wire import AvroSerializer
         from pipelines.kafka.schema_registry import SchemaNotFound, SchemaRegistry
 
@@ -252,10 +252,10 @@ class KafkaOutput(OutputPlugin):
         return producer
 
     def _batches_natively(self) -> bool:
-        """Whether keyed JSON values go through the compiled batch loop (pipelines.kafka.native)."""
+        """Whether keyed JSON values go through the compiled batch loop (pipelines.native.kafka)."""
         if self.settings.serialize_format != "json" or self.key_index is None:
             return False
-        from pipelines.kafka.native import unavailable_reason
+        from pipelines.native.kafka import unavailable_reason
 
         return unavailable_reason() is None
 
@@ -265,7 +265,7 @@ class KafkaOutput(OutputPlugin):
         Its producer reports failed deliveries only (delivery.report.only.error): rows are counted
         per partition as they are produced, partitioned with murmur2 exactly as the
         `murmur2_random` partitioner would, and a failure fails the run as on the Python path."""
-        from pipelines.kafka.native import batch_producer
+        from pipelines.native.kafka import batch_producer
 
         s = self.settings
         return batch_producer(
@@ -343,7 +343,7 @@ class KafkaOutput(OutputPlugin):
 
     def write(self, batch: Batch, errors: ErrorSink) -> None:
         """The batch's keys checked and its values encoded first (JSON, or Avro in the wire format), then produced."""
-        if batch.encoded is not None:  # records made by the parser (pipelines.encoding): only with a batch producer
+        if batch.encoded is not None:  # records made by the parser (pipelines.native.fused): only with a batch producer
             try:
                 self.produced += self.batch_producer.produce_encoded(batch.encoded.data, self.partition_rows)
             except RuntimeError as exc:

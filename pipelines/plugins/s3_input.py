@@ -2,7 +2,7 @@
 
 A GET that S3 answers with a 5xx or a throttle is retried by botocore (standard mode, 9 tries, or
 $AWS_MAX_ATTEMPTS); a body that breaks while read resumes where it broke (ResumingS3Body). What
-still fails after that exits 75 (pipelines.s3_errors: one rule for reads and writes).
+still fails after that exits 75 (pipelines.engine.s3: one rule for reads and writes).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from pipelines.errors import ConfigError, DataError, RunError, TransientRunError
+from pipelines.engine.errors import ConfigError, DataError, RunError, TransientRunError
 from pipelines.plugins.base import InputPlugin, checked_sources
 from pipelines.plugins.file_input import compile_pattern
-from pipelines.records import Source
-from pipelines.s3_errors import s3_error  # the rule lives there; storage and manifest import it from here
-from pipelines.settings import option
-from pipelines.textio import Readable
+from pipelines.engine.records import Source
+from pipelines.engine.s3 import s3_error  # the rule lives there; storage and manifest import it from here
+from pipelines.engine.settings import option
+from pipelines.engine.textio import Readable
 
 # A body that breaks (a reset, a read timeout, a connection closed early) resumes at the byte reached;
 # READ_TRIES tries in a row that each read less than PROGRESS_BYTES before breaking fail the read.
@@ -233,7 +233,7 @@ class ResumingS3Body(Readable):
         """Drops the broken body and waits before the next try; past READ_TRIES in a row, fails."""
         from botocore.exceptions import FlexibleChecksumError
 
-        from pipelines.progress import log_event
+        from pipelines.engine.progress import log_event
 
         self._drop_body()
         if isinstance(exc, FlexibleChecksumError):  # bytes already handed on were wrong: no resuming past them

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from pipelines.error_output import ErrorSink
-from pipelines.formatting import jsonl_formatter
+from pipelines.engine.error_output import ErrorSink
+from pipelines.engine.formatting import jsonl_formatter
 from pipelines.plugins.base import OutputPlugin, OutputResult
-from pipelines.records import Batch, Schema
+from pipelines.engine.records import Batch, Schema
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ import re
 from dataclasses import dataclass
 from operator import itemgetter
 
-from pipelines.error_output import ErrorSink
-from pipelines.errors import ConfigError
+from pipelines.engine.error_output import ErrorSink
+from pipelines.engine.errors import ConfigError
 from pipelines.plugins.base import FilterPlugin
 from pipelines.plugins.column_filters import require_columns
-from pipelines.records import Batch, Schema
-from pipelines.settings import option
+from pipelines.engine.records import Batch, Schema
+from pipelines.engine.settings import option
 
 
 @dataclass(frozen=True)

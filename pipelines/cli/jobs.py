@@ -1,0 +1,148 @@
+"""`pipelines jobs submit|status|list` (operators, over the HTTP API) and `pipelines api serve`.
+
+The jobs commands speak HTTP with urllib only and print the API's JSON answer on stdout. A non-2xx
+answer prints ``error: <message>`` on stderr and exits 1 (2 when the API answered 400: the
+request was wrong, nothing was created). Imports are lazy: `pipelines --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+API_ENV = "PIPELINES_API_URL"
+DEFAULT_API = "http://127.0.0.1:8080"
+
+
+from pipelines.cli.types import KeyValue as ParamType  # noqa: E402  (KEY=VALUE, for --param)
+
+
+def call_api(base: str, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30) -> dict[str, Any]:
+    """The JSON answer of a 2xx; otherwise prints the error on stderr and exits 1 (2 for a 400)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = base.rstrip("/") + path
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    request = urllib.request.Request(url, data=data, method=method, headers={"Accept": "application/json"})
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            text = response.read().decode("utf-8")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read().decode("utf-8", "replace")
+        try:
+            message = json.loads(raw).get("error") or raw
+        except (ValueError, AttributeError):
+            message = raw.strip() or exc.reason
+        click.echo(f"error: {method} {url}: {exc.code}: {message}", err=True)
+        sys.exit(2 if exc.code == 400 else 1)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        click.echo(f"error: cannot reach the API at {base} ({reason}); is `pipelines api serve` running, or {API_ENV} set?", err=True)
+        sys.exit(1)
+    try:
+        return json.loads(text)
+    except ValueError:
+        click.echo(f"error: {method} {url}: the answer is not JSON: {text[:200]!r}", err=True)
+        sys.exit(1)
+
+
+def _print(answer: Any) -> None:
+    import json
+
+    click.echo(json.dumps(answer, indent=2))
+
+
+api_option = click.option(
+    "--api",
+    "api_url",
+    envvar=API_ENV,
+    default=DEFAULT_API,
+    show_default=True,
+    help=f"The API's base URL (default ${API_ENV}, else {DEFAULT_API}).",
+)
+
+
+@click.group()
+def jobs() -> None:
+    """Submit imports and see jobs, over the HTTP API (`pipelines api serve` locally, API Gateway on AWS).
+
+    \b
+    Exit codes: 0 ok; 1 the API answered an error or could not be reached; 2 the request was
+    wrong (the API answered 400: unknown pipeline, undefined variable, bad job id, ...).
+    """
+
+
+@jobs.command()
+@click.argument("pipeline")
+@click.option("--param", "params", type=ParamType(), multiple=True, help="A job param (env.KEY in the config). Repeatable.")
+@click.option("--job-id", help="The job id (default: a new one). Submitting an id again is refused (409).")
+@api_option
+def submit(pipeline: str, params: tuple[tuple[str, str], ...], job_id: str | None, api_url: str) -> None:
+    """Start an import of PIPELINE (a config in configs/, without .yml.liquid); print its job id."""
+    body: dict[str, Any] = {"pipeline": pipeline, "params": dict(params)}
+    if job_id:
+        body["job_id"] = job_id
+    _print(call_api(api_url, "POST", "/imports", body))
+
+
+@jobs.command()
+@click.argument("job_id")
+@api_option
+def status(job_id: str, api_url: str) -> None:
+    """Print the status of JOB_ID: status, counts, error (Error and Cause) when it failed."""
+    from urllib.parse import quote
+
+    _print(call_api(api_url, "GET", f"/jobs/{quote(job_id, safe='')}"))
+
+
+@jobs.command(name="list")
+@click.option("--status", "status_filter", type=click.Choice(["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"], case_sensitive=False), help="Only jobs in this status.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="How many jobs, newest first.")
+@api_option
+def list_jobs(status_filter: str | None, limit: int, api_url: str) -> None:
+    """List the newest jobs (newest first), optionally only those in --status."""
+    from urllib.parse import urlencode
+
+    query = {"limit": limit, **({"status": status_filter.upper()} if status_filter else {})}
+    _print(call_api(api_url, "GET", f"/jobs?{urlencode(query)}"))
+
+
+@click.group()
+def api() -> None:
+    """The HTTP API (POST /imports, GET /jobs/{id}, GET /jobs)."""
+
+
+@api.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on (0: a free one).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--function",
+    "function_name",
+    metavar="NAME",
+    help="Pass each request on to this Lambda function (lambda:Invoke at AWS_ENDPOINT_URL), as API Gateway does, "
+    "instead of handling it here; with `pipelines dev up --image`, the image serves it.",
+)
+def serve(port: int, host: str, function_name: str | None) -> None:
+    """Serve the API locally, around the same handler as the Lambda.
+
+    \b
+    Reads PIPELINES_JOBS_TABLE (the DynamoDB jobs table), PIPELINES_STATE_MACHINE_ARN,
+    PIPELINES_EVENT_BUS (default: default) and the AWS settings (AWS_ENDPOINT_URL for moto).
+    """
+    from pipelines.aws.api import serve as serve_api
+    from pipelines.engine.errors import PipelineError
+
+    try:
+        serve_api(port, host, function_name=function_name)
+    except PipelineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        click.echo(f"error: cannot listen on {host}:{port}: {exc}", err=True)
+        sys.exit(1)

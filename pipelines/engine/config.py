@@ -1,0 +1,215 @@
+"""Configs: render `*.yml.liquid` (strict Liquid), parse YAML, validate into plugins.
+
+    job = load_job(Path("configs/send_audience_to_kafka.yml.liquid"), {"S3_BUCKET": "b"})
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.engine import registry
+from pipelines.engine.error_output import DEFAULT_LOCATION, ErrorPolicy
+from pipelines.engine.errors import ConfigError
+from pipelines.plugins.base import DecoderPlugin, FilterPlugin, InputPlugin, OutputPlugin, ParserPlugin
+from pipelines.engine.records import Schema
+from pipelines.engine.settings import SettingsBuilder, option
+
+TOP_LEVEL_KEYS = ("in", "filters", "out", "exec")
+
+
+@dataclass(frozen=True)
+class ExecSettings:
+    max_threads: int = 1  # shards run at once, each in its own process
+    work_dir: str = "pipelines-work"  # where `run` keeps plans, shard reports and summaries (folder or s3:// prefix)
+    batch_rows: int = 10_000
+    error_output: str = DEFAULT_LOCATION
+    max_errors: int | None = None
+    max_error_rate: float | None = None
+    preview_rows: int = option(20)
+
+    def __post_init__(self) -> None:
+        if self.max_threads < 1:
+            raise ValueError("max_threads must be at least 1")
+        if self.batch_rows < 1:
+            raise ValueError("batch_rows must be at least 1")
+        if self.max_errors is not None and self.max_errors < 0:
+            raise ValueError("max_errors must be 0 or more")
+        if self.max_error_rate is not None and not 0 <= self.max_error_rate <= 1:
+            raise ValueError("max_error_rate must be between 0 and 1")
+
+    @property
+    def error_policy(self) -> ErrorPolicy:
+        return ErrorPolicy(self.error_output, self.max_errors, self.max_error_rate)
+
+
+@dataclass
+class Job:
+    """A validated config: plugins built and checked against each other's schemas."""
+
+    path: Path
+    input: InputPlugin
+    decoders: list[DecoderPlugin] | None  # None: detected from each object's first bytes
+    parser: ParserPlugin | None  # None for record inputs (Kafka)
+    filters: list[FilterPlugin]
+    output: OutputPlugin
+    exec: ExecSettings
+    schema: Schema  # what reaches the output
+
+
+PARAMS_ENV = "PIPELINES_PARAMS"
+
+
+def params_from_env() -> dict[str, str]:
+    """Variables given as one JSON object in $PIPELINES_PARAMS (how the workflow passes a job's params
+    to a Fargate task); --var values override them."""
+    import json
+
+    text = os.environ.get(PARAMS_ENV)
+    if not text:
+        return {}
+    try:
+        params = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"not a JSON object: {exc}", where=f"${PARAMS_ENV}") from None
+    if not isinstance(params, dict) or not all(isinstance(v, str | int | float | bool) for v in params.values()):
+        raise ConfigError('expected a JSON object of strings, like {"S3_KEY": "drops/a.csv.gz"}', where=f"${PARAMS_ENV}")
+    return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+
+
+def template_variables(cli_vars: Mapping[str, str]) -> dict[str, Any]:
+    """`env` is the environment overlaid with --var values; `var` holds the --var values."""
+    return {"env": {**os.environ, **cli_vars}, "var": dict(cli_vars)}
+
+
+def render(path: Path, cli_vars: Mapping[str, str] | None = None) -> str:
+    """The config's text: rendered by Liquid (strict) for *.liquid files, as-is otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", where=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config: {exc}", where=str(path)) from None
+    if path.suffix != ".liquid":
+        return text
+    from pipelines.engine.templating import render_liquid
+
+    return render_liquid(text, path, template_variables(cli_vars or {}))
+
+
+@functools.cache
+def _unique_key_loader() -> type:
+    """A SafeLoader refusing a key given twice in one mapping (YAML would keep the last one silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[tuple[str, str], Any] = {}
+                for key_node, _ in node.value:
+                    if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    first = seen.setdefault((key_node.tag, key_node.value), key_node)
+                    if first is not key_node:
+                        raise yaml.constructor.ConstructorError(
+                            None,
+                            None,
+                            f"duplicate key '{key_node.value}' (first at line {first.start_mark.line + 1})",
+                            key_node.start_mark,
+                        )
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
+
+
+def parse_yaml(text: str, where: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        if at and where.endswith(".liquid"):  # template tags can add or remove lines
+            at += " of the rendered config"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML{at}: {problem}", where=where) from None
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping with in:, out: and optional filters:, exec:", where=where)
+    return data
+
+
+def load_job(path: Path, cli_vars: Mapping[str, str] | None = None) -> Job:
+    return build_job(parse_yaml(render(path, cli_vars), str(path)), path)
+
+
+def _plugin(builder: SettingsBuilder, kind: str, raw: Any, path: str, ignore: tuple[str, ...] = ("type",)) -> Any:
+    where = f"{builder.source}: {path}"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"expected a mapping with a 'type:', got {raw!r}", where=where)
+    if "type" not in raw:
+        raise ConfigError(f"missing required option 'type' ({', '.join(registry.names(kind))})", where=where)
+    cls = registry.load(kind, raw["type"], f"{where}.type")
+    settings = builder.build(cls.Settings, raw, path, ignore=ignore)
+    return cls(settings, where)
+
+
+def _file_plugins(builder: SettingsBuilder, output: OutputPlugin, raw_out: Mapping[str, Any]) -> None:
+    """`out.formatter` and `out.encoders` of file and object outputs, from the registry."""
+    if not output.writes_files:
+        for key in ("formatter", "encoders"):
+            if key in raw_out:
+                raise builder.error(f"out.{key}", f"the {raw_out['type']} output takes no {key}")
+        return
+    output.formatter = _plugin(builder, "formatter", raw_out.get("formatter") or {"type": "jsonl"}, "out.formatter")
+    raw_encoders = raw_out.get("encoders") or []
+    if not isinstance(raw_encoders, list):
+        raise builder.error("out.encoders", "expected a list like [{type: gzip}]")
+    output.encoders = [_plugin(builder, "encoder", e, f"out.encoders[{i}]") for i, e in enumerate(raw_encoders)]
+    if output.encoders and output.formatter.compressed:
+        raise builder.error("out.encoders", f"the {raw_out['formatter']['type']} formatter compresses its own blocks; remove the encoders")
+
+
+def build_job(data: Mapping[str, Any], path: Path) -> Job:
+    from pipelines.engine.settings import did_you_mean
+
+    builder = SettingsBuilder(str(path))
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise builder.error(str(key), "unknown top-level key" + did_you_mean(str(key), TOP_LEVEL_KEYS))
+    for key in ("in", "out"):
+        if key not in data:
+            raise builder.error(key, f"missing required section '{key}:'")
+    raw_in = data["in"]
+    input_plugin = _plugin(builder, "in", raw_in, "in", ignore=("type", "parser", "decoders"))
+    parser, decoders = None, None
+    if input_plugin.reads_records:
+        for key in ("parser", "decoders"):
+            if key in raw_in:
+                raise builder.error(f"in.{key}", f"the {raw_in['type']} input reads records, not files: it takes no {key}")
+    elif "parser" not in raw_in:
+        raise builder.error("in.parser", f"missing required option 'parser' ({', '.join(registry.names('parser'))})")
+    else:
+        parser = _plugin(builder, "parser", raw_in["parser"], "in.parser")
+    if "decoders" in raw_in and parser is not None:
+        raw_decoders = raw_in["decoders"] or []
+        if not isinstance(raw_decoders, list):
+            raise builder.error("in.decoders", "expected a list like [{type: gzip}]")
+        decoders = [_plugin(builder, "decoder", d, f"in.decoders[{i}]") for i, d in enumerate(raw_decoders)]
+    raw_filters = data.get("filters") or []
+    if not isinstance(raw_filters, list):
+        raise builder.error("filters", "expected a list of filters")
+    filters = [_plugin(builder, "filter", f, f"filters[{i}]") for i, f in enumerate(raw_filters)]
+    output = _plugin(builder, "out", data["out"], "out", ignore=("type", "formatter", "encoders"))
+    _file_plugins(builder, output, data["out"])
+    exec_settings = builder.build(ExecSettings, data.get("exec"), "exec", ignore=())
+
+    schema = parser.schema() if parser is not None else input_plugin.schema()
+    for f in filters:
+        schema = f.bind(schema)
+    output.bind(schema)
+    return Job(path, input_plugin, decoders, parser, filters, output, exec_settings, schema)
