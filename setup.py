@@ -2,7 +2,7 @@
 
 - pipelines/native/_fastrows.c: CSV text to typed rows, rows to CSV text, flat JSON values to typed rows;
 - pipelines/native/_fastkafka.c: rows to produced JSON records, consumed batches to values;
-- pipelines/native/_isoformat.h: the datetime text both write.
+- pipelines/native/_isoformat.h: the datetime text both write; _common.h: the byte buffer and number text both use.
 
 Without a C compiler the build goes on without them, and the same work is done by Python loops
 with the same results (tests/test_native.py runs both and compares).
@@ -22,7 +22,7 @@ from pathlib import Path
 from setuptools import Extension, setup
 
 FLAGS = ["-O2", "-Wall", "-Wno-vla"]
-SHARED = ["pipelines/native/_isoformat.h"]
+SHARED = ["pipelines/native/_isoformat.h", "pipelines/native/_common.h"]
 CONSTRAINTS = "container/constraints.txt"
 
 

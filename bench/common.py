@@ -23,10 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 PIPELINES = str(Path(sys.executable).with_name("pipelines"))  # the venv's CLI, next to its python
 BUCKET = "bench"
-MARKER_HEADER = "pipelines.marker"  # our end-marker records carry it (pipelines/plugins/kafka_output.py)
+MARKER_HEADER = "pipelines.marker"  # our end-marker records carry it (pipelines/kafka/markers.py)
 JOB_ID_HEADER = "pipelines.job_id"  # every record of ours carries it
 
-# The producer settings every import run uses: ours has them as defaults (pipelines/plugins/kafka_output.py),
+# The producer settings every import run uses: ours has them as defaults (pipelines/kafka/producer.py),
 # kcat and the naive script get them passed explicitly.
 PRODUCER_SETTINGS = {
     "acks": "all",

@@ -73,7 +73,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 @pytest.fixture
 def s3(stack: object):
-    from pipelines.plugins.s3_input import s3_client
+    from pipelines.engine.s3 import s3_client
 
     return s3_client()
 

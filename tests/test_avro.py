@@ -18,7 +18,7 @@ import yaml
 from click.testing import CliRunner
 from conftest import consume_all, free_port, rows_and_markers, run_cli, summary_of
 
-from pipelines.plugins.avro_schema import (
+from pipelines.engine.avro_schema import (
     RowConverter,
     avro_from_columns,
     columns_from_avro,

@@ -76,7 +76,7 @@ def snapshot(stack) -> Iterator[SimpleNamespace]:
     """One import of ROWS rows in a topic of its own; exports of it, each made once, by their options."""
     if not hasattr(stack, "state_dir"):
         pytest.skip("needs the test run's own stack (not PIPELINES_TEST_REUSE_STACK)")
-    from pipelines.plugins.s3_input import s3_client
+    from pipelines.engine.s3 import s3_client
 
     s3 = s3_client()
     bucket, topic = f"restart-{uuid.uuid4().hex[:10]}", f"audience-{uuid.uuid4().hex[:10]}"

@@ -156,7 +156,7 @@ def job_records(bootstrap: str, topic: str, job_id: str) -> list:
 
 def test_api_import_of_three_objects_over_three_shards_end_to_end(local, stack, capsys):
     from pipelines.engine.config import load_job
-    from pipelines.aws.handler import config_path
+    from pipelines.aws.pipeline_configs import config_path
     from pipelines.engine.run import default_plan_uri, write_plan
 
     bucket, topic = f"data-{uuid.uuid4().hex[:10]}", f"audience-{uuid.uuid4().hex[:10]}"

@@ -407,7 +407,7 @@ def random_audience_csv(rng: random.Random, rows: int) -> bytes:
 def import_records(data: bytes, native: bool, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple:
     """What the import makes of `data`: (key, JSON value) records in order, the error output's
     entries, the records consumed; natively through encode_records wherever it takes the rows."""
-    from pipelines.native.fused import encoding_for
+    from pipelines.native.fused import EncodedRecords, record_encoder
     from pipelines.plugins.column_filters import AddColumnsFilter, AddColumnsSettings, AddedColumn
     from pipelines.plugins.validate_filter import ColumnRule, ValidateFilter, ValidateSettings
 
@@ -427,20 +427,20 @@ def import_records(data: bytes, native: bool, monkeypatch: pytest.MonkeyPatch, *
     names, key_index = schema.names, schema.index("user_id")
     value_indexes = [i for i, name in enumerate(names) if name != "n"]
     value_names = [names[i] for i in value_indexes]
-    encoding = encoding_for(parser, filters, key_index, value_indexes, value_names)
-    assert (encoding is not None) == native
+    encoder = record_encoder(parser, filters, key_index, value_indexes, value_names)
+    assert (encoder is not None) == native
     errors, records, consumed, encoded = Errors(), [], 0, 0
-    for batch, n in parser.batches(io.BytesIO(data), Source("mem://x.csv", len(data)), errors, 7, encoding=encoding):
+    for batch, n in parser.read_batches(io.BytesIO(data), Source("mem://x.csv", len(data)), errors, 7, True, False, encoder):
         consumed += n
-        if batch.encoded is not None:
-            assert batch.rows == [] and batch.encoded.count <= 7
-            view, offset = batch.encoded.data, 0
-            for _ in range(batch.encoded.count):
+        if isinstance(batch, EncodedRecords):  # records made in C: no rows
+            assert batch.count <= 7
+            view, offset = batch.data, 0
+            for _ in range(batch.count):
                 key_len, value_len = int.from_bytes(view[offset:offset + 4], "little"), int.from_bytes(view[offset + 4:offset + 8], "little")
                 records.append((view[offset + 8:offset + 8 + key_len], view[offset + 8 + key_len:offset + 8 + key_len + value_len]))
                 offset += 8 + key_len + value_len
             assert offset == len(view)
-            encoded += batch.encoded.count
+            encoded += batch.count
             continue
         for f in filters:
             if batch.rows:

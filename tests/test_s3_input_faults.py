@@ -260,7 +260,7 @@ def client_error(status: int, code: str, message: str, operation: str, retries: 
     ids=["slowdown", "500", "head-503", "request-timeout", "no-such-key", "etag-changed", "access-denied"],
 )
 def test_one_rule_for_s3_answers(exc, exit_code, message):
-    from pipelines.plugins.s3_input import s3_error as input_rule
+    from pipelines.engine.s3 import s3_error as input_rule
     from pipelines.engine.s3 import s3_error
 
     assert input_rule is s3_error, "the S3 input and output share the rule"

@@ -27,9 +27,9 @@ from pipelines.engine.error_output import ErrorPolicy, ErrorSink
 from pipelines.engine.errors import ConfigError, RunError, TransientRunError
 from pipelines.engine.manifest import Manifest, read_manifest, verify
 from pipelines.plugins.files import MIB, FileWritingOutput, LocalFileStore, RotatingFileWriter, file_names
-from pipelines.plugins.base import FormatterPlugin, JobTotals
+from pipelines.engine.spi import FormatterPlugin, JobTotals
 from pipelines.plugins.csv_formatter import CsvFormatter, CsvFormatterSettings
-from pipelines.plugins.decoders import detect
+from pipelines.engine.decoding import detect
 from pipelines.engine.records import Batch, Column, Schema, Source
 from pipelines.engine.settings import SettingsBuilder
 
@@ -409,7 +409,7 @@ def read_back(data: bytes, formatter: str) -> list[Any]:
     if formatter == "avro":
         import fastavro
 
-        from pipelines.plugins.avro_schema import ensure_zstandard_codec
+        from pipelines.engine.avro_schema import ensure_zstandard_codec
 
         ensure_zstandard_codec()
         return list(fastavro.reader(io.BytesIO(data)))

@@ -6,7 +6,7 @@
                                  template variable, ...), bad JSON
                              409 the job id exists already ({"error", "job_id", "status"})
                              502 the execution could not be started (the job is marked FAILED with the cause)
-    GET  /jobs/{id}       -> 200 Job.to_api() and "params" | 404
+    GET  /jobs/{id}       -> 200 JobRecord.to_api() and "params" | 404
     GET  /jobs?status=S&limit=N   -> 200 {"jobs": [...]}, newest first (limit 1..1000, default 50)
 
 Answers are JSON objects; errors are ``{"error": message}``. Params whose names look secret
@@ -26,20 +26,16 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import os
-import re
 import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pipelines.aws.executions import JOB_ID, StartExecution, execution_input, state_machine_arn, step_functions_starter
+from pipelines.aws.pipeline_configs import config_path, params_of
 from pipelines.engine.errors import ConfigError, PipelineError
 
-StartExecution = Callable[[str, dict[str, Any]], str]
-
-STATE_MACHINE_ENV = "PIPELINES_STATE_MACHINE_ARN"
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")  # a Step Functions execution name, and safe in file names
 MAX_BODY = 1 << 20
 DEFAULT_LIMIT, MAX_LIMIT = 50, 1000
 ROUTES = {"/imports": ("POST",), "/jobs": ("GET",), "/jobs/{id}": ("GET",)}
@@ -101,9 +97,8 @@ def _json_body(body: bytes | None) -> dict[str, Any]:
 
 
 def _submit(request: dict[str, Any], store: Any, start_execution: StartExecution) -> tuple[int, dict[str, Any]]:
-    from pipelines.engine.config import load_job
-    from pipelines.aws.handler import config_path, params_of
     from pipelines.aws.jobs import FAILED, QUEUED, JobExists
+    from pipelines.engine.config import load_job
     from pipelines.engine.read import new_job_id
 
     unknown = sorted(set(request) - {"pipeline", "params", "job_id"})
@@ -129,7 +124,7 @@ def _submit(request: dict[str, Any], store: Any, start_execution: StartExecution
     except JobExists as exc:
         raise HttpError(409, _mask_text(str(exc), exc.job.params), job_id=job_id, status=exc.job.status) from None
     try:
-        execution_arn = start_execution(job_id, {"job_id": job_id, "pipeline": pipeline, "params": params})
+        execution_arn = start_execution(job_id, execution_input(job_id, pipeline, params))
     except Exception as exc:  # noqa: BLE001 - every failure to start is the job's failure
         cause = _describe(exc)
         try:
@@ -170,7 +165,7 @@ def _list(query: dict[str, list[str]], store: Any) -> tuple[int, dict[str, Any]]
 
 
 def job_answer(job: Any) -> dict[str, Any]:
-    """Job.to_api() with the job's params, secrets masked (also inside the error's cause)."""
+    """JobRecord.to_api() with the job's params, secrets masked (also inside the error's cause)."""
     answer = {**job.to_api(), "params": mask_params(job.params)}
     return _mask_values(answer, job.params)
 
@@ -214,32 +209,7 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-# ------------------------------------------------------------------ Step Functions and the store
-
-
-def state_machine_arn() -> str:
-    arn = os.environ.get(STATE_MACHINE_ENV, "").strip()
-    if not arn:
-        raise ConfigError(f"{STATE_MACHINE_ENV} is not set: it names the state machine that runs the imports")
-    return arn
-
-
-def step_functions_starter(arn: str | None = None, client: Any = None) -> StartExecution:
-    """start_execution for handle_request: StartExecution of the state machine (default: from
-    $PIPELINES_STATE_MACHINE_ARN), the execution named after the job id; returns its ARN."""
-    arn = arn or state_machine_arn()
-    if client is None:
-        from pipelines.aws.jobs import _client
-
-        client = _client("stepfunctions")
-
-    def start_execution(job_id: str, execution_input: dict[str, Any]) -> str:
-        response = client.start_execution(
-            stateMachineArn=arn, name=job_id, input=json.dumps(execution_input, sort_keys=True, separators=(",", ":"))
-        )
-        return str(response["executionArn"])
-
-    return start_execution
+# ------------------------------------------------------------------ the store and the starter
 
 
 _LAMBDA_STATE: dict[str, Any] = {}  # the store and starter, kept across warm invocations
@@ -333,13 +303,22 @@ def make_server(
     """A ThreadingHTTPServer (not yet serving) around ``respond`` (default: handle_request, with the
     store and starter from the environment unless given). Port 0 picks a free one
     (server.server_address tells which)."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import ThreadingHTTPServer
 
     if respond is None:
         if store is None or start_execution is None:
             env_store, env_start = _from_env()
             store, start_execution = store or env_store, start_execution or env_start
         respond = functools.partial(_respond_here, store=store, start_execution=start_execution)
+    server = ThreadingHTTPServer((host, port), _request_handler(respond))
+    server.daemon_threads = True
+    return server
+
+
+def _request_handler(respond: Respond) -> type:
+    """The server's request handler class: each request's body read (at most MAX_BODY bytes), the
+    answer of ``respond`` sent as JSON, one JSON line of access log on stderr."""
+    from http.server import BaseHTTPRequestHandler
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "audience-pipelines-api"
@@ -376,9 +355,7 @@ def make_server(
         def log_message(self, format: str, *args: Any) -> None:
             sys.stderr.write(json.dumps({"client": self.address_string(), "request": format % args}) + "\n")
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    return Handler
 
 
 def _respond_here(method: str, path: str, body: bytes | None, *, store: Any, start_execution: StartExecution) -> tuple[int, dict[str, Any]]:

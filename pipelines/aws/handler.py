@@ -18,41 +18,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from pathlib import Path
 from typing import Any
 
+from pipelines.aws.pipeline_configs import config_path, params_of
 from pipelines.engine.errors import ConfigError
 
-PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
-CONFIGS_ENV = "PIPELINES_CONFIGS"
 SHARD_BYTES_ENV = "PIPELINES_SHARD_BYTES"
 
 
-def configs_dir() -> Path:
-    """$PIPELINES_CONFIGS (the image sets /app/configs), or the configs/ folder beside the package (a checkout)."""
-    return Path(os.environ.get(CONFIGS_ENV) or Path(__file__).resolve().parents[2] / "configs")
-
-
-def config_path(pipeline: object) -> Path:
-    """The config of a pipeline named in a request; only names of configs that exist are accepted."""
-    if not isinstance(pipeline, str) or not PIPELINE_NAME.match(pipeline):
-        raise ConfigError(f"pipeline must be a config name like send_audience_to_kafka, got {pipeline!r}")
-    path = configs_dir() / f"{pipeline}.yml.liquid"
-    if not path.is_file():
-        known = sorted(p.name.removesuffix(".yml.liquid") for p in configs_dir().glob("[!_]*.yml.liquid"))
-        raise ConfigError(f"no pipeline '{pipeline}' (known: {', '.join(known)})")
-    return path
-
-
-def params_of(event: dict[str, Any]) -> dict[str, str]:
-    params = event.get("params") or {}
-    if not isinstance(params, dict) or not all(isinstance(v, str | int | float | bool) for v in params.values()):
-        raise ConfigError("params must be an object of strings")
-    return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
-
-
 def load(event: dict[str, Any]) -> Any:
+    """The job an event names: its pipeline's config rendered with its params."""
     from pipelines.engine.config import load_job
 
     return load_job(config_path(event.get("pipeline")), params_of(event))

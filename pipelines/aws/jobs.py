@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from pipelines.engine.errors import ConfigError, RunError, TransientRunError
+from pipelines.engine.errors import ConfigError, RunError, TransientRunError, aws_error_code
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED)
@@ -42,7 +42,7 @@ MAX_CAUSE = 4096  # Step Functions causes (an ECS task description, a stack trac
 class JobExists(RunError):
     """A job with this id was created before: a duplicate trigger. ``job`` is the stored one."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: JobRecord) -> None:
         self.job = job
         super().__init__(f"job {job.job_id} exists already (pipeline {job.pipeline}, {job.status}, created {job.created_at})")
 
@@ -66,8 +66,19 @@ class TransitionRejected(RunError):
         super().__init__(message)
 
 
+class _Refused(Exception):
+    """A conditional write DynamoDB refused; ``job`` is the item as it was (None: there was none)."""
+
+    def __init__(self, job: JobRecord | None) -> None:
+        super().__init__(job.job_id if job else "no job")
+        self.job = job
+
+
 @dataclass(frozen=True)
-class Job:
+class JobRecord:
+    """One job's item in the jobs table: its status and what it did (not the config's Job, which is
+    what a run does)."""
+
     job_id: str
     pipeline: str
     status: str
@@ -85,7 +96,7 @@ class Job:
     failed_at: str | None = None
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Job:
+    def from_item(cls, item: dict[str, Any]) -> JobRecord:
         """A job from a low-level DynamoDB item (``{"status": {"S": ...}, ...}``)."""
         from boto3.dynamodb.types import TypeDeserializer
 
@@ -144,10 +155,8 @@ class JobStore:
 
     # ------------------------------------------------------------------ writes
 
-    def create(self, job_id: str, pipeline: str, params: dict[str, Any]) -> Job:
+    def create(self, job_id: str, pipeline: str, params: dict[str, Any]) -> JobRecord:
         """Stores a new QUEUED job; :class:`JobExists` if the id is taken (a duplicate trigger)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         if not job_id or not pipeline:
             raise ValueError("a job needs a job_id and a pipeline")
         now = _now()
@@ -161,22 +170,14 @@ class JobStore:
             "queued_at": now,
         }
         try:
-            self.dynamodb.put_item(
-                TableName=self.table,
-                Item=_serialize(values),
-                ConditionExpression="attribute_not_exists(job_id)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            self._write_if(
+                "put_item", job_id, f"cannot create job {job_id}", Item=_serialize(values), ConditionExpression="attribute_not_exists(job_id)"
             )
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise self._error(exc, f"cannot create job {job_id}") from exc
-            job = self._refused_by(exc, job_id)
-            if job is None:  # deleted right after the refusal
-                raise RunError(f"cannot create job {job_id}: it existed a moment ago and is gone now") from exc
-            raise JobExists(job) from None
-        except BotoCoreError as exc:
-            raise self._error(exc, f"cannot create job {job_id}") from exc
-        job = Job.from_item(_serialize(values))
+        except _Refused as refused:
+            if refused.job is None:  # deleted right after the refusal
+                raise RunError(f"cannot create job {job_id}: it existed a moment ago and is gone now") from refused.__cause__
+            raise JobExists(refused.job) from None
+        job = JobRecord.from_item(_serialize(values))
         self._publish(job, previous_status=None)
         return job
 
@@ -187,7 +188,7 @@ class JobStore:
         *,
         counts: dict[str, Any] | None = None,
         error: dict[str, Any] | str | None = None,
-    ) -> Job:
+    ) -> JobRecord:
         """Moves the job to ``to_status`` if DynamoDB finds it in a status allowed to go there.
 
         ``counts``: the keys in :data:`COUNT_FIELDS` are stored (others are ignored, so a whole
@@ -195,68 +196,56 @@ class JobStore:
         message, only with FAILED. Raises :class:`TransitionRejected` when the job is missing
         or the transition is a duplicate or out of order; nothing is written then.
         """
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if to_status not in STATUSES:
-            raise ValueError(f"unknown status {to_status!r}: expected one of {', '.join(STATUSES)}")
-        if error is not None and to_status != FAILED:
-            raise ValueError(f"an error goes with FAILED, not {to_status}")
-        sources = ALLOWED_FROM.get(to_status, ())
+        sources = _sources(to_status, error)
         if not sources:  # nothing goes to QUEUED: there is no condition to write
             current = self.get(job_id)
             raise TransitionRejected(job_id, current.status if current else None, to_status)
-
-        now = _now()
-        updates: dict[str, Any] = {"status": to_status, "updated_at": now, f"{to_status.lower()}_at": now}
-        updates.update(_counts(counts or {}))
-        if error is not None:
-            updates["error"] = _error_value(error)
-        names = {f"#u{i}": key for i, key in enumerate(updates)}
-        values = {f":u{i}": value for i, value in enumerate(updates.values())}
-        values.update({f":from{i}": status for i, status in enumerate(sources)})
-        names["#status"] = "status"
+        updates = _updates(to_status, counts, error)
         try:
-            response = self.dynamodb.update_item(
-                TableName=self.table,
-                Key={"job_id": {"S": job_id}},
-                UpdateExpression="SET " + ", ".join(f"#u{i} = :u{i}" for i in range(len(updates))),
-                ConditionExpression=(
-                    "attribute_exists(job_id) AND #status IN (" + ", ".join(f":from{i}" for i in range(len(sources))) + ")"
-                ),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_serialize(values),
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            response = self._write_if(
+                "update_item", job_id, f"cannot mark job {job_id} {to_status}", **_update_arguments(job_id, updates, sources)
             )
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise self._error(exc, f"cannot mark job {job_id} {to_status}") from exc
-            current = self._refused_by(exc, job_id)
-            raise TransitionRejected(job_id, current.status if current else None, to_status) from None
-        except BotoCoreError as exc:
-            raise self._error(exc, f"cannot mark job {job_id} {to_status}") from exc
+        except _Refused as refused:
+            raise TransitionRejected(job_id, refused.job.status if refused.job else None, to_status) from None
         old = response["Attributes"]
-        job = Job.from_item({**old, **_serialize(updates)})
-        self._publish(job, previous_status=Job.from_item(old).status)
+        job = JobRecord.from_item({**old, **_serialize(updates)})
+        self._publish(job, previous_status=JobRecord.from_item(old).status)
         return job
+
+    def _write_if(self, operation: str, job_id: str, what: str, **arguments: Any) -> dict[str, Any]:
+        """A conditional write of the job's item (``put_item``, ``update_item``) and its response.
+
+        Raises :class:`_Refused` with the item as it was when the condition failed (DynamoDB
+        returns it with the refusal), and any other failure as :meth:`_error` describes it (``what``).
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.dynamodb, operation)(TableName=self.table, ReturnValuesOnConditionCheckFailure="ALL_OLD", **arguments)
+        except ClientError as exc:
+            if aws_error_code(exc) != "ConditionalCheckFailedException":
+                raise self._error(exc, what) from exc
+            raise _Refused(self._refused_by(exc, job_id)) from exc
+        except BotoCoreError as exc:
+            raise self._error(exc, what) from exc
 
     # ------------------------------------------------------------------- reads
 
-    def _refused_by(self, exc: Any, job_id: str) -> Job | None:
+    def _refused_by(self, exc: Any, job_id: str) -> JobRecord | None:
         """The job as it was when a conditional write was refused (DynamoDB returns it with the refusal)."""
         existing = exc.response.get("Item")
-        return Job.from_item(existing) if existing else self.get(job_id)
+        return JobRecord.from_item(existing) if existing else self.get(job_id)
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> JobRecord | None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             item = self.dynamodb.get_item(TableName=self.table, Key={"job_id": {"S": job_id}}, ConsistentRead=True).get("Item")
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, f"cannot read job {job_id}") from exc
-        return Job.from_item(item) if item else None
+        return JobRecord.from_item(item) if item else None
 
-    def list(self, limit: int = 50, status: str | None = None) -> builtins.list[Job]:
+    def list(self, limit: int = 50, status: str | None = None) -> builtins.list[JobRecord]:
         """The newest ``limit`` jobs (by ``created_at``), only those in ``status`` if given. Scans the table."""
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -271,7 +260,7 @@ class JobStore:
             )
         try:
             pages = self.dynamodb.get_paginator("scan").paginate(**arguments)
-            jobs = [Job.from_item(item) for page in pages for item in page.get("Items", [])]
+            jobs = [JobRecord.from_item(item) for page in pages for item in page.get("Items", [])]
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, "cannot list jobs") from exc
         jobs.sort(key=lambda job: (job.created_at, job.job_id), reverse=True)
@@ -279,7 +268,7 @@ class JobStore:
 
     # ----------------------------------------------------------------- helpers
 
-    def _publish(self, job: Job, previous_status: str | None) -> None:
+    def _publish(self, job: JobRecord, previous_status: str | None) -> None:
         """One status-change event; a failure is a RunError saying the status itself was written."""
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -292,7 +281,7 @@ class JobStore:
         try:
             response = self.events.put_events(Entries=[entry])
         except (BotoCoreError, ClientError) as exc:
-            reason = f"{_code(exc)}: {exc}" if isinstance(exc, ClientError) else str(exc)
+            reason = f"{aws_error_code(exc)}: {exc}" if isinstance(exc, ClientError) else str(exc)
         else:
             if not response.get("FailedEntryCount"):
                 return
@@ -307,9 +296,9 @@ class JobStore:
         from botocore.exceptions import ClientError
 
         if isinstance(exc, ClientError):
-            if _code(exc) == "ResourceNotFoundException":
+            if aws_error_code(exc) == "ResourceNotFoundException":
                 return RunError(f"{what}: the jobs table {self.table} does not exist")
-            return RunError(f"{what}: DynamoDB error {_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}")
+            return RunError(f"{what}: DynamoDB error {aws_error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}")
         return TransientRunError(f"{what}: cannot reach DynamoDB: {exc}")
 
 
@@ -325,7 +314,7 @@ def create_table(client: Any, name: str) -> None:
             BillingMode="PAY_PER_REQUEST",
         )
     except ClientError as exc:
-        if _code(exc) != "ResourceInUseException":
+        if aws_error_code(exc) != "ResourceInUseException":
             raise
     client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 
@@ -342,15 +331,48 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _code(exc: Any) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 def _serialize(values: dict[str, Any]) -> dict[str, Any]:
     from boto3.dynamodb.types import TypeSerializer
 
     serializer = TypeSerializer()
     return {key: serializer.serialize(value) for key, value in values.items()}
+
+
+def _sources(to_status: str, error: object) -> tuple[str, ...]:
+    """The statuses a job may reach ``to_status`` from; a ValueError for an unknown status, or an
+    error given with another status than FAILED."""
+    if to_status not in STATUSES:
+        raise ValueError(f"unknown status {to_status!r}: expected one of {', '.join(STATUSES)}")
+    if error is not None and to_status != FAILED:
+        raise ValueError(f"an error goes with FAILED, not {to_status}")
+    return ALLOWED_FROM.get(to_status, ())
+
+
+def _updates(to_status: str, counts: dict[str, Any] | None, error: dict[str, Any] | str | None) -> dict[str, Any]:
+    """The attributes a transition to ``to_status`` sets: the status, its times, the counts, the error."""
+    now = _now()
+    updates: dict[str, Any] = {"status": to_status, "updated_at": now, f"{to_status.lower()}_at": now}
+    updates.update(_counts(counts or {}))
+    if error is not None:
+        updates["error"] = _error_value(error)
+    return updates
+
+
+def _update_arguments(job_id: str, updates: dict[str, Any], sources: tuple[str, ...]) -> dict[str, Any]:
+    """update_item's arguments: SET ``updates``, if the job exists in one of the ``sources`` statuses;
+    the old item returned (for the event's previous status)."""
+    names = {f"#u{i}": key for i, key in enumerate(updates)}
+    values = {f":u{i}": value for i, value in enumerate(updates.values())}
+    values.update({f":from{i}": status for i, status in enumerate(sources)})
+    names["#status"] = "status"
+    return {
+        "Key": {"job_id": {"S": job_id}},
+        "UpdateExpression": "SET " + ", ".join(f"#u{i} = :u{i}" for i in range(len(updates))),
+        "ConditionExpression": "attribute_exists(job_id) AND #status IN (" + ", ".join(f":from{i}" for i in range(len(sources))) + ")",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": _serialize(values),
+        "ReturnValues": "ALL_OLD",
+    }
 
 
 def _counts(counts: dict[str, Any]) -> dict[str, int]:

@@ -39,7 +39,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipelines.engine.errors import ConfigError, RunError, TransientRunError
+from pipelines.aws.executions import execution_input
+from pipelines.aws.pipeline_configs import config_path, params_of
+from pipelines.aws.templatefile import fill, placeholders_in  # noqa: F401 - placeholders_in is read here (tests)
+from pipelines.engine.errors import ConfigError, RunError, TransientRunError, aws_error_code
 
 # The placeholders each trigger file holds (Terraform passes exactly these to templatefile).
 PLACEHOLDERS: dict[str, tuple[str, ...]] = {
@@ -48,10 +51,6 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "schedule_input": ("export_pipeline", "export_bucket"),
 }
 
-# templatefile's interpolation, as in pipelines.aws.workflow: `${name}`; `$${` is a literal `${`.
-_PLACEHOLDER = re.compile(r"(?<!\$)\$\{\s*([^}]*?)\s*\}")
-# Step Functions execution names: 1..80 of these (also safe in Kafka transactional ids and S3 keys).
-EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 HASH_CHARS = 32  # hex digits of SHA-256 kept in a derived job id: 128 bits, collisions out of reach
 
 
@@ -66,10 +65,6 @@ def trigger_path(name: str) -> Path:
     return workflow_dir() / f"{name}.json"
 
 
-def placeholders_in(text: str) -> set[str]:
-    return set(_PLACEHOLDER.findall(text))
-
-
 def render_trigger(name: str, values: dict[str, str]) -> dict[str, Any]:
     """workflow/<name>.json with each `${key}` replaced by values[key] (as templatefile does), parsed.
 
@@ -79,19 +74,12 @@ def render_trigger(name: str, values: dict[str, str]) -> dict[str, Any]:
     the JSON here and in Terraform alike).
     """
     path = trigger_path(name)
-    text = path.read_text(encoding="utf-8")
-    found = placeholders_in(text)
-    missing, extra = sorted(found - values.keys()), sorted(values.keys() - found)
-    if missing or extra:
-        problems = ([f"no value for {', '.join(missing)}"] if missing else []) + ([f"no placeholder for {', '.join(extra)}"] if extra else [])
-        raise ValueError(f"{path.name}: {'; '.join(problems)}")
-    for key, value in values.items():
-        if not isinstance(value, str):
-            raise TypeError(f"{path.name}: the value of {key} must be a string, got {type(value).__name__}")
+
+    def json_safe(key: str, value: str) -> None:
         if re.search(r'["\\\x00-\x1f]', value):
             raise ValueError(f"{path.name}: the value of {key} may not hold a double quote, a backslash or a control character: {value!r}")
-    rendered = _PLACEHOLDER.sub(lambda m: values[m.group(1)], text).replace("$${", "${")
-    return json.loads(rendered)
+
+    return json.loads(fill(path.read_text(encoding="utf-8"), values, path.name, json_safe))
 
 
 # ----------------------------------------------------------------------------- job ids
@@ -176,7 +164,6 @@ def trigger_task(event: dict[str, Any], *, store: Any = None, start_execution: A
     redelivery (Lambda async retries, EventBridge retry policy) starts it; any other start
     failure marks the job FAILED with the cause and raises RunError.
     """
-    from pipelines.aws.handler import config_path, params_of
     from pipelines.aws.jobs import FAILED, QUEUED, JobExists, JobStore
 
     pipeline = event.get("pipeline")
@@ -185,7 +172,7 @@ def trigger_task(event: dict[str, Any], *, store: Any = None, start_execution: A
     job_id = trigger_job_id(pipeline, event.get("trigger") or {})
     store = store or JobStore.from_env()
     if start_execution is None:
-        from pipelines.aws.api import step_functions_starter
+        from pipelines.aws.executions import step_functions_starter
 
         start_execution = step_functions_starter()
     try:
@@ -194,7 +181,7 @@ def trigger_task(event: dict[str, Any], *, store: Any = None, start_execution: A
         if exc.job.status != QUEUED:
             return {"job_id": job_id, "status": exc.job.status, "duplicate": True}
         params = exc.job.params  # the input of the first attempt, so a running execution is matched
-    outcome = start_or_classify(start_execution, job_id, {"job_id": job_id, "pipeline": pipeline, "params": params})
+    outcome = start_or_classify(start_execution, job_id, execution_input(job_id, pipeline, params))
     if outcome == "started":
         return {"job_id": job_id, "status": QUEUED, "duplicate": False}
     if outcome == "exists":
@@ -215,19 +202,12 @@ def start_or_classify(start_execution: Any, job_id: str, execution_input: dict[s
     try:
         start_execution(job_id, execution_input)
     except Exception as exc:  # noqa: BLE001 - any failure to start is classified and reported
-        code = _error_code(exc)
+        code = aws_error_code(exc)
         if code == "ExecutionAlreadyExists":
             return "exists"
         transient = code in TRANSIENT_CODES or _is_connection_error(exc) or isinstance(exc, TransientRunError)
         return ("transient" if transient else "failed", f"{code + ': ' if code else ''}{exc}")
     return "started"
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
 
 
 def _is_connection_error(exc: Exception) -> bool:

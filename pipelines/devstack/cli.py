@@ -154,7 +154,7 @@ def sample_audience(rows: int, seed: int, destination: str) -> None:
         write_audience_gzip(destination, rows, seed)
         click.echo(f"wrote {rows:,} rows to {destination}", err=True)
         return
-    from pipelines.plugins.s3_input import s3_client
+    from pipelines.engine.s3 import s3_client
 
     bucket, _, key = destination.removeprefix("s3://").partition("/")
     client = s3_client()

@@ -83,8 +83,6 @@ def create_local_workflow(
     import boto3
 
     from pipelines.aws.jobs import create_table
-    from pipelines.aws.triggers import render_trigger
-    from pipelines.aws.workflow import render_definition
 
     session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
 
@@ -96,30 +94,19 @@ def create_local_workflow(
     cluster, task_definition = _ecs(client("ecs"))
     role = _role(client("iam"))
     function = _function(client("lambda"), role)
-    definition = render_definition(
-        {
-            "function_arn": function,
-            "cluster_arn": cluster,
-            "task_definition_arn": task_definition,
-            "container_name": CONTAINER_NAME,
-            "subnet_ids": subnet,
-            "security_group_ids": group,
-            "max_concurrency": str(max_concurrency),
-            "small_job_bytes": str(small_job_bytes),
-        }
-    )
-    machine = _state_machine(client("stepfunctions"), definition, role, region)
-
-    s3 = client("s3")
-    if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-        s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
-    events = client("events")
-    rule = drop_rule_name(bucket)
-    pattern = render_trigger("s3_drop_rule", {"bucket": bucket, "prefix": prefix, "suffix": suffix})
-    events.put_rule(Name=rule, EventBusName=EVENT_BUS, EventPattern=json.dumps(pattern), State="ENABLED")
-    transformer = render_trigger("s3_drop_input", {"pipeline": pipeline})
-    events.put_targets(Rule=rule, EventBusName=EVENT_BUS, Targets=[{"Id": "importer", "Arn": function, "InputTransformer": transformer}])
+    values = {
+        "function_arn": function,
+        "cluster_arn": cluster,
+        "task_definition_arn": task_definition,
+        "container_name": CONTAINER_NAME,
+        "subnet_ids": subnet,
+        "security_group_ids": group,
+        "max_concurrency": str(max_concurrency),
+        "small_job_bytes": str(small_job_bytes),
+    }
+    machine = _state_machine(client("stepfunctions"), values, role, region)
+    _drop_bucket(client("s3"), bucket)
+    _drop_rule(client("events"), function, bucket=bucket, pipeline=pipeline, prefix=prefix, suffix=suffix)
     _schedule(client("scheduler"), function, role)
     return {
         "PIPELINES_STATE_MACHINE_ARN": machine,
@@ -127,6 +114,25 @@ def create_local_workflow(
         "PIPELINES_EVENT_BUS": EVENT_BUS,
         "PIPELINES_API_URL": api_url,
     }
+
+
+def _drop_bucket(s3: Any, bucket: str) -> None:
+    """The drop bucket (created when missing), sending its events to EventBridge."""
+    if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+
+
+def _drop_rule(events: Any, function: str, *, bucket: str, pipeline: str, prefix: str, suffix: str) -> None:
+    """The S3-drop rule on the default bus (workflow/s3_drop_rule.json), targeting the Lambda with
+    the InputTransformer of workflow/s3_drop_input.json, as Terraform wires it."""
+    from pipelines.aws.triggers import render_trigger
+
+    rule = drop_rule_name(bucket)
+    pattern = render_trigger("s3_drop_rule", {"bucket": bucket, "prefix": prefix, "suffix": suffix})
+    events.put_rule(Name=rule, EventBusName=EVENT_BUS, EventPattern=json.dumps(pattern), State="ENABLED")
+    transformer = render_trigger("s3_drop_input", {"pipeline": pipeline})
+    events.put_targets(Rule=rule, EventBusName=EVENT_BUS, Targets=[{"Id": "importer", "Arn": function, "InputTransformer": transformer}])
 
 
 def _schedule(scheduler: Any, function: str, role: str) -> None:
@@ -218,7 +224,11 @@ def _function(lambda_client: Any, role: str) -> str:
     )
 
 
-def _state_machine(sfn: Any, definition: str, role: str, region: str) -> str:
+def _state_machine(sfn: Any, values: dict[str, str], role: str, region: str) -> str:
+    """The state machine, its definition statemachine.json filled with ``values`` (created, or updated to it)."""
+    from pipelines.aws.workflow import render_definition
+
+    definition = render_definition(values)
     arn = state_machine_arn(region)
     try:
         sfn.describe_state_machine(stateMachineArn=arn)

@@ -389,25 +389,32 @@ def bridge_map_failures() -> None:
 
     def _map_run(self: Any, env: Any, eval_input: Any) -> None:
         original_map_run(self, env, eval_input)
-        record = eval_input.map_run_record
-        items = record.item_counter
-        failed = items.failed.get() + items.timed_out.get() + items.aborted.get()
-        total = items.total.get()
-        if failed == 0:
-            return
-        over_count = failed > eval_input.tolerated_failure_count
-        over_percentage = 100.0 * failed / max(total, 1) > eval_input.tolerated_failure_percentage
-        if not (over_count and over_percentage):
-            return
-        cause = "The specified tolerated failure threshold was exceeded"
-        first = sorted(record.__dict__.get("bridge_failures", []), key=lambda f: f[0])[:1]
-        if first:
-            index, error, item_cause = first[0]
-            cause += f" ({failed} of {total} items failed; item {index}: {error}: {item_cause})"
-        raise _task_failed(env, StatesErrorNameType.StatesExceedToleratedFailureThreshold, cause)
+        cause = _tolerance_exceeded(eval_input)
+        if cause is not None:
+            raise _task_failed(env, StatesErrorNameType.StatesExceedToleratedFailureThreshold, cause)
 
     DistributedItemProcessorWorker._eval_job = _eval_job
     DistributedIterationComponent._map_run = _map_run
+
+
+def _tolerance_exceeded(eval_input: Any) -> str | None:
+    """The cause of a Map run that failed more items than it tolerates, or None."""
+    record = eval_input.map_run_record
+    items = record.item_counter
+    failed = items.failed.get() + items.timed_out.get() + items.aborted.get()
+    total = items.total.get()
+    if failed == 0:
+        return None
+    over_count = failed > eval_input.tolerated_failure_count
+    over_percentage = 100.0 * failed / max(total, 1) > eval_input.tolerated_failure_percentage
+    if not (over_count and over_percentage):
+        return None
+    cause = "The specified tolerated failure threshold was exceeded"
+    first = sorted(record.__dict__.get("bridge_failures", []), key=lambda f: f[0])[:1]
+    if first:
+        index, error, item_cause = first[0]
+        cause += f" ({failed} of {total} items failed; item {index}: {error}: {item_cause})"
+    return cause
 
 
 def bridge_fail_state_error_names() -> None:

@@ -178,9 +178,10 @@ NATIVE_TYPES: dict[str, type] = {"string": str, "long": int, "double": float, "b
 _NONE = type(None)
 
 
-def records_converter(
-    columns: tuple[ColumnSettings, ...],
-) -> Callable[[list[dict[str, Any]]], tuple[list[list[Any]], list[int], list[tuple[int, str]]]]:
+Converted = tuple[list[list[Any]], list[int], list[tuple[int, str]]]  # rows, their positions, [(position, reason)]
+
+
+def records_converter(columns: tuple[ColumnSettings, ...]) -> Callable[[list[dict[str, Any]]], Converted]:
     """Like `record_converter`, for a batch: JSON objects -> (rows, their positions, [(position, reason)]).
 
     The batch is converted column by column in C where it can be (a column whose values already have
@@ -200,39 +201,46 @@ def records_converter(
         convert = _timestamp(c.format) if c.type == "timestamp" else value_converter(c)
         plans.append((i, c.type, native, convert, value_converter(c)))
 
-    def one_by_one(records: list[dict[str, Any]]) -> tuple[list[list[Any]], list[int], list[tuple[int, str]]]:
-        rows, positions, bad = [], [], []
-        for position, record in enumerate(records):
-            try:
-                rows.append(to_row(record))
-            except ValueError as exc:
-                bad.append((position, str(exc)))
-                continue
-            positions.append(position)
-        return rows, positions, bad
-
-    def convert_batch(records: list[dict[str, Any]]) -> tuple[list[list[Any]], list[int], list[tuple[int, str]]]:
+    def convert_batch(records: list[dict[str, Any]]) -> Converted:
         if not records:
             return [], [], []
         try:
-            columns_ = list(zip(*map(pick, records)))
-            for i, type_name, native, convert, any_value in plans:
-                values = columns_[i]
-                types = set(map(type, values))
-                if native is not None and types <= {native, _NONE}:
-                    if type_name == "long":
-                        present = values if _NONE not in types else [v for v in values if v is not None]
-                        if present and (min(present) < LONG_MIN or max(present) > LONG_MAX):
-                            raise ValueError
-                    continue
-                if type_name == "timestamp" and types == {str}:
-                    columns_[i] = list(map(convert, values))
-                elif _NONE in types:
-                    columns_[i] = [None if v is None else any_value(v) for v in values]
-                else:
-                    columns_[i] = list(map(any_value, values))
+            values_by_column = list(zip(*map(pick, records)))
+            for plan in plans:
+                _convert_column(values_by_column, *plan)
         except (KeyError, ValueError, TypeError, OverflowError):
-            return one_by_one(records)
-        return list(map(list, zip(*columns_))), list(range(len(records))), []
+            return _one_by_one(to_row, records)
+        return list(map(list, zip(*values_by_column))), list(range(len(records))), []
 
     return convert_batch
+
+
+def _convert_column(values_by_column: list[Any], i: int, type_name: str, native: type | None, convert: Any, any_value: Any) -> None:
+    """Column `i` of a batch converted in place; a value that does not convert raises."""
+    values = values_by_column[i]
+    types = set(map(type, values))
+    if native is not None and types <= {native, _NONE}:
+        if type_name == "long":
+            present = values if _NONE not in types else [v for v in values if v is not None]
+            if present and (min(present) < LONG_MIN or max(present) > LONG_MAX):
+                raise ValueError
+        return
+    if type_name == "timestamp" and types == {str}:
+        values_by_column[i] = list(map(convert, values))
+    elif _NONE in types:
+        values_by_column[i] = [None if v is None else any_value(v) for v in values]
+    else:
+        values_by_column[i] = list(map(any_value, values))
+
+
+def _one_by_one(to_row: Callable[[dict[str, Any]], list[Any]], records: list[dict[str, Any]]) -> Converted:
+    """The batch record by record: the rows of the good ones, and a reason for each bad one."""
+    rows, positions, bad = [], [], []
+    for position, record in enumerate(records):
+        try:
+            rows.append(to_row(record))
+        except ValueError as exc:
+            bad.append((position, str(exc)))
+            continue
+        positions.append(position)
+    return rows, positions, bad

@@ -15,7 +15,7 @@ from typing import Any
 from pipelines.engine import registry
 from pipelines.engine.error_output import DEFAULT_LOCATION, ErrorPolicy
 from pipelines.engine.errors import ConfigError
-from pipelines.plugins.base import DecoderPlugin, FilterPlugin, InputPlugin, OutputPlugin, ParserPlugin
+from pipelines.engine.spi import DecoderPlugin, FilterPlugin, InputPlugin, OutputPlugin, ParserPlugin
 from pipelines.engine.records import Schema
 from pipelines.engine.settings import SettingsBuilder, option
 
@@ -76,9 +76,16 @@ def params_from_env() -> dict[str, str]:
         params = json.loads(text)
     except ValueError as exc:
         raise ConfigError(f"not a JSON object: {exc}", where=f"${PARAMS_ENV}") from None
-    if not isinstance(params, dict) or not all(isinstance(v, str | int | float | bool) for v in params.values()):
-        raise ConfigError('expected a JSON object of strings, like {"S3_KEY": "drops/a.csv.gz"}', where=f"${PARAMS_ENV}")
-    return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+    return params_from(params, 'expected a JSON object of strings, like {"S3_KEY": "drops/a.csv.gz"}', where=f"${PARAMS_ENV}")
+
+
+def params_from(value: object, problem: str, where: str | None = None) -> dict[str, str]:
+    """A job's params as template variables: ``value`` must be an object whose values are strings,
+    numbers or booleans; each becomes a string (booleans lowercased, as JSON spells them). Anything
+    else is a ConfigError saying ``problem`` (at ``where``, if given)."""
+    if not isinstance(value, dict) or not all(isinstance(v, str | int | float | bool) for v in value.values()):
+        raise ConfigError(problem, where=where)
+    return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
 
 
 def template_variables(cli_vars: Mapping[str, str]) -> dict[str, Any]:

@@ -66,3 +66,11 @@ class TimedOut(Terminated):
 
 class DataError(RunError):
     """The input bytes themselves are bad (truncated compression, wrong charset, empty object)."""
+
+
+def aws_error_code(exc: BaseException) -> str:
+    """The AWS error code of a failed call (``ThrottlingException``, ``NoSuchKey``, ...), read from
+    the ``response`` an AWS SDK client error carries; "" for any other exception."""
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
+    return str(error.get("Code", "")) if isinstance(error, dict) else ""

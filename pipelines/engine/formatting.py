@@ -1,8 +1,4 @@
-"""Rows to bytes, a batch at a time: JSON lines (the stdout output and the jsonl formatter) and CSV.
-
-The file and object outputs take these as formatter plugins (`pipelines.plugins.jsonl_formatter`,
-`pipelines.plugins.csv_formatter`); these functions are for callers without a config.
-"""
+"""Rows to JSON lines, a batch at a time: what the stdout output and the jsonl formatter write."""
 
 from __future__ import annotations
 
@@ -28,12 +24,3 @@ def jsonl_formatter(schema: Schema) -> Callable[[list[list[Any]]], bytes]:
         return bytes(out)
 
     return format_rows
-
-
-def csv_formatter(schema: Schema, header: bool = True) -> tuple[bytes, Callable[[list[list[Any]]], bytes]]:
-    """The header line (b'' without one) and a function formatting rows as CSV (the csv formatter's defaults)."""
-    from pipelines.plugins.csv_formatter import CsvFormatter, CsvFormatterSettings
-
-    formatter = CsvFormatter(CsvFormatterSettings(header_line=header), "csv_formatter")
-    formatter.bind(schema)
-    return formatter.begin(), formatter.rows

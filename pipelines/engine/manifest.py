@@ -29,9 +29,7 @@ A consumer reads it with `read_manifest(uri)` and checks the files with `verify(
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -100,7 +98,7 @@ def open_uri(uri: str, client: Any = None) -> IO[bytes]:
     if uri.startswith("s3://"):
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from pipelines.plugins.s3_input import s3_client, s3_error
+        from pipelines.engine.s3 import s3_client, s3_error
 
         bucket, key = _s3_parts(uri)
         try:
@@ -195,66 +193,14 @@ def verify(uri: str, count_rows: bool = False, client: Any = None) -> Verificati
     return result
 
 
-def decoded(manifest: Manifest, stream: Any, uri: str) -> IO[bytes]:
-    """The file's bytes with the manifest's encoders undone (last applied, first undone)."""
-    from pipelines.plugins.decoders import GzipDecoder, NoSettings, ZstdDecoder
-    from pipelines.engine.records import Source
-
-    decoders = {"gzip": GzipDecoder, "zstd": ZstdDecoder}
-    source = Source(uri, 0)
-    for encoder in reversed(manifest.encoders):
-        decoder = decoders.get(encoder.get("type"))
-        if decoder is None:
-            raise RunError(f"no decoder for the encoder {encoder.get('type')!r}", where=uri)
-        stream = decoder(NoSettings(), uri).decode(stream, source)
-    return stream
-
-
 def count_file_rows(manifest: Manifest, stream: Any, uri: str) -> int:
-    """Rows of one file, parsed back by its format."""
-    data = decoded(manifest, stream, uri)
-    if manifest.format == "jsonl":
-        return sum(chunk.count(b"\n") for chunk in _chunks(data))
-    if manifest.format == "csv":
-        return _count_csv(manifest, data)
-    if manifest.format == "avro":
-        import fastavro
+    """Rows of one file: its encoders undone, then counted by the formatter that wrote it (found by
+    the manifest's format in the registry, with the manifest's formatter settings)."""
+    from pipelines.engine import registry
+    from pipelines.engine.decoding import undo_encoders
 
-        from pipelines.plugins.avro_schema import ensure_zstandard_codec
-
-        ensure_zstandard_codec()  # the avro formatter's default codec
-
-        return sum(1 for _ in fastavro.reader(data))
-    raise RunError(f"cannot count rows of the format {manifest.format!r}", where=uri)
-
-
-def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
-    while chunk := stream.read(READ_CHUNK):
-        yield chunk
-
-
-def _count_csv(manifest: Manifest, data: IO[bytes]) -> int:
-    import csv
-
-    from pipelines.plugins.csv_formatter import CsvFormatterSettings
-
-    settings = CsvFormatterSettings(**manifest.formatter)
-    quoting = csv.QUOTE_NONE if settings.quote_policy == "NONE" else csv.QUOTE_MINIMAL
-    text = io.TextIOWrapper(io.BufferedReader(_RawReader(data), READ_CHUNK), encoding="utf-8", newline="")
-    records = sum(1 for _ in csv.reader(text, quoting=quoting, **settings.dialect()))
-    return records - (1 if settings.header_line else 0)
-
-
-class _RawReader(io.RawIOBase):
-    """A stream with `read`, as the raw stream io.BufferedReader wants."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    if manifest.format not in registry.names("formatter"):
+        raise RunError(f"cannot count rows of the format {manifest.format!r}", where=uri)
+    cls = registry.load("formatter", manifest.format, uri)
+    formatter = cls(cls.Settings(**manifest.formatter), uri)
+    return formatter.count_rows(undo_encoders(manifest.encoders, stream, uri))

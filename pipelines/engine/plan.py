@@ -168,6 +168,8 @@ def pack(items: list[PlanItem], shard_bytes: int) -> tuple[ShardSpec, ...]:
 
 def make_plan(job: Any, job_id: str, shard_bytes: int = DEFAULT_SHARD_BYTES) -> Plan:
     """Lists the job's sources (failing on missing or empty ones) and splits them into shards."""
+    from pipelines.engine.decoding import is_compressed
+
     if shard_bytes < 1:
         raise ConfigError(f"shard size must be at least 1 byte, got {shard_bytes}")
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -185,20 +187,6 @@ def make_plan(job: Any, job_id: str, shard_bytes: int = DEFAULT_SHARD_BYTES) -> 
         else:
             items.append(PlanItem(source.uri, source.size, source.etag))
     return Plan(job_id, str(job.path), created, shard_bytes, pack(items, shard_bytes))
-
-
-def is_compressed(job: Any, source: Source) -> bool:
-    """Configured decoders decide; without them, the object's first bytes do."""
-    from pipelines.plugins.decoders import GZIP_MAGIC, ZSTD_MAGIC, NoDecoder
-
-    if job.decoders is not None:
-        return any(not isinstance(d, NoDecoder) for d in job.decoders)
-    stream = job.input.open(source)
-    try:
-        head = stream.read(4)
-    finally:
-        stream.close()
-    return head.startswith(GZIP_MAGIC) or head.startswith(ZSTD_MAGIC)
 
 
 def align_to_records(job: Any, source: Source, ranges: list[tuple[int, int | None]], quote: bytes) -> list[tuple[int, int | None]]:
@@ -238,12 +226,12 @@ def align_to_records(job: Any, source: Source, ranges: list[tuple[int, int | Non
 
 
 def header_end(job: Any, source: Source) -> int:
-    """1 + the offset where the last header line (csv skip_header_lines) starts, or 0 without header lines.
+    """1 + the offset where the last header line (the parser's header_lines) starts, or 0 without header lines.
 
     A split range reads the lines that start in it and only the range at 0 skips header lines,
     so that range must reach past the start of the last one (with skip_header_lines: 1 it always does).
     """
-    lines = getattr(getattr(job.parser, "settings", None), "skip_header_lines", 0) or 0
+    lines = job.parser.header_lines()
     if lines < 2:
         return 0
     stream = job.input.open(source)

@@ -16,6 +16,7 @@ from pipelines.engine.error_output import ErrorSink
 from pipelines.engine.plan import PlanItem
 from pipelines.engine.progress import RunStats
 from pipelines.engine.records import Batch, Source
+from pipelines.engine.spi import FusedPath
 from pipelines.engine.textio import CountingStream, LineRange
 
 
@@ -26,7 +27,7 @@ def new_job_id() -> str:
 def open_item(job: Job, item: PlanItem) -> tuple[CountingStream, Any]:
     """(counted stream, decoded stream) of a plan item: a whole object through its decoders,
     or the lines of a byte range of an uncompressed one."""
-    from pipelines.plugins.decoders import detect
+    from pipelines.engine.decoding import detect
 
     if not item.whole:
         counted = CountingStream(LineRange(job.input.open(item.source, max(item.start - 1, 0)), item.start, item.end))
@@ -42,33 +43,37 @@ def open_item(job: Job, item: PlanItem) -> tuple[CountingStream, Any]:
 
 
 def read_items(
-    job: Job, items: list[PlanItem] | tuple[PlanItem, ...], errors: ErrorSink, stats: RunStats, encoding: Any = None
-) -> Iterator[Batch]:
-    """Every item decoded, parsed and filtered, in batches; bad rows go to `errors`. With an
-    `encoding` (pipelines.native.fused), some batches hold the output's records instead of rows."""
+    job: Job, items: list[PlanItem] | tuple[PlanItem, ...], errors: ErrorSink, stats: RunStats, fused: FusedPath | None = None
+) -> Iterator[Any]:
+    """Every item decoded, parsed and filtered, in batches; bad rows go to `errors`. Through a `fused`
+    path (the output's, see OutputPlugin.fused_path), some pieces are that path's records instead of
+    Batches: they skip the filters, which the path applied itself."""
     if job.parser is None:
         yield from _read_records(job, items, errors, stats)
         return
-    more = {} if encoding is None else {"encoding": encoding}
     bytes_before = stats.bytes_read
     for item in items:
         counted, stream = open_item(job, item)
         with closing(counted):
             labelled = Source(item.label, item.size, item.etag)
-            batches = job.parser.batches(
-                stream, labelled, errors, job.exec.batch_rows, header=item.start == 0, split=not item.whole, **more
-            )
-            for batch, consumed in batches:
+            reader = job.parser if fused is None else fused
+            pieces = reader.batches(stream, labelled, errors, job.exec.batch_rows, header=item.start == 0, split=not item.whole)
+            for piece, consumed in pieces:
                 stats.rows_read += consumed
                 stats.bytes_read = bytes_before + counted.bytes_read
-                for f in job.filters:
-                    if batch.rows:
-                        f.apply(batch, errors)
+                if type(piece) is Batch:
+                    _filter(job, piece, errors)
                 stats.rows_skipped = errors.count
-                yield batch
+                yield piece
         bytes_before += counted.bytes_read
         stats.bytes_read = bytes_before
         stats.objects += 1
+
+
+def _filter(job: Job, batch: Batch, errors: ErrorSink) -> None:
+    for f in job.filters:
+        if batch.rows:
+            f.apply(batch, errors)
 
 
 def _read_records(job: Job, items: list[PlanItem] | tuple[PlanItem, ...], errors: ErrorSink, stats: RunStats) -> Iterator[Batch]:
@@ -77,9 +82,7 @@ def _read_records(job: Job, items: list[PlanItem] | tuple[PlanItem, ...], errors
         for batch, consumed, nbytes in job.input.read(item, errors, job.exec.batch_rows):
             stats.rows_read += consumed
             stats.bytes_read += nbytes
-            for f in job.filters:
-                if batch.rows:
-                    f.apply(batch, errors)
+            _filter(job, batch, errors)
             stats.rows_skipped = errors.count
             yield batch
         stats.objects += 1

@@ -43,32 +43,21 @@ class Source:
     etag: str | None = None
 
 
-@dataclass(frozen=True)
-class Encoded:
-    """Rows already made into Kafka records by the compiled parser (see pipelines.native.fused): `count`
-    records in `data`, each a native uint32 key length, a uint32 value length, the key, the value."""
-
-    data: bytes
-    count: int
-
-
 @dataclass
 class Batch:
     """Rows (lists of values in schema order) read from one source.
 
     `line_nos[i]` is the line where row i starts in the source; `raw_line(n)`
-    gives the text of line n, for error reports. A batch of `encoded` records has no rows: its
-    rows went through the filters and became the output's records in C (pipelines.native.fused).
+    gives the text of line n, for error reports.
     """
 
     rows: list[list[Any]]
     line_nos: list[int]
     source: str
     raw_line: Callable[[int], str] = field(default=lambda n: "")
-    encoded: Encoded | None = None
 
     def __len__(self) -> int:
-        return len(self.rows) + (self.encoded.count if self.encoded is not None else 0)
+        return len(self.rows)
 
     def keep(self, indexes: list[int]) -> None:
         """Keep only the rows at `indexes` (ascending)."""

@@ -25,7 +25,8 @@ from pipelines.engine import storage
 from pipelines.engine.config import Job
 from pipelines.engine.error_output import ErrorSink, error_file_uri
 from pipelines.engine.errors import EXIT_RETRYABLE, ConfigError, RunError, Terminated, TransientRunError
-from pipelines.plugins.base import JobTotals
+from pipelines.engine.records import Batch
+from pipelines.engine.spi import JobTotals
 from pipelines.engine.plan import DEFAULT_SHARD_BYTES, Plan, make_plan
 from pipelines.engine.progress import Progress, RunStats, log_event
 from pipelines.engine.read import read_items
@@ -178,7 +179,7 @@ def check_unchanged(job: Job, plan: Plan, index: int) -> None:
 
 
 def make_error_sink(job: Job, job_id: str, shard: int) -> ErrorSink:
-    from pipelines.plugins.s3_input import s3_client
+    from pipelines.engine.s3 import s3_client
 
     policy = job.exec.error_policy
     return ErrorSink(policy, error_file_uri(policy.location, job_id, shard), s3_client)
@@ -198,6 +199,21 @@ def relax_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
+def write_items(job: Job, items: tuple[Any, ...], errors: ErrorSink, stats: RunStats, progress: Progress | None) -> None:
+    """Reads the items and writes them to the open output: rows through `write`, and records made by
+    the output's fused path (chosen here, once for the shard) through that path."""
+    output = job.output
+    fused = output.fused_path(job) if job.parser is not None else None
+    for piece in read_items(job, items, errors, stats, fused):
+        if type(piece) is not Batch:
+            fused.write(piece)  # type: ignore[union-attr]
+        elif piece.rows:
+            output.write(piece, errors)
+        stats.rows_skipped = errors.count
+        if progress:
+            progress.update(stats)
+
+
 def run_shard(
     job: Job, plan: Plan, plan_uri: str, index: int, stats: RunStats, errors: ErrorSink,
     progress: Progress | None = None, attempt: int | None = None,
@@ -210,14 +226,7 @@ def run_shard(
     output = job.output
     output.open(plan.job_id, index)
     try:
-        from pipelines.native.fused import record_encoding
-
-        for batch in read_items(job, shard.items, errors, stats, record_encoding(job)):
-            if batch.rows or batch.encoded is not None:
-                output.write(batch, errors)
-            stats.rows_skipped = errors.count
-            if progress:
-                progress.update(stats)
+        write_items(job, shard.items, errors, stats, progress)
         errors.check_rate(stats.rows_read)
         errors.close()
         result = output.flush()

@@ -6,7 +6,7 @@ import os
 import tempfile
 from typing import Any
 
-from pipelines.engine.errors import RunError
+from pipelines.engine.errors import RunError, aws_error_code
 
 
 def _split(uri: str) -> tuple[str, str]:
@@ -15,7 +15,7 @@ def _split(uri: str) -> tuple[str, str]:
 
 
 def _client() -> Any:
-    from pipelines.plugins.s3_input import s3_client
+    from pipelines.engine.s3 import s3_client
 
     return s3_client()
 
@@ -38,9 +38,9 @@ def read_text(uri: str) -> str | None:
         try:
             return _client().get_object(Bucket=bucket, Key=key)["Body"].read().decode()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if aws_error_code(exc) in ("NoSuchKey", "404"):
                 return None
-            from pipelines.plugins.s3_input import s3_error
+            from pipelines.engine.s3 import s3_error
 
             raise s3_error(exc, uri) from None
     try:
@@ -59,7 +59,7 @@ def write_text(uri: str, text: str) -> None:
         try:
             _client().put_object(Bucket=bucket, Key=key, Body=text.encode())
         except (BotoCoreError, ClientError) as exc:
-            from pipelines.plugins.s3_input import s3_error
+            from pipelines.engine.s3 import s3_error
 
             raise s3_error(exc, uri) from None
         return

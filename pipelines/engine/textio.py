@@ -8,9 +8,10 @@ text of a bad row can be quoted in the error output.
 from __future__ import annotations
 
 import codecs
+import io
 from collections import deque
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
 from pipelines.engine.error_output import ErrorSink
 from pipelines.engine.errors import ConfigError
@@ -75,6 +76,33 @@ class PrefixedStream(Readable):
 
     def close(self) -> None:
         self.raw.close()
+
+
+def read_chunks(stream: IO[bytes], size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The stream's bytes, `size` at a time, to its end."""
+    while chunk := stream.read(size):
+        yield chunk
+
+
+def text_stream(stream: IO[bytes], encoding: str = "utf-8") -> IO[str]:
+    """A buffered text view of a stream that has only `read` (a decoder's output), with newlines as
+    they are (newline=""), as the csv module wants."""
+    return io.TextIOWrapper(io.BufferedReader(_RawReader(stream), CHUNK_BYTES), encoding=encoding, newline="")
+
+
+class _RawReader(io.RawIOBase):
+    """A stream with `read`, as the raw stream io.BufferedReader wants."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def check_charset(charset: str, where: str) -> str:

@@ -166,7 +166,7 @@ class AvroRowDecoder:
         self._converters: dict[int, Any] = {}
 
     def converter(self, schema_id: int) -> Any:
-        from pipelines.plugins.avro_schema import RowConverter
+        from pipelines.engine.avro_schema import RowConverter
 
         conv = self._converters.get(schema_id)
         if conv is None:

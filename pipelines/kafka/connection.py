@@ -8,11 +8,16 @@ input and output (their settings derive from `KafkaConnectionSettings`).
 With `scram`, `sasl_secret_arn` names a secret holding {"username": ..., "password": ...} (the
 format Amazon MSK uses), read once per process at run time, so the ECS task and the Lambda get no
 password in their environment; `sasl_username`/`sasl_password` are for brokers outside AWS.
+
+Also what every client shares once connected: librdkafka's logger, the label errors about the
+brokers carry, and the topic's partition count from the brokers' metadata.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -76,13 +81,12 @@ def scram_secret(arn: str) -> tuple[str, str]:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from pipelines.engine.errors import ConfigError, RunError, TransientRunError
+    from pipelines.engine.errors import ConfigError, RunError, TransientRunError, aws_error_code
 
     try:
         text = boto3.session.Session().client("secretsmanager").get_secret_value(SecretId=arn).get("SecretString")
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        raise RunError(f"cannot read the Kafka SASL secret ({code})", where=arn) from None
+        raise RunError(f"cannot read the Kafka SASL secret ({aws_error_code(exc)})", where=arn) from None
     except BotoCoreError as exc:
         raise TransientRunError(f"cannot reach Secrets Manager: {type(exc).__name__}", where=arn) from None
     try:
@@ -129,3 +133,43 @@ def unreachable(settings: Any, where: str, auth_error: str | None) -> Exception:
         f"cannot reach the brokers within {settings.connect_timeout_seconds:g} s (is Kafka running, and is the address right?)",
         where=where,
     )
+
+
+def librdkafka_logger() -> logging.Logger:
+    """librdkafka's own log (retries while a coordinator loads, reconnects): silent unless
+    PIPELINES_KAFKA_DEBUG=1, since failures reach the run through error and delivery callbacks."""
+    import os
+
+    logger = logging.getLogger("pipelines.librdkafka")
+    if not logger.handlers:
+        logger.propagate = False
+        if os.environ.get("PIPELINES_KAFKA_DEBUG") == "1":
+            logger.setLevel(logging.DEBUG)
+            logger.addHandler(logging.StreamHandler())
+        else:
+            logger.addHandler(logging.NullHandler())
+    return logger
+
+
+def brokers_label(settings: Any) -> str:
+    """Where errors about the brokers are reported: "Kafka host:port,..."."""
+    return "Kafka " + ",".join(settings.brokers)
+
+
+def partition_count(client: Any, settings: Any, auth_error: Callable[[], str | None], hint: str = "") -> int:
+    """How many partitions the settings' topic has, from `client`'s (a producer's or an admin's)
+    metadata. `auth_error` gives the failed authentication its error callback saw, if any, for the
+    message when the brokers do not answer; `hint` ends the message when the topic does not exist."""
+    from confluent_kafka import KafkaException
+
+    from pipelines.engine.errors import RunError
+
+    try:
+        metadata = client.list_topics(settings.topic, timeout=settings.connect_timeout_seconds)
+    except KafkaException:
+        client.poll(0)  # error events (a failed authentication) reach error_cb only when polled
+        raise unreachable(settings, brokers_label(settings), auth_error()) from None
+    topic = metadata.topics.get(settings.topic)
+    if topic is None or topic.error is not None:
+        raise RunError(f"topic '{settings.topic}' does not exist{hint}", where=brokers_label(settings))
+    return len(topic.partitions)

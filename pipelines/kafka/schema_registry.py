@@ -13,6 +13,9 @@ subject, version or id; RunError (exit 1) for any other 4xx (409: the schema is 
 the subject's versions; 401/403: the credentials). Each call is one request: no retry here, the
 caller's run fails and the workflow retries it.
 
+`value_schema(registry, subject, ...)` picks the schema a producer writes its values with: the one it
+was given, or the subject's latest, or one made from its columns.
+
 Registration and lookup send `normalize=true`, so the same schema written with other spacing or
 key order finds the version already registered instead of adding one.
 """
@@ -26,6 +29,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from pipelines.engine.errors import RunError, TransientRunError
@@ -154,6 +158,40 @@ class SchemaRegistry:
         if exc.code >= 500 or exc.code in (408, 429):
             return TransientRunError(f"{text}; it may pass on retry", where=self.where)
         return RunError(text, where=self.where)
+
+
+def value_schema(
+    registry: SchemaRegistry, subject: str, avsc: dict[str, Any] | None, auto_register: bool, from_columns: Callable[[], dict[str, Any]]
+) -> tuple[int, dict[str, Any], str]:
+    """(schema id, schema, where it came from) of the values a producer writes under `subject`:
+
+    - `avsc` given: registered under the subject (auto_register: true), or its id looked up there
+      (auto_register: false: it must be registered already);
+    - none: the subject's latest version; if the subject has none and auto_register is true, the
+      one `from_columns()` makes is registered and used.
+    """
+    if avsc is not None:
+        schema_id = registry.register(subject, avsc) if auto_register else registry.check(subject, avsc)
+        if schema_id is None:
+            raise RunError(
+                f"the value schema is not registered under subject '{subject}' and auto_register is false: "
+                "register it first, or set auto_register: true",
+                where=registry.where,
+            )
+        return schema_id, avsc, f"subject '{subject}' (schema id {schema_id})"
+    try:
+        schema_id, avro = registry.latest(subject)
+        return schema_id, avro, f"the latest schema of subject '{subject}' (id {schema_id})"
+    except SchemaNotFound:
+        if not auto_register:
+            raise RunError(
+                f"no schema is registered under subject '{subject}': give avsc or avsc_file, register one, "
+                "or set auto_register: true to register one made from the columns",
+                where=registry.where,
+            ) from None
+    avro = from_columns()
+    schema_id = registry.register(subject, avro)
+    return schema_id, avro, f"subject '{subject}' (schema id {schema_id}, made from the columns)"
 
 
 def _quote(subject: str) -> str:

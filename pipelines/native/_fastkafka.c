@@ -33,6 +33,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include "_common.h"
 #include "_isoformat.h"
 #include <dlfcn.h>
 #include <math.h>
@@ -112,44 +113,25 @@ static void msgstate_free(void **state) {
     free(state);
 }
 
-/* ---- a growable byte buffer, reused across calls (the GIL is held throughout) ---- */
+/* ---- the JSON value being written, in a buffer reused across calls (the GIL is held throughout) ---- */
 
-static char *buf;
-static size_t buf_cap, buf_len;
+static Buffer value_buf;
 
-static int reserve(size_t more) {
-    if (buf_len + more <= buf_cap)
-        return 0;
-    size_t cap = buf_cap ? buf_cap : 4096;
-    while (cap < buf_len + more)
-        cap *= 2;
-    char *grown = PyMem_Realloc(buf, cap);
-    if (!grown) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    buf = grown;
-    buf_cap = cap;
-    return 0;
-}
-
+/* n bytes of s appended to the value: 0, or -1 with a MemoryError. */
 static int put(const char *s, size_t n) {
-    if (reserve(n) < 0)
-        return -1;
-    memcpy(buf + buf_len, s, n);
-    buf_len += n;
-    return 0;
+    return add(&value_buf, s, n);
 }
 
 /* ---- JSON text of one value, as orjson writes it ---- */
 
 static const char HEX[] = "0123456789abcdef";
 
+/* A str's UTF-8 as a JSON string, escaped as orjson escapes it: 0, or -1 with an error. */
 static int put_json_string(const char *s, Py_ssize_t n) {
     /* worst case: every byte a \u00XX escape */
-    if (reserve((size_t)n * 6 + 2) < 0)
+    if (grow(&value_buf, (size_t)n * 6 + 2) < 0)
         return -1;
-    char *out = buf + buf_len;
+    char *out = value_buf.data + value_buf.len;
     *out++ = '"';
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -172,28 +154,24 @@ static int put_json_string(const char *s, Py_ssize_t n) {
         }
     }
     *out++ = '"';
-    buf_len = (size_t)(out - buf);
+    value_buf.len = (size_t)(out - value_buf.data);
     return 0;
 }
 
+/* A float as orjson writes it: null when not finite, else repr with the exponent's leading zero
+ * dropped (Python writes 1e-07, orjson 1e-7). 0, or -1 with an error. */
 static int put_float(double v) {
     if (!isfinite(v))
         return put("null", 4);
-    char *text = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-    if (!text)
+    size_t start = value_buf.len;
+    if (add_repr(&value_buf, v) < 0)
         return -1;
-    /* Python writes 1e-07, orjson 1e-7: drop the exponent's leading zero. */
-    size_t n = strlen(text);
-    char *e = strchr(text, 'e');
-    int rc;
-    if (e && (e[1] == '-' || e[1] == '+') && e[2] == '0' && e[3] != '\0') {
-        size_t head = (size_t)(e + 2 - text);
-        rc = put(text, head) < 0 ? -1 : put(e + 3, n - head - 1);
-    } else {
-        rc = put(text, n);
+    char *end = value_buf.data + value_buf.len, *e = memchr(value_buf.data + start, 'e', value_buf.len - start);
+    if (e && end - e > 3 && (e[1] == '-' || e[1] == '+') && e[2] == '0') {
+        memmove(e + 2, e + 3, (size_t)(end - (e + 3)));
+        value_buf.len--;
     }
-    PyMem_Free(text);
-    return rc;
+    return 0;
 }
 
 /* 1 written, 0 not one this writes (a time zone other than UTC), -1 error */
@@ -221,6 +199,7 @@ static int put_other(PyObject *v, PyObject *fallback) {
     return rc;
 }
 
+/* One value's JSON as orjson writes it (fallback(v) -> bytes for what this does not write): 0, or -1 with an error. */
 static int put_value(PyObject *v, PyObject *fallback) {
     if (PyUnicode_CheckExact(v)) {
         Py_ssize_t n;
@@ -238,12 +217,7 @@ static int put_value(PyObject *v, PyObject *fallback) {
     if (PyLong_CheckExact(v)) {
         int overflow;
         long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (!overflow) {
-            char text[24];
-            int len = snprintf(text, sizeof text, "%lld", n);
-            return put(text, (size_t)len);
-        }
-        return put_other(v, fallback);
+        return overflow ? put_other(v, fallback) : add_long(&value_buf, n);
     }
     if (PyDateTime_CheckExact(v)) {
         int done = put_datetime(v);
@@ -319,12 +293,13 @@ static PyObject *py_bind(PyObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-static void *producer_handle(PyObject *producer) {
+/* The rd_kafka_t of a confluent_kafka Producer or Consumer (the first field of its Handle), or NULL with an error. */
+static void *client_handle(PyObject *client) {
     if (!rk_producev) {
         PyErr_SetString(PyExc_RuntimeError, "bind() librdkafka first");
         return NULL;
     }
-    void *rk = ((HandleHead *)producer)->rk;
+    void *rk = ((HandleHead *)client)->rk;
     if (!rk) {
         PyErr_SetString(PyExc_RuntimeError, "the producer is closed");
         return NULL;
@@ -332,9 +307,19 @@ static void *producer_handle(PyObject *producer) {
     return rk;
 }
 
+/* The rd_kafka_t of a confluent_kafka Consumer, or NULL with an error (a TypeError for another client's). */
+static void *consumer_handle(PyObject *consumer) {
+    void *rk = client_handle(consumer);
+    if (rk && rk_type(rk) != RD_KAFKA_CONSUMER) {
+        PyErr_SetString(PyExc_TypeError, "not a consumer's handle");
+        return NULL;
+    }
+    return rk;
+}
+
 /* handle_name(client): librdkafka's name of a Producer's or Consumer's handle ("<client.id>#producer-N"), to check the handle. */
 static PyObject *py_handle_name(PyObject *self, PyObject *client) {
-    void *rk = producer_handle(client);
+    void *rk = client_handle(client);
     if (!rk)
         return NULL;
     return PyUnicode_FromString(rk_name(rk));
@@ -349,13 +334,9 @@ static PyObject *py_handle_name(PyObject *self, PyObject *client) {
  * unread, on the main queue until the consumer closes. Call it before anything is assigned.
  */
 static PyObject *py_detach_error_events(PyObject *self, PyObject *consumer) {
-    void *rk = producer_handle(consumer);
+    void *rk = consumer_handle(consumer);
     if (!rk)
         return NULL;
-    if (rk_type(rk) != RD_KAFKA_CONSUMER) {
-        PyErr_SetString(PyExc_TypeError, "not a consumer's handle");
-        return NULL;
-    }
     void *main_queue = rk_queue_get_main(rk);
     if (!main_queue) {
         PyErr_SetString(PyExc_RuntimeError, "the consumer has no main queue");
@@ -387,7 +368,7 @@ static void *sending_handle(PyObject *producer, PyObject *on_delivery) {
         PyErr_SetString(PyExc_TypeError, "on_delivery must be callable or None");
         return NULL;
     }
-    return producer_handle(producer);
+    return client_handle(producer);
 }
 
 /* Where and how a batch's records go, for send_record. */
@@ -423,13 +404,92 @@ static int send_record(const Sending *s, const char *key, size_t key_len, const 
     return 1;
 }
 
-/* After a failure: the records produced before it still count (the caller aborts the transaction anyway). */
-static void add_counts_after_failure(PyObject *counts, const long long *added, Py_ssize_t partitions) {
+/* The produce loops' end: counts[p] += added[p], also after a failure (failed: its error is kept; the
+ * records produced before it still count, and the caller aborts the transaction anyway). 0, or -1 with an error. */
+static int settle_counts(PyObject *counts, const long long *added, Py_ssize_t partitions, int failed) {
+    if (!failed)
+        return add_counts(counts, added, partitions);
     PyObject *exc_type, *exc_value, *exc_tb;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
     if (add_counts(counts, added, partitions) < 0)
         PyErr_Clear();
     PyErr_Restore(exc_type, exc_value, exc_tb);
+    return -1;
+}
+
+/* A column of produce_json's values: the row index it is read from, and its '"name":' bytes. */
+typedef struct {
+    Py_ssize_t index;
+    const char *name;
+    Py_ssize_t name_len;
+} ValueColumn;
+
+/* How produce_json writes a row: where its key is, its value's columns, and the fallback writer. */
+typedef struct {
+    Py_ssize_t key_index, ncols;
+    const ValueColumn *cols;
+    PyObject *fallback;
+} RowFormat;
+
+/* How produce_row ended: librdkafka's queue is full; produced; not produced, its key None or "" (-1: an error). */
+enum { ROW_QUEUE_FULL = 0, ROW_PRODUCED = 1, ROW_EMPTY_KEY = 2 };
+
+/* value_indexes (ints) and names (bytes) into cols: 0, or -1 with a TypeError. */
+static int read_value_columns(PyObject *value_indexes, PyObject *names, ValueColumn *cols) {
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(value_indexes); j++) {
+        cols[j].index = PyLong_AsSsize_t(PyTuple_GET_ITEM(value_indexes, j));
+        PyObject *name = PyTuple_GET_ITEM(names, j);
+        if ((cols[j].index < 0 && PyErr_Occurred()) || !PyBytes_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "value_indexes are ints and names bytes");
+            return -1;
+        }
+        cols[j].name = PyBytes_AS_STRING(name);
+        cols[j].name_len = PyBytes_GET_SIZE(name);
+    }
+    return 0;
+}
+
+/* The row's JSON object {name: value, ...} written as the value (from empty): 0, or -1 with an error. */
+static int put_row_value(const RowFormat *f, PyObject *row, Py_ssize_t width) {
+    value_buf.len = 0;
+    if (put("{", 1) < 0)
+        return -1;
+    for (Py_ssize_t j = 0; j < f->ncols; j++) {
+        if (f->cols[j].index >= width) {
+            PyErr_SetString(PyExc_IndexError, "a value index is past the row's end");
+            return -1;
+        }
+        if (put(f->cols[j].name, (size_t)f->cols[j].name_len) < 0 || put_value(PyList_GET_ITEM(row, f->cols[j].index), f->fallback) < 0)
+            return -1;
+    }
+    return put("}", 1);
+}
+
+/* One row produced, keyed by its key (str() of one that is not a str), with its JSON value:
+ * ROW_PRODUCED, ROW_EMPTY_KEY, ROW_QUEUE_FULL, or -1 with an error. */
+static int produce_row(const Sending *s, const RowFormat *f, PyObject *row) {
+    if (!PyList_Check(row)) {
+        PyErr_SetString(PyExc_TypeError, "rows must be lists");
+        return -1;
+    }
+    Py_ssize_t width = PyList_GET_SIZE(row);
+    if (f->key_index >= width) {
+        PyErr_SetString(PyExc_IndexError, "key_index is past the row's end");
+        return -1;
+    }
+    PyObject *key = PyList_GET_ITEM(row, f->key_index);
+    if (key == Py_None || (PyUnicode_Check(key) && PyUnicode_GET_LENGTH(key) == 0))
+        return ROW_EMPTY_KEY;
+    PyObject *key_text = PyUnicode_Check(key) ? Py_NewRef(key) : PyObject_Str(key);
+    if (!key_text)
+        return -1;
+    Py_ssize_t key_len;
+    const char *key_bytes = PyUnicode_AsUTF8AndSize(key_text, &key_len);
+    int sent = -1;
+    if (key_bytes && put_row_value(f, row, width) == 0)
+        sent = send_record(s, key_bytes, (size_t)key_len, value_buf.data, value_buf.len);
+    Py_DECREF(key_text);
+    return sent;
 }
 
 /*
@@ -462,97 +522,120 @@ static PyObject *py_produce_json(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "names must match value_indexes, and counts have one entry per partition");
         return NULL;
     }
-    Py_ssize_t idx[ncols > 0 ? ncols : 1];
-    const char *name_text[ncols > 0 ? ncols : 1];
-    Py_ssize_t name_len[ncols > 0 ? ncols : 1];
-    for (Py_ssize_t j = 0; j < ncols; j++) {
-        idx[j] = PyLong_AsSsize_t(PyTuple_GET_ITEM(value_indexes, j));
-        PyObject *name = PyTuple_GET_ITEM(names, j);
-        if ((idx[j] < 0 && PyErr_Occurred()) || !PyBytes_Check(name)) {
-            PyErr_SetString(PyExc_TypeError, "value_indexes are ints and names bytes");
-            return NULL;
-        }
-        name_text[j] = PyBytes_AS_STRING(name);
-        name_len[j] = PyBytes_GET_SIZE(name);
-    }
+    ValueColumn cols[ncols > 0 ? ncols : 1];
+    if (read_value_columns(value_indexes, names, cols) < 0)
+        return NULL;
     long long added[partitions];
     memset(added, 0, sizeof added);
     Sending sending = {rk, producer, on_delivery, topic, header_name, header_value, header_len, partitions, added};
+    RowFormat format = {key_index, ncols, cols, fallback};
     PyObject *empty_keys = PyList_New(0);
     if (!empty_keys)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(rows), i = start, produced = 0;
+    int sent = ROW_PRODUCED;
     for (; i < n; i++) {
-        PyObject *row = PyList_GET_ITEM(rows, i);
-        if (!PyList_Check(row)) {
-            PyErr_SetString(PyExc_TypeError, "rows must be lists");
-            goto fail;
-        }
-        Py_ssize_t width = PyList_GET_SIZE(row);
-        if (key_index >= width) {
-            PyErr_SetString(PyExc_IndexError, "key_index is past the row's end");
-            goto fail;
-        }
-        PyObject *key = PyList_GET_ITEM(row, key_index), *key_text = NULL;
-        if (key == Py_None || (PyUnicode_Check(key) && PyUnicode_GET_LENGTH(key) == 0)) {
-            PyObject *position = PyLong_FromSsize_t(i);
-            if (!position || PyList_Append(empty_keys, position) < 0) {
-                Py_XDECREF(position);
-                goto fail;
-            }
-            Py_DECREF(position);
-            continue;
-        }
-        if (!PyUnicode_Check(key)) {
-            key = key_text = PyObject_Str(key);
-            if (!key)
-                goto fail;
-        }
-        Py_ssize_t key_len;
-        const char *key_bytes = PyUnicode_AsUTF8AndSize(key, &key_len);
-        if (!key_bytes) {
-            Py_XDECREF(key_text);
-            goto fail;
-        }
-        buf_len = 0;
-        if (put("{", 1) < 0) {
-            Py_XDECREF(key_text);
-            goto fail;
-        }
-        for (Py_ssize_t j = 0; j < ncols; j++) {
-            if (idx[j] >= width) {
-                PyErr_SetString(PyExc_IndexError, "a value index is past the row's end");
-                Py_XDECREF(key_text);
-                goto fail;
-            }
-            if (put(name_text[j], (size_t)name_len[j]) < 0 || put_value(PyList_GET_ITEM(row, idx[j]), fallback) < 0) {
-                Py_XDECREF(key_text);
-                goto fail;
-            }
-        }
-        if (put("}", 1) < 0) {
-            Py_XDECREF(key_text);
-            goto fail;
-        }
-        int sent = send_record(&sending, key_bytes, (size_t)key_len, buf, buf_len);
-        Py_XDECREF(key_text);
-        if (sent < 0)
-            goto fail;
-        if (sent == 0)
+        sent = produce_row(&sending, &format, PyList_GET_ITEM(rows, i));
+        if (sent == ROW_EMPTY_KEY && append_new(empty_keys, PyLong_FromSsize_t(i)) < 0)
+            sent = -1;
+        if (sent < 0 || sent == ROW_QUEUE_FULL)
             break;
-        produced++;
+        produced += sent == ROW_PRODUCED;
     }
-    if (add_counts(counts, added, partitions) < 0) {
+    if (settle_counts(counts, added, partitions, sent < 0) < 0) {
         Py_DECREF(empty_keys);
         return NULL;
     }
     return Py_BuildValue("nnN", i, produced, empty_keys);
-fail:
-    add_counts_after_failure(counts, added, partitions);
-    Py_DECREF(empty_keys);
-    return NULL;
 }
 
+/* ---- consumed batches (the Kafka input's) ---- */
+
+/* What split_messages and consume give: the values, offsets and keys of a batch's records, and the tombstones' offsets. */
+typedef struct {
+    PyObject *values, *offsets, *keys, *tombstones;
+} Split;
+
+/* The four lists made, empty: 0, or -1 with an error (split_clear releases those made). */
+static int split_new(Split *s) {
+    s->values = PyList_New(0);
+    s->offsets = PyList_New(0);
+    s->keys = PyList_New(0);
+    s->tombstones = PyList_New(0);
+    return s->values && s->offsets && s->keys && s->tombstones ? 0 : -1;
+}
+
+/* The four lists released. */
+static void split_clear(Split *s) {
+    Py_XDECREF(s->values);
+    Py_XDECREF(s->offsets);
+    Py_XDECREF(s->keys);
+    Py_XDECREF(s->tombstones);
+}
+
+/* A record's value, offset and key appended: 0, or -1 with an error. */
+static int split_add(Split *s, PyObject *value, PyObject *offset, PyObject *key) {
+    int ok = PyList_Append(s->values, value) == 0 && PyList_Append(s->offsets, offset) == 0 && PyList_Append(s->keys, key) == 0;
+    return ok ? 0 : -1;
+}
+
+/* The names of the Message methods split_messages and with_errors call, interned once. */
+static PyObject *s_key, *s_value, *s_offset, *s_headers, *s_error;
+
+/* The method names interned (once): 0, or -1 with an error. */
+static int intern_method_names(void) {
+    if (s_error)
+        return 0;
+    s_key = PyUnicode_InternFromString("key");
+    s_value = PyUnicode_InternFromString("value");
+    s_offset = PyUnicode_InternFromString("offset");
+    s_headers = PyUnicode_InternFromString("headers");
+    if (s_key && s_value && s_offset && s_headers)
+        s_error = PyUnicode_InternFromString("error");
+    return s_error ? 0 : -1;
+}
+
+/* Whether split_messages leaves a Message out: an end marker (`marker` among its headers) or, with
+ * `job`, a record without it (or without headers): 1, 0, or -1 with an error. */
+static int left_out(PyObject *message, PyObject *marker, PyObject *job) {
+    PyObject *headers = PyObject_CallMethodNoArgs(message, s_headers);
+    if (!headers)
+        return -1;
+    int skip = job != Py_None;
+    if (headers != Py_None) {
+        int is_marker = PySequence_Contains(headers, marker);
+        int of_job = job == Py_None ? 1 : PySequence_Contains(headers, job);
+        skip = is_marker < 0 || of_job < 0 ? -1 : is_marker || !of_job;
+    }
+    Py_DECREF(headers);
+    return skip;
+}
+
+/* A kept Message's offset into the tombstones (it has no value), or its value, offset and key into s: 0, or -1 with an error. */
+static int split_add_message(Split *s, PyObject *message, PyObject *key) {
+    PyObject *offset = PyObject_CallMethodNoArgs(message, s_offset);
+    PyObject *value = offset ? PyObject_CallMethodNoArgs(message, s_value) : NULL;
+    int rc = -1;
+    if (value == Py_None)
+        rc = PyList_Append(s->tombstones, offset);
+    else if (value)
+        rc = split_add(s, value, offset, key);
+    Py_XDECREF(offset);
+    Py_XDECREF(value);
+    return rc;
+}
+
+/* One Message into s, unless it is left out (end markers have no key: only keyless records' headers
+ * are read, and every record's with a job): 0, or -1 with an error. */
+static int split_message(Split *s, PyObject *message, PyObject *marker, PyObject *job) {
+    PyObject *key = PyObject_CallMethodNoArgs(message, s_key);
+    if (!key)
+        return -1;
+    int skip = job != Py_None || key == Py_None ? left_out(message, marker, job) : 0;
+    int rc = skip < 0 ? -1 : skip ? 0 : split_add_message(s, message, key);
+    Py_DECREF(key);
+    return rc;
+}
 
 /*
  * split_messages(messages, marker, job) -> (values, offsets, keys, tombstones)
@@ -566,76 +649,24 @@ static PyObject *py_split_messages(PyObject *self, PyObject *args) {
     PyObject *messages, *marker, *job;
     if (!PyArg_ParseTuple(args, "O!OO:split_messages", &PyList_Type, &messages, &marker, &job))
         return NULL;
-    static PyObject *s_key, *s_value, *s_offset, *s_headers;
-    if (!s_key) {
-        s_key = PyUnicode_InternFromString("key");
-        s_value = PyUnicode_InternFromString("value");
-        s_offset = PyUnicode_InternFromString("offset");
-        s_headers = PyUnicode_InternFromString("headers");
-        if (!s_key || !s_value || !s_offset || !s_headers)
-            return NULL;
-    }
-    PyObject *values = PyList_New(0), *offsets = PyList_New(0), *keys = PyList_New(0), *tombstones = PyList_New(0);
-    if (!values || !offsets || !keys || !tombstones)
+    if (intern_method_names() < 0)
+        return NULL;
+    Split s;
+    if (split_new(&s) < 0)
         goto fail;
     Py_ssize_t n = PyList_GET_SIZE(messages);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *message = PyList_GET_ITEM(messages, i);
-        PyObject *key = PyObject_CallMethodNoArgs(message, s_key);
-        if (!key)
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (split_message(&s, PyList_GET_ITEM(messages, i), marker, job) < 0)
             goto fail;
-        if (job != Py_None || key == Py_None) {
-            PyObject *headers = PyObject_CallMethodNoArgs(message, s_headers);
-            if (!headers) {
-                Py_DECREF(key);
-                goto fail;
-            }
-            int skip = 0;
-            if (headers != Py_None) {
-                int is_marker = PySequence_Contains(headers, marker);
-                int of_job = job == Py_None ? 1 : PySequence_Contains(headers, job);
-                if (is_marker < 0 || of_job < 0) {
-                    Py_DECREF(headers);
-                    Py_DECREF(key);
-                    goto fail;
-                }
-                skip = is_marker || !of_job;
-            } else {
-                skip = job != Py_None;
-            }
-            Py_DECREF(headers);
-            if (skip) {
-                Py_DECREF(key);
-                continue;
-            }
-        }
-        PyObject *offset = PyObject_CallMethodNoArgs(message, s_offset);
-        PyObject *value = offset ? PyObject_CallMethodNoArgs(message, s_value) : NULL;
-        int ok = value != NULL;
-        if (ok && value == Py_None)
-            ok = PyList_Append(tombstones, offset) == 0;
-        else if (ok)
-            ok = PyList_Append(values, value) == 0 && PyList_Append(offsets, offset) == 0 && PyList_Append(keys, key) == 0;
-        Py_XDECREF(offset);
-        Py_XDECREF(value);
-        Py_DECREF(key);
-        if (!ok)
-            goto fail;
-    }
-    return Py_BuildValue("NNNN", values, offsets, keys, tombstones);
+    return Py_BuildValue("NNNN", s.values, s.offsets, s.keys, s.tombstones);
 fail:
-    Py_XDECREF(values);
-    Py_XDECREF(offsets);
-    Py_XDECREF(keys);
-    Py_XDECREF(tombstones);
+    split_clear(&s);
     return NULL;
 }
 
-
 /* with_errors(messages) -> [i, ...]: the positions of the Messages whose error() is not None */
 static PyObject *py_with_errors(PyObject *self, PyObject *messages) {
-    static PyObject *s_error;
-    if (!s_error && !(s_error = PyUnicode_InternFromString("error")))
+    if (intern_method_names() < 0)
         return NULL;
     if (!PyList_Check(messages)) {
         PyErr_SetString(PyExc_TypeError, "messages must be a list");
@@ -650,21 +681,14 @@ static PyObject *py_with_errors(PyObject *self, PyObject *messages) {
             goto fail;
         int failed = error != Py_None;
         Py_DECREF(error);
-        if (failed) {
-            PyObject *position = PyLong_FromSsize_t(i);
-            if (!position || PyList_Append(found, position) < 0) {
-                Py_XDECREF(position);
-                goto fail;
-            }
-            Py_DECREF(position);
-        }
+        if (failed && append_new(found, PyLong_FromSsize_t(i)) < 0)
+            goto fail;
     }
     return found;
 fail:
     Py_DECREF(found);
     return NULL;
 }
-
 
 /* 1 if the message's headers hold (name, value), 0 if not, -1 error */
 static int has_header(const Message *m, const char *name, const char *value, Py_ssize_t value_len) {
@@ -677,6 +701,104 @@ static int has_header(const Message *m, const char *name, const char *value, Py_
         if ((Py_ssize_t)size == value_len && (value_len == 0 || (v && memcmp(v, value, size) == 0)))
             return 1;
     return 0;
+}
+
+/* The records consume keeps: offsets below `end`, not end markers (marker_name: marker_value among a
+ * keyless record's headers) and, with job_name, only those with the job's header. */
+typedef struct {
+    long long end;
+    const char *marker_name, *marker_value, *job_name, *job_value;
+    Py_ssize_t marker_len, job_len;
+} Wanted;
+
+/* Whether a consumed record is a row of this export: not an end marker, and of the job when one is given. */
+static int of_export(const Message *m, const Wanted *w) {
+    if (!w->job_name && m->key)
+        return 1;
+    int marker = has_header(m, w->marker_name, w->marker_value, w->marker_len);
+    int of_job = w->job_name ? has_header(m, w->job_name, w->job_value, w->job_len) : 1;
+    return !marker && of_job;
+}
+
+/* An error event as (code, offset, text): its payload's text, or librdkafka's for the code. NULL with an error. */
+static PyObject *error_item(const Message *m) {
+    const char *text = rk_err2str(m->err);
+    PyObject *item = m->payload ? Py_BuildValue("iLs#", m->err, (long long)m->offset, (const char *)m->payload, (Py_ssize_t)m->len)
+                                : Py_BuildValue("iLs", m->err, (long long)m->offset, text);
+    if (!item) { /* a payload that is not UTF-8 */
+        PyErr_Clear();
+        item = Py_BuildValue("iLs", m->err, (long long)m->offset, text);
+    }
+    return item;
+}
+
+/* A record's offset into the tombstones (it has no value), or its value, offset and key (None without one) into s: 0, or -1 with an error. */
+static int split_add_record(Split *s, const Message *m) {
+    PyObject *offset = PyLong_FromLongLong(m->offset);
+    if (!offset)
+        return -1;
+    int rc = -1;
+    if (!m->payload) {
+        rc = PyList_Append(s->tombstones, offset);
+    } else {
+        PyObject *value = PyBytes_FromStringAndSize(m->payload, (Py_ssize_t)m->len);
+        PyObject *key = m->key ? PyBytes_FromStringAndSize(m->key, (Py_ssize_t)m->key_len) : Py_NewRef(Py_None);
+        if (value && key)
+            rc = split_add(s, value, offset, key);
+        Py_XDECREF(value);
+        Py_XDECREF(key);
+    }
+    Py_DECREF(offset);
+    return rc;
+}
+
+/* One consumed message taken: an error event into errors; a record's offset into *last (the highest
+ * so far), and the record into s if it is wanted. 0, or -1 with an error. */
+static int take_message(const Message *m, const Wanted *w, Split *s, PyObject *errors, long long *last) {
+    if (m->err)
+        return append_new(errors, error_item(m));
+    if (m->offset > *last)
+        *last = m->offset;
+    if (m->offset >= w->end || !of_export(m, w))
+        return 0;
+    return split_add_record(s, m);
+}
+
+/* Up to n messages from the consumer's queue into batch, waiting at most timeout_ms, without the GIL: how many, or -1 with an error. */
+static Py_ssize_t consume_batch(void *rk, int timeout_ms, Message **batch, Py_ssize_t n) {
+    void *queue = rk_queue_get_consumer(rk);
+    if (!queue) {
+        PyErr_SetString(PyExc_RuntimeError, "not a consumer");
+        return -1;
+    }
+    Py_ssize_t got;
+    Py_BEGIN_ALLOW_THREADS
+    got = rk_consume_batch_queue(queue, timeout_ms, batch, (size_t)n);
+    Py_END_ALLOW_THREADS
+    rk_queue_destroy(queue);
+    if (got < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "consuming failed");
+        return -1;
+    }
+    return got;
+}
+
+/* consume's result of the consumed messages, each taken (take_message) and destroyed. */
+static PyObject *split_batch(Message **batch, Py_ssize_t got, const Wanted *w) {
+    Split s;
+    PyObject *errors = PyList_New(0), *result = NULL;
+    long long last = -1;
+    int ok = split_new(&s) == 0 && errors;
+    for (Py_ssize_t i = 0; i < got; i++) {
+        if (ok)
+            ok = take_message(batch[i], w, &s, errors, &last) == 0;
+        rk_message_destroy(batch[i]);
+    }
+    if (ok)
+        result = Py_BuildValue("(OOOO)OL", s.values, s.offsets, s.keys, s.tombstones, errors, last);
+    split_clear(&s);
+    Py_XDECREF(errors);
+    return result;
 }
 
 /*
@@ -693,104 +815,38 @@ static PyObject *py_consume(PyObject *self, PyObject *args) {
     PyObject *consumer;
     Py_ssize_t n;
     int timeout_ms;
-    long long end;
-    const char *marker_name, *marker_value, *job_name = NULL, *job_value = NULL;
-    Py_ssize_t marker_len, job_len = 0;
-    if (!PyArg_ParseTuple(args, "OniLsy#zz#:consume", &consumer, &n, &timeout_ms, &end, &marker_name, &marker_value, &marker_len,
-                          &job_name, &job_value, &job_len))
+    Wanted w = {0, NULL, NULL, NULL, NULL, 0, 0};
+    if (!PyArg_ParseTuple(args, "OniLsy#zz#:consume", &consumer, &n, &timeout_ms, &w.end, &w.marker_name, &w.marker_value,
+                          &w.marker_len, &w.job_name, &w.job_value, &w.job_len))
         return NULL;
-    void *rk = producer_handle(consumer);
+    void *rk = consumer_handle(consumer);
     if (!rk)
         return NULL;
-    if (rk_type(rk) != RD_KAFKA_CONSUMER) {
-        PyErr_SetString(PyExc_TypeError, "not a consumer's handle");
-        return NULL;
-    }
     if (n < 1)
         n = 1;
     Message **batch = PyMem_Malloc(sizeof(Message *) * (size_t)n);
     if (!batch)
         return PyErr_NoMemory();
-    void *queue = rk_queue_get_consumer(rk);
-    if (!queue) {
-        PyMem_Free(batch);
-        PyErr_SetString(PyExc_RuntimeError, "not a consumer");
-        return NULL;
-    }
-    Py_ssize_t got;
-    Py_BEGIN_ALLOW_THREADS
-    got = rk_consume_batch_queue(queue, timeout_ms, batch, (size_t)n);
-    Py_END_ALLOW_THREADS
-    rk_queue_destroy(queue);
-    if (got < 0) {
-        PyMem_Free(batch);
-        PyErr_SetString(PyExc_RuntimeError, "consuming failed");
-        return NULL;
-    }
-    PyObject *values = PyList_New(0), *offsets = PyList_New(0), *keys = PyList_New(0), *tombstones = PyList_New(0),
-             *errors = PyList_New(0), *result = NULL;
-    long long last = -1;
-    Py_ssize_t i = 0;
-    if (!values || !offsets || !keys || !tombstones || !errors)
-        goto done;
-    for (; i < got; i++) {
-        Message *m = batch[i];
-        PyObject *item = NULL;
-        int ok = 1;
-        if (m->err) {
-            const char *text = rk_err2str(m->err);
-            item = m->payload ? Py_BuildValue("iLs#", m->err, (long long)m->offset, (const char *)m->payload, (Py_ssize_t)m->len)
-                              : Py_BuildValue("iLs", m->err, (long long)m->offset, text);
-            if (!item) { /* a payload that is not UTF-8 */
-                PyErr_Clear();
-                item = Py_BuildValue("iLs", m->err, (long long)m->offset, text);
-            }
-            ok = item && PyList_Append(errors, item) == 0;
-        } else {
-            if (m->offset > last)
-                last = m->offset;
-            if (m->offset >= end)
-                goto next;
-            if (job_name || !m->key) {
-                int marker = has_header(m, marker_name, marker_value, marker_len);
-                int of_job = job_name ? has_header(m, job_name, job_value, job_len) : 1;
-                if (marker || !of_job)
-                    goto next; /* an end marker, or another job's record: not a row of this export */
-            }
-            PyObject *offset = PyLong_FromLongLong(m->offset);
-            if (!offset) {
-                ok = 0;
-            } else if (!m->payload) {
-                ok = PyList_Append(tombstones, offset) == 0;
-            } else {
-                PyObject *value = PyBytes_FromStringAndSize(m->payload, (Py_ssize_t)m->len);
-                PyObject *key = m->key ? PyBytes_FromStringAndSize(m->key, (Py_ssize_t)m->key_len) : Py_NewRef(Py_None);
-                ok = value && key && PyList_Append(values, value) == 0 && PyList_Append(offsets, offset) == 0 &&
-                     PyList_Append(keys, key) == 0;
-                Py_XDECREF(value);
-                Py_XDECREF(key);
-            }
-            Py_XDECREF(offset);
-        }
-    next:
-        Py_XDECREF(item);
-        rk_message_destroy(m);
-        if (!ok) {
-            i++;
-            goto done;
-        }
-    }
-    result = Py_BuildValue("(OOOO)OL", values, offsets, keys, tombstones, errors, last);
-done:
-    for (; i < got; i++)
-        rk_message_destroy(batch[i]);
+    Py_ssize_t got = consume_batch(rk, timeout_ms, batch, n);
+    PyObject *result = got < 0 ? NULL : split_batch(batch, got, &w);
     PyMem_Free(batch);
-    Py_XDECREF(values);
-    Py_XDECREF(offsets);
-    Py_XDECREF(keys);
-    Py_XDECREF(tombstones);
-    Py_XDECREF(errors);
     return result;
+}
+
+/* The record encoded at data[offset:size] (encode_records's layout): its key's and value's lengths
+ * into lengths, and the next record's offset; or -1 with a ValueError (truncated, no key). */
+static Py_ssize_t encoded_record(const char *data, Py_ssize_t size, Py_ssize_t offset, uint32_t lengths[2]) {
+    if (size - offset < 8) {
+        PyErr_SetString(PyExc_ValueError, "produce_records: truncated data");
+        return -1;
+    }
+    memcpy(lengths, data + offset, 8);
+    Py_ssize_t next = offset + 8 + (Py_ssize_t)lengths[0] + (Py_ssize_t)lengths[1];
+    if (next > size || lengths[0] == 0) {
+        PyErr_SetString(PyExc_ValueError, "produce_records: a record is out of bounds or has no key");
+        return -1;
+    }
+    return next;
 }
 
 /*
@@ -820,33 +876,24 @@ static PyObject *py_produce_records(PyObject *self, PyObject *args) {
     long long added[partitions];
     memset(added, 0, sizeof added);
     Sending sending = {rk, producer, on_delivery, topic, header_name, header_value, header_len, partitions, added};
+    int sent = 1;
     while (offset < size) {
         uint32_t lengths[2];
-        if (size - offset < 8) {
-            PyErr_SetString(PyExc_ValueError, "produce_records: truncated data");
-            goto fail;
-        }
-        memcpy(lengths, data + offset, 8);
-        Py_ssize_t next = offset + 8 + (Py_ssize_t)lengths[0] + (Py_ssize_t)lengths[1];
-        if (next > size || lengths[0] == 0) {
-            PyErr_SetString(PyExc_ValueError, "produce_records: a record is out of bounds or has no key");
-            goto fail;
+        Py_ssize_t next = encoded_record(data, size, offset, lengths);
+        if (next < 0) {
+            sent = -1;
+            break;
         }
         const char *key = data + offset + 8;
-        int sent = send_record(&sending, key, lengths[0], key + lengths[0], lengths[1]);
-        if (sent < 0)
-            goto fail;
-        if (sent == 0)
+        sent = send_record(&sending, key, lengths[0], key + lengths[0], lengths[1]);
+        if (sent <= 0)
             break;
         produced++;
         offset = next;
     }
-    if (add_counts(counts, added, partitions) < 0)
+    if (settle_counts(counts, added, partitions, sent < 0) < 0)
         return NULL;
     return Py_BuildValue("nn", offset, produced);
-fail:
-    add_counts_after_failure(counts, added, partitions);
-    return NULL;
 }
 
 static PyMethodDef methods[] = {

@@ -15,10 +15,37 @@
 #include <datetime.h>
 #include <math.h>
 
+#include "_common.h"
 #include "_isoformat.h"
 
 enum { KIND_STRING = 0, KIND_LONG = 1, KIND_DOUBLE = 2, KIND_MAPPING = 3, KIND_CALL = 4 };
 enum { DONE_FULL = 0, DONE_END = 1, DONE_SLOW = 2, DONE_WIDTH = 3, DONE_VALUE = 4 };
+
+/* After a converter failed: 1 when with a ValueError, TypeError or OverflowError (or, with
+ * key_error, a KeyError), cleared: the value does not convert; 0 for any other error, left set. */
+static int not_convertible(int key_error) {
+    if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError) ||
+        PyErr_ExceptionMatches(PyExc_OverflowError) || (key_error && PyErr_ExceptionMatches(PyExc_KeyError))) {
+        PyErr_Clear();
+        return 1;
+    }
+    return 0;
+}
+
+/* s[0:n] as [+-]digits with 1 to 18 digits (so no overflow): 1 with *out, or 0 when it is not. */
+static int plain_long(const char *s, Py_ssize_t n, long long *out) {
+    Py_ssize_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
+    if (n <= i || n - i > 18)
+        return 0;
+    long long v = 0;
+    for (Py_ssize_t j = i; j < n; j++) {
+        if (s[j] < '0' || s[j] > '9')
+            return 0;
+        v = v * 10 + (s[j] - '0');
+    }
+    *out = s[0] == '-' ? -v : v;
+    return 1;
+}
 
 /* 1 converted, 0 does not convert (a ValueError, TypeError, OverflowError or KeyError, cleared), -1 other error */
 static int convert(int kind, PyObject *how, PyObject *text, PyObject **out) {
@@ -26,19 +53,13 @@ static int convert(int kind, PyObject *how, PyObject *text, PyObject **out) {
     switch (kind) {
     case KIND_LONG: {
         Py_ssize_t n;
+        long long v;
         const char *s = PyUnicode_AsUTF8AndSize(text, &n);
         if (!s)
             return -1;
-        Py_ssize_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
-        if (n > i && n - i <= 18) {
-            long long v = 0;
-            Py_ssize_t j = i;
-            for (; j < n && s[j] >= '0' && s[j] <= '9'; j++)
-                v = v * 10 + (s[j] - '0');
-            if (j == n) {
-                *out = PyLong_FromLongLong(s[0] == '-' ? -v : v);
-                return *out ? 1 : -1;
-            }
+        if (plain_long(s, n, &v)) {
+            *out = PyLong_FromLongLong(v);
+            return *out ? 1 : -1;
         }
         value = PyObject_CallOneArg(how, text); /* spaces, underscores, big numbers: the Python rules */
         break;
@@ -60,12 +81,7 @@ static int convert(int kind, PyObject *how, PyObject *text, PyObject **out) {
         *out = value;
         return 1;
     }
-    if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError) ||
-        PyErr_ExceptionMatches(PyExc_OverflowError) || PyErr_ExceptionMatches(PyExc_KeyError)) {
-        PyErr_Clear();
-        return 0;
-    }
-    return -1;
+    return not_convertible(1) ? 0 : -1;
 }
 
 typedef struct {
@@ -131,6 +147,12 @@ static int read_kinds(PyObject *kinds_obj, int *out, Py_ssize_t ncols, int *type
     return 0;
 }
 
+/* c set up for the columns of kinds_obj and hows, their kinds read into kinds (one int a column): 0, or -1 with an error. */
+static int columns_init(Columns *c, int *kinds, PyObject *kinds_obj, PyObject *hows, PyObject *null, int extra_ok, int optional_ok) {
+    *c = (Columns){PyTuple_GET_SIZE(kinds_obj), kinds, hows, null, 0, extra_ok, optional_ok};
+    return read_kinds(kinds_obj, kinds, c->ncols, &c->typed);
+}
+
 /* A quoted field's text between pos (after the opening quote) and the closing quote, doubled
  * quotes made single. */
 static PyObject *unquote(PyObject *text, int kind, const void *data, Py_ssize_t a, Py_ssize_t b, Py_UCS4 quote, int doubled) {
@@ -161,6 +183,196 @@ done:
     Py_XDECREF(empty);
     Py_DECREF(parts);
     return joined;
+}
+
+/* ---- reading: CSV text to typed rows ---- */
+
+/* The text split_rows reads, and how its records are written. */
+typedef struct {
+    PyObject *text;
+    int kind; /* PyUnicode_KIND(text) */
+    const void *data;
+    Py_ssize_t n;
+    Py_UCS4 delimiter, quote; /* quote: only when quoting */
+    int quoting, final;       /* final: no text follows this one */
+} Reader;
+
+/* Where split_rows is: the next record's position, the line the previous record ended on, the
+ * first line of the last record read, and the payload of a record that stops the call. */
+typedef struct {
+    Py_ssize_t pos, line, start;
+    PyObject *payload;
+} Progress;
+
+/* How a record ended (read_record and its helpers; -1 is an error): read; for the csv module; going on in the next text. */
+enum { RECORD_READ = 1, RECORD_SLOW = 2, RECORD_UNFINISHED = 3 };
+
+/* The Reader of text, with split_rows's delimiter and quote ("" for none). */
+static Reader reader_of(PyObject *text, PyObject *delimiter, PyObject *quote, int final) {
+    int quoting = PyUnicode_GET_LENGTH(quote) == 1;
+    return (Reader){text, PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text),
+                    PyUnicode_READ_CHAR(delimiter, 0), quoting ? PyUnicode_READ_CHAR(quote, 0) : 0, quoting, final};
+}
+
+/* Whether text[i:i+2] is "\r\n". */
+static inline int crlf_at(const Reader *r, Py_ssize_t i) {
+    return i + 1 < r->n && PyUnicode_READ(r->kind, r->data, i) == '\r' && PyUnicode_READ(r->kind, r->data, i + 1) == '\n';
+}
+
+/* The length of the blank line at pos ("\n" or "\r\n"), or 0: a blank line is not a record. */
+static inline Py_ssize_t blank_line(const Reader *r, Py_ssize_t pos) {
+    if (PyUnicode_READ(r->kind, r->data, pos) == '\n')
+        return 1;
+    return crlf_at(r, pos) ? 2 : 0;
+}
+
+/* The quoted field at *pos (its opening quote), doubled quotes made single: 0 with *field, *pos
+ * past the closing quote (at a delimiter, a line end or the text's end) and the line breaks inside
+ * added to *lines; RECORD_SLOW (a carriage return inside, a character after the closing quote, no
+ * closing quote in the final text); RECORD_UNFINISHED; or -1 with an error. */
+static int quoted_field(const Reader *r, Py_ssize_t *pos, Py_ssize_t *lines, PyObject **field) {
+    const int kind = r->kind;
+    const void *data = r->data;
+    const Py_UCS4 quote = r->quote;
+    Py_ssize_t n = r->n, i = *pos + 1, breaks = 0;
+    int doubled = 0;
+    for (;; i++) {
+        if (i >= n) /* no closing quote */
+            return r->final ? RECORD_SLOW : RECORD_UNFINISHED;
+        Py_UCS4 q = PyUnicode_READ(kind, data, i);
+        if (q == quote) {
+            if (i + 1 < n && PyUnicode_READ(kind, data, i + 1) == quote) {
+                doubled = 1;
+                i++;
+                continue;
+            }
+            break; /* the closing quote */
+        }
+        if (q == '\n')
+            breaks++;
+        else if (q == '\r')
+            return RECORD_SLOW;
+    }
+    Py_ssize_t after = i + 1; /* a delimiter, the line's end, or the text's end */
+    if (after < n) {
+        Py_UCS4 next = PyUnicode_READ(kind, data, after);
+        if (next != r->delimiter && next != '\n' && !crlf_at(r, after))
+            return RECORD_SLOW;
+    } else if (!r->final) {
+        return RECORD_UNFINISHED;
+    }
+    *field = unquote(r->text, kind, data, *pos + 1, i, quote, doubled);
+    if (!*field)
+        return -1;
+    *pos = after;
+    *lines += breaks;
+    return 0;
+}
+
+/* The unquoted field at *pos: 0 with *field and *pos at its end (a delimiter, a line end or the
+ * text's end); RECORD_SLOW (a quote character or a stray carriage return in it); RECORD_UNFINISHED;
+ * or -1 with an error. */
+static int plain_field(const Reader *r, Py_ssize_t *pos, PyObject **field) {
+    const int kind = r->kind, quoting = r->quoting;
+    const void *data = r->data;
+    const Py_UCS4 delimiter = r->delimiter, quote = r->quote;
+    Py_ssize_t n = r->n, i = *pos;
+    Py_UCS4 f = 0;
+    while (i < n) {
+        f = PyUnicode_READ(kind, data, i);
+        if (f == delimiter || f == '\n' || f == '\r' || (quoting && f == quote))
+            break;
+        i++;
+    }
+    if (i < n && ((quoting && f == quote) || (f == '\r' && !crlf_at(r, i))))
+        return RECORD_SLOW;
+    if (i >= n && !r->final)
+        return RECORD_UNFINISHED;
+    *field = PyUnicode_Substring(r->text, *pos, i);
+    if (!*field)
+        return -1;
+    *pos = i;
+    return 0;
+}
+
+/* Past a field's end (*pos at a delimiter, a line end or the text's end): 0 another field follows
+ * (*pos past the delimiter); RECORD_READ the record ends (*pos past its line break, counted in
+ * *lines; a delimiter that ends the final text adds a last, empty field); RECORD_UNFINISHED; or -1
+ * with an error. */
+static int after_field(const Reader *r, PyObject *fields, Py_ssize_t *pos, Py_ssize_t *lines) {
+    if (*pos >= r->n)
+        return RECORD_READ;
+    Py_UCS4 sep = PyUnicode_READ(r->kind, r->data, *pos);
+    if (sep != r->delimiter) { /* "\n" or "\r\n" */
+        *pos += sep == '\r' ? 2 : 1;
+        (*lines)++;
+        return RECORD_READ;
+    }
+    if (++*pos < r->n)
+        return 0;
+    if (!r->final)
+        return RECORD_UNFINISHED;
+    return append_new(fields, PyUnicode_New(0, 0)) < 0 ? -1 : RECORD_READ; /* "a," at the very end */
+}
+
+/* The record at *pos read into fields: RECORD_READ (*pos past it, its line breaks added to *lines),
+ * RECORD_SLOW, RECORD_UNFINISHED, or -1 with an error. */
+static int read_record(const Reader *r, PyObject *fields, Py_ssize_t *pos, Py_ssize_t *lines) {
+    for (;;) {
+        PyObject *field;
+        int quoted = r->quoting && *pos < r->n && PyUnicode_READ(r->kind, r->data, *pos) == r->quote;
+        int got = quoted ? quoted_field(r, pos, lines, &field) : plain_field(r, pos, &field);
+        if (got)
+            return got;
+        if (append_new(fields, field) < 0)
+            return -1;
+        int end = after_field(r, fields, pos, lines);
+        if (end)
+            return end;
+    }
+}
+
+/* A record's fields typed (type_record) and appended to rows, its first line (start) to line_nos:
+ * 1, DONE_WIDTH or DONE_VALUE with *payload set, or -1 with an error. Releases fields. */
+static int add_row(const Columns *c, PyObject *rows, PyObject *line_nos, PyObject *fields, Py_ssize_t start, PyObject **payload) {
+    int typed = type_record(c, fields, payload);
+    if (typed == 1 && (PyList_Append(rows, fields) < 0 || append_new(line_nos, PyLong_FromSsize_t(start)) < 0))
+        typed = -1;
+    Py_DECREF(fields);
+    return typed;
+}
+
+/* split_rows's loop: records from at->pos read, typed and appended until len(rows) reaches limit,
+ * the text ends, or a record stops the call. How it stopped (see split_rows), or -1 with an error. */
+static int read_rows(const Reader *r, const Columns *c, PyObject *rows, PyObject *line_nos, Py_ssize_t limit, Progress *at) {
+    while (at->pos < r->n) {
+        if (PyList_GET_SIZE(rows) >= limit)
+            return DONE_FULL;
+        Py_ssize_t blank = blank_line(r, at->pos);
+        if (blank) {
+            at->pos += blank;
+            at->line++;
+            continue;
+        }
+        Py_ssize_t record = at->pos, lines = 0;
+        PyObject *fields = PyList_New(0);
+        if (!fields)
+            return -1;
+        int outcome = read_record(r, fields, &at->pos, &lines);
+        if (outcome != RECORD_READ) {
+            Py_DECREF(fields);
+            at->pos = record;
+            return outcome < 0 ? -1 : outcome == RECORD_SLOW ? DONE_SLOW : DONE_END;
+        }
+        if (at->pos >= r->n && PyUnicode_READ(r->kind, r->data, r->n - 1) != '\n')
+            lines++; /* the last line, without a line break */
+        at->start = at->line + 1;
+        at->line += lines;
+        int added = add_row(c, rows, line_nos, fields, at->start, &at->payload);
+        if (added != 1)
+            return added;
+    }
+    return DONE_END;
 }
 
 /*
@@ -196,174 +408,21 @@ static PyObject *split_rows(PyObject *self, PyObject *args) {
         return NULL;
     }
     int kinds[ncols];
-    Columns c = {ncols, kinds, hows, null, 0, extra_ok, optional_ok};
-    if (read_kinds(kinds_obj, kinds, ncols, &c.typed) < 0)
+    Columns c;
+    if (columns_init(&c, kinds, kinds_obj, hows, null, extra_ok, optional_ok) < 0)
         return NULL;
-    Py_UCS4 delimiter = PyUnicode_READ_CHAR(delimiter_obj, 0);
-    int quoting = PyUnicode_GET_LENGTH(quote_obj) == 1;
-    Py_UCS4 quote = quoting ? PyUnicode_READ_CHAR(quote_obj, 0) : 0;
-    int kind = PyUnicode_KIND(text);
-    const void *data = PyUnicode_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    int done = DONE_END;
-    Py_ssize_t start = line + 1;
-    PyObject *payload = NULL;
-
-    while (pos < n) {
-        if (PyList_GET_SIZE(rows) >= limit) {
-            done = DONE_FULL;
-            break;
-        }
-        Py_ssize_t record = pos, lines = 0;
-        Py_UCS4 ch = PyUnicode_READ(kind, data, pos);
-        if (ch == '\n') { /* a blank line */
-            pos++;
-            line++;
-            continue;
-        }
-        if (ch == '\r' && pos + 1 < n && PyUnicode_READ(kind, data, pos + 1) == '\n') {
-            pos += 2;
-            line++;
-            continue;
-        }
-        PyObject *fields = PyList_New(0);
-        if (!fields)
-            goto fail;
-        int outcome = 0; /* 1 record complete, 2 slow, 3 unfinished */
-        while (!outcome) {
-            Py_ssize_t a = pos;
-            PyObject *field;
-            if (quoting && pos < n && PyUnicode_READ(kind, data, pos) == quote) {
-                Py_ssize_t i = pos + 1;
-                int doubled = 0, closed = 0;
-                while (i < n) {
-                    Py_UCS4 q = PyUnicode_READ(kind, data, i);
-                    if (q == quote) {
-                        if (i + 1 < n && PyUnicode_READ(kind, data, i + 1) == quote) {
-                            doubled = 1;
-                            i += 2;
-                            continue;
-                        }
-                        closed = 1;
-                        break;
-                    }
-                    if (q == '\n')
-                        lines++;
-                    else if (q == '\r') {
-                        outcome = 2;
-                        break;
-                    }
-                    i++;
-                }
-                if (outcome)
-                    break;
-                if (!closed) {
-                    outcome = final ? 2 : 3;
-                    break;
-                }
-                /* after the closing quote: a delimiter, the line's end, or the text's end */
-                Py_ssize_t after = i + 1;
-                Py_UCS4 next = after < n ? PyUnicode_READ(kind, data, after) : 0;
-                int ends_line = after >= n || next == '\n' ||
-                                (next == '\r' && after + 1 < n && PyUnicode_READ(kind, data, after + 1) == '\n');
-                if (!(ends_line || next == delimiter)) {
-                    outcome = 2;
-                    break;
-                }
-                if (after >= n && !final) {
-                    outcome = 3;
-                    break;
-                }
-                field = unquote(text, kind, data, a + 1, i, quote, doubled);
-                pos = after;
-            } else {
-                Py_ssize_t i = pos;
-                Py_UCS4 f = 0;
-                while (i < n) {
-                    f = PyUnicode_READ(kind, data, i);
-                    if (f == delimiter || f == '\n' || f == '\r' || (quoting && f == quote))
-                        break;
-                    i++;
-                }
-                if (i < n && ((quoting && f == quote) ||
-                              (f == '\r' && !(i + 1 < n && PyUnicode_READ(kind, data, i + 1) == '\n')))) {
-                    outcome = 2;
-                    break;
-                }
-                if (i >= n && !final) {
-                    outcome = 3;
-                    break;
-                }
-                field = PyUnicode_Substring(text, a, i);
-                pos = i;
-            }
-            if (!field || PyList_Append(fields, field) < 0) {
-                Py_XDECREF(field);
-                Py_DECREF(fields);
-                goto fail;
-            }
-            Py_DECREF(field);
-            /* pos: at a delimiter, a line end, or the text's end */
-            if (pos >= n) {
-                outcome = 1;
-            } else {
-                Py_UCS4 sep = PyUnicode_READ(kind, data, pos);
-                if (sep == delimiter) {
-                    pos++;
-                    if (pos >= n && !final)
-                        outcome = 3;
-                    else if (pos >= n) { /* "a," at the very end: a last, empty field */
-                        PyObject *empty = PyUnicode_New(0, 0);
-                        if (!empty || PyList_Append(fields, empty) < 0) {
-                            Py_XDECREF(empty);
-                            Py_DECREF(fields);
-                            goto fail;
-                        }
-                        Py_DECREF(empty);
-                        outcome = 1;
-                    }
-                } else {
-                    pos += sep == '\r' ? 2 : 1;
-                    lines++;
-                    outcome = 1;
-                }
-            }
-        }
-        if (outcome != 1) {
-            Py_DECREF(fields);
-            pos = record;
-            done = outcome == 2 ? DONE_SLOW : DONE_END;
-            break;
-        }
-        if (pos >= n && PyUnicode_READ(kind, data, n - 1) != '\n')
-            lines++; /* the last line, without a line break */
-        start = line + 1;
-        line += lines;
-        int typed = type_record(&c, fields, &payload);
-        if (typed < 0) {
-            Py_DECREF(fields);
-            goto fail;
-        }
-        if (typed != 1) {
-            Py_DECREF(fields);
-            done = typed;
-            break;
-        }
-        PyObject *number = PyLong_FromSsize_t(start);
-        int appended = number && PyList_Append(rows, fields) == 0 && PyList_Append(line_nos, number) == 0;
-        Py_XDECREF(number);
-        Py_DECREF(fields);
-        if (!appended)
-            goto fail;
+    Reader r = reader_of(text, delimiter_obj, quote_obj, final);
+    Progress at = {pos, line, line + 1, NULL};
+    int done = read_rows(&r, &c, rows, line_nos, limit, &at);
+    if (done < 0) {
+        Py_XDECREF(at.payload);
+        return NULL;
     }
-    return Py_BuildValue("innnN", done, pos, line, start, payload ? payload : Py_NewRef(Py_None));
-fail:
-    Py_XDECREF(payload);
-    return NULL;
+    return Py_BuildValue("innnN", done, at.pos, at.line, at.start, at.payload ? at.payload : Py_NewRef(Py_None));
 }
 
 /*
- * type_rows(fields, kinds, hows, null, extra_ok, optional_ok) -> (status, payload)
+ * type_fields(fields, kinds, hows, null, extra_ok, optional_ok) -> (status, payload)
  * One record the csv module read, checked and typed in place as split_rows would:
  * status 1 ready, 3 wrong number of fields, 4 a field does not convert (payload as in split_rows).
  */
@@ -379,8 +438,8 @@ static PyObject *type_fields(PyObject *self, PyObject *args) {
         return NULL;
     }
     int kinds[ncols];
-    Columns c = {ncols, kinds, hows, null, 0, extra_ok, optional_ok};
-    if (read_kinds(kinds_obj, kinds, ncols, &c.typed) < 0)
+    Columns c;
+    if (columns_init(&c, kinds, kinds_obj, hows, null, extra_ok, optional_ok) < 0)
         return NULL;
     PyObject *payload = NULL;
     int status = type_record(&c, fields, &payload);
@@ -395,35 +454,6 @@ static PyObject *type_fields(PyObject *self, PyObject *args) {
 
 enum { OUT_PLAIN = 0, OUT_BOOLEAN = 1, OUT_TIMESTAMP = 2 };
 
-typedef struct {
-    char *data;
-    size_t len, cap;
-} Buffer;
-
-static int grow(Buffer *b, size_t more) {
-    if (b->len + more <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 1 << 16;
-    while (cap < b->len + more)
-        cap *= 2;
-    char *data = PyMem_Realloc(b->data, cap);
-    if (!data) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
-
-static int add(Buffer *b, const char *s, size_t n) {
-    if (grow(b, n) < 0)
-        return -1;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
 /* datetime.isoformat() of a naive or UTC datetime; 0 when it is neither (the Python writer takes the batch) */
 static int add_isoformat(Buffer *b, PyObject *v) {
     char text[ISOFORMAT_MAX];
@@ -433,71 +463,102 @@ static int add_isoformat(Buffer *b, PyObject *v) {
     return add(b, text, n) < 0 ? -1 : 1;
 }
 
+/* Whether a str field needs quotes (a delimiter, a quote or a line feed in it): 1, 0, or -1 for a
+ * carriage return (the careful writer's case). */
+static int needs_quotes(const char *s, Py_ssize_t n, char delimiter, char quote) {
+    int quoted = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '\r')
+            return -1;
+        if (c == delimiter || c == quote || c == '\n')
+            quoted = 1;
+    }
+    return quoted;
+}
+
+/* s written in quotes, its quote characters doubled: 0, or -1 with an error. */
+static int add_quoted(Buffer *b, const char *s, Py_ssize_t n, char quote) {
+    if (grow(b, (size_t)n * 2 + 2) < 0)
+        return -1;
+    char *out = b->data + b->len;
+    *out++ = quote;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] == quote)
+            *out++ = quote;
+        *out++ = s[i];
+    }
+    *out++ = quote;
+    b->len = (size_t)(out - b->data);
+    return 0;
+}
+
+/* A str field, quoted when it needs it: 1 written, 0 for the careful writer ("" or a carriage return), -1 error. */
+static int add_text_field(Buffer *b, PyObject *v, char delimiter, char quote) {
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+    if (!s)
+        return -1;
+    if (n == 0) /* "" is null_string: that row is written by the careful writer */
+        return 0;
+    int quoted = needs_quotes(s, n, delimiter, quote);
+    if (quoted < 0)
+        return 0;
+    return (quoted ? add_quoted(b, s, n, quote) : add(b, s, (size_t)n)) < 0 ? -1 : 1;
+}
+
+/* A bool field: true or false in a boolean column, True or False (the csv module's) elsewhere. 1, -1 error. */
+static int add_bool_field(Buffer *b, int t, int kind) {
+    if (kind == OUT_BOOLEAN)
+        return add(b, t ? "true" : "false", t ? 4 : 5) < 0 ? -1 : 1;
+    return add(b, t ? "True" : "False", t ? 4 : 5) < 0 ? -1 : 1;
+}
+
+/* An int field: 1 written, 0 not this writer's (in a boolean column, or past 64 bits), -1 error. */
+static int add_long_field(Buffer *b, PyObject *v, int kind) {
+    int overflow;
+    if (kind == OUT_BOOLEAN) /* 1 and 0 would be true and false there (a dict lookup): not this writer's case */
+        return 0;
+    long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow)
+        return 0;
+    return add_long(b, n) < 0 ? -1 : 1;
+}
+
 /* 1 written, 0 a value this does not write (the Python writer takes the batch), -1 error */
 static int add_field(Buffer *b, PyObject *v, int kind, char delimiter, char quote) {
     if (v == Py_None)
         return 1;
-    if (PyUnicode_CheckExact(v)) {
-        Py_ssize_t n;
-        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
-        if (!s)
-            return -1;
-        if (n == 0) /* "" is null_string: that row is written by the careful writer */
-            return 0;
-        int quoted = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            char c = s[i];
-            if (c == '\r')
-                return 0;
-            if (c == delimiter || c == quote || c == '\n')
-                quoted = 1;
-        }
-        if (!quoted)
-            return add(b, s, (size_t)n) < 0 ? -1 : 1;
-        if (grow(b, (size_t)n * 2 + 2) < 0)
-            return -1;
-        char *out = b->data + b->len;
-        *out++ = quote;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (s[i] == quote)
-                *out++ = quote;
-            *out++ = s[i];
-        }
-        *out++ = quote;
-        b->len = (size_t)(out - b->data);
-        return 1;
-    }
-    if (PyBool_Check(v)) {
-        int t = v == Py_True;
-        if (kind == OUT_BOOLEAN)
-            return add(b, t ? "true" : "false", t ? 4 : 5) < 0 ? -1 : 1;
-        return add(b, t ? "True" : "False", t ? 4 : 5) < 0 ? -1 : 1;
-    }
-    if (PyLong_CheckExact(v)) {
-        int overflow;
-        if (kind == OUT_BOOLEAN) /* 1 and 0 would be true and false there (a dict lookup): not this writer's case */
-            return 0;
-        long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (overflow)
-            return 0;
-        char text[24];
-        int len = snprintf(text, sizeof text, "%lld", n);
-        return add(b, text, (size_t)len) < 0 ? -1 : 1;
-    }
+    if (PyUnicode_CheckExact(v))
+        return add_text_field(b, v, delimiter, quote);
+    if (PyBool_Check(v))
+        return add_bool_field(b, v == Py_True, kind);
+    if (PyLong_CheckExact(v))
+        return add_long_field(b, v, kind);
     if (PyFloat_CheckExact(v)) {
         double d = PyFloat_AS_DOUBLE(v);
         if (!isfinite(d))
             return 0;
-        char *text = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-        if (!text)
-            return -1;
-        int rc = add(b, text, strlen(text)) < 0 ? -1 : 1;
-        PyMem_Free(text);
-        return rc;
+        return add_repr(b, d) < 0 ? -1 : 1;
     }
     if (kind == OUT_TIMESTAMP && PyDateTime_CheckExact(v))
         return add_isoformat(b, v);
     return 0;
+}
+
+/* One row as a CSV line: 1 written, 0 not this writer's (another width, a value add_field does not write), -1 error. */
+static int add_line(Buffer *b, PyObject *row, const int *kinds, Py_ssize_t ncols, char delimiter, char quote) {
+    PyObject *seq = PySequence_Fast(row, "rows must be sequences");
+    if (!seq)
+        return -1;
+    PyObject **values = PySequence_Fast_ITEMS(seq);
+    int done = PySequence_Fast_GET_SIZE(seq) == ncols;
+    for (Py_ssize_t i = 0; done == 1 && i < ncols; i++)
+        done = (i && add(b, &delimiter, 1) < 0) ? -1 : add_field(b, values[i], kinds[i], delimiter, quote);
+    Py_DECREF(seq);
+    if (done == 1 && add(b, "\n", 1) < 0)
+        return -1;
+    return done;
 }
 
 /*
@@ -526,42 +587,12 @@ static PyObject *format_rows(PyObject *self, PyObject *args) {
         return NULL;
     Buffer b = {NULL, 0, 0};
     Py_ssize_t n = PyList_GET_SIZE(rows);
-    for (Py_ssize_t r = 0; r < n; r++) {
-        PyObject *row = PyList_GET_ITEM(rows, r);
-        PyObject *seq = PySequence_Fast(row, "rows must be sequences");
-        if (!seq)
-            goto fail;
-        if (PySequence_Fast_GET_SIZE(seq) != ncols) {
-            Py_DECREF(seq);
-            goto bail;
-        }
-        PyObject **values = PySequence_Fast_ITEMS(seq);
-        for (Py_ssize_t i = 0; i < ncols; i++) {
-            if (i && add(&b, (const char *)&delimiter, 1) < 0) {
-                Py_DECREF(seq);
-                goto fail;
-            }
-            int done = add_field(&b, values[i], kinds[i], (char)delimiter, (char)quote);
-            if (done <= 0) {
-                Py_DECREF(seq);
-                if (done < 0)
-                    goto fail;
-                goto bail;
-            }
-        }
-        Py_DECREF(seq);
-        if (add(&b, "\n", 1) < 0)
-            goto fail;
-    }
-    PyObject *out = PyBytes_FromStringAndSize(b.data ? b.data : "", (Py_ssize_t)b.len);
+    int done = 1;
+    for (Py_ssize_t r = 0; done == 1 && r < n; r++)
+        done = add_line(&b, PyList_GET_ITEM(rows, r), kinds, ncols, (char)delimiter, (char)quote);
+    PyObject *out = done < 0 ? NULL : done == 0 ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize(b.data ? b.data : "", (Py_ssize_t)b.len);
     PyMem_Free(b.data);
     return out;
-bail:
-    PyMem_Free(b.data);
-    Py_RETURN_NONE;
-fail:
-    PyMem_Free(b.data);
-    return NULL;
 }
 
 
@@ -593,6 +624,15 @@ static int hex4(const unsigned char *p, unsigned *out) {
     return 1;
 }
 
+/* Past white space, the character ch skipped: 1, or 0 when ch is not next. */
+static int take(Cursor *c, unsigned char ch) {
+    skip_space(c);
+    if (c->p >= c->end || *c->p != ch)
+        return 0;
+    c->p++;
+    return 1;
+}
+
 /* A JSON string at c->p (the opening quote): *start and *len give its raw bytes; *escaped whether it has escapes. 1 ok, 0 bail. */
 static int scan_string(Cursor *c, const unsigned char **start, Py_ssize_t *len, int *escaped) {
     const unsigned char *p = c->p + 1;
@@ -617,220 +657,261 @@ static int scan_string(Cursor *c, const unsigned char **start, Py_ssize_t *len, 
     return BAIL;
 }
 
-/* The str of a scanned JSON string, or NULL with no error set (bail), or NULL with an error. */
-static PyObject *string_value(const unsigned char *s, Py_ssize_t n, int escaped) {
-    if (!escaped) {
-        PyObject *v = PyUnicode_DecodeUTF8((const char *)s, n, "strict");
-        if (!v && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
-            PyErr_Clear();
-        return v;
+/* UTF-8 bytes as a str, or NULL: with no error set when they are not UTF-8 (bail), or with an error. */
+static PyObject *decode_utf8(const char *s, Py_ssize_t n) {
+    PyObject *v = PyUnicode_DecodeUTF8(s, n, "strict");
+    if (!v && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+        PyErr_Clear();
+    return v;
+}
+
+/* The byte a one-character escape stands for (ch: the character after the backslash), or 0 for none. */
+static char simple_escape(unsigned char ch) {
+    switch (ch) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '/': return '/';
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    default: return 0;
     }
-    char small[256] = {0}, *out = n <= (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n);
-    if (!out)
-        return PyErr_NoMemory();
+}
+
+/* The code point of the \uXXXX escape whose 'u' is at s[*i] (a surrogate pair's two escapes as one):
+ * 1 with *cp and *i at its last hex digit, or 0 (bail: not hex, a lone surrogate). */
+static int unicode_escape(const unsigned char *s, Py_ssize_t n, Py_ssize_t *i, unsigned *cp) {
+    Py_ssize_t at = *i;
+    if (at + 4 >= n || !hex4(s + at + 1, cp))
+        return 0;
+    at += 4;
+    if (*cp >= 0xD800 && *cp <= 0xDBFF) { /* a surrogate pair, or bail */
+        unsigned low;
+        if (at + 6 >= n || s[at + 1] != '\\' || s[at + 2] != 'u' || !hex4(s + at + 3, &low) || low < 0xDC00 || low > 0xDFFF)
+            return 0;
+        *cp = 0x10000 + ((*cp - 0xD800) << 10) + (low - 0xDC00);
+        at += 6;
+    } else if (*cp >= 0xDC00 && *cp <= 0xDFFF) {
+        return 0;
+    }
+    *i = at;
+    return 1;
+}
+
+/* cp as UTF-8 at out: how many bytes (at most 4, never more than the 6 escape bytes it replaces). */
+static Py_ssize_t put_utf8(char *out, unsigned cp) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* s[0:n] with its escapes made the bytes they stand for, into out (n bytes at most): the length,
+ * or -1 (bail: an escape orjson refuses). */
+static Py_ssize_t unescape(const unsigned char *s, Py_ssize_t n, char *out) {
     Py_ssize_t o = 0;
-    PyObject *v = NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (s[i] != '\\') {
             out[o++] = (char)s[i];
             continue;
         }
         if (++i >= n)
-            goto done;
+            return -1;
+        char simple = simple_escape(s[i]);
         unsigned cp;
-        switch (s[i]) {
-        case '"': out[o++] = '"'; continue;
-        case '\\': out[o++] = '\\'; continue;
-        case '/': out[o++] = '/'; continue;
-        case 'b': out[o++] = '\b'; continue;
-        case 'f': out[o++] = '\f'; continue;
-        case 'n': out[o++] = '\n'; continue;
-        case 'r': out[o++] = '\r'; continue;
-        case 't': out[o++] = '\t'; continue;
-        case 'u':
-            if (i + 4 >= n || !hex4(s + i + 1, &cp))
-                goto done;
-            i += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) { /* a surrogate pair, or bail */
-                unsigned low;
-                if (i + 6 >= n || s[i + 1] != '\\' || s[i + 2] != 'u' || !hex4(s + i + 3, &low) || low < 0xDC00 || low > 0xDFFF)
-                    goto done;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-                i += 6;
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                goto done;
-            }
-            /* UTF-8 of cp: at most 4 bytes, never more than the 6 escape bytes it replaces */
-            if (cp < 0x80) {
-                out[o++] = (char)cp;
-            } else if (cp < 0x800) {
-                out[o++] = (char)(0xC0 | cp >> 6);
-                out[o++] = (char)(0x80 | (cp & 0x3F));
-            } else if (cp < 0x10000) {
-                out[o++] = (char)(0xE0 | cp >> 12);
-                out[o++] = (char)(0x80 | (cp >> 6 & 0x3F));
-                out[o++] = (char)(0x80 | (cp & 0x3F));
-            } else {
-                out[o++] = (char)(0xF0 | cp >> 18);
-                out[o++] = (char)(0x80 | (cp >> 12 & 0x3F));
-                out[o++] = (char)(0x80 | (cp >> 6 & 0x3F));
-                out[o++] = (char)(0x80 | (cp & 0x3F));
-            }
-            continue;
-        default:
-            goto done;
-        }
+        if (simple)
+            out[o++] = simple;
+        else if (s[i] == 'u' && unicode_escape(s, n, &i, &cp))
+            o += put_utf8(out + o, cp);
+        else
+            return -1;
     }
-    v = PyUnicode_DecodeUTF8(out, o, "strict");
-    if (!v && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
-        PyErr_Clear();
-done:
+    return o;
+}
+
+/* The str of a scanned JSON string, or NULL with no error set (bail), or NULL with an error. */
+static PyObject *string_value(const unsigned char *s, Py_ssize_t n, int escaped) {
+    if (!escaped)
+        return decode_utf8((const char *)s, n);
+    char small[256] = {0}, *out = n <= (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n);
+    if (!out)
+        return PyErr_NoMemory();
+    Py_ssize_t len = unescape(s, n, out);
+    PyObject *v = len < 0 ? NULL : decode_utf8(out, len);
     if (out != small)
         PyMem_Free(out);
     return v;
 }
 
+/* The JSON string at c->p (its opening quote), skipped: its str, or NULL with no error set (bail), or NULL with an error. */
+static PyObject *string_at(Cursor *c) {
+    const unsigned char *s;
+    Py_ssize_t n;
+    int escaped;
+    if (!scan_string(c, &s, &n, &escaped))
+        return NULL;
+    return string_value(s, n, escaped);
+}
+
+/* Whether ch is an ASCII digit. */
+static inline int is_digit(unsigned char ch) {
+    return ch >= '0' && ch <= '9';
+}
+
+/* Past the digits from p. */
+static const unsigned char *skip_digits(const unsigned char *p, const unsigned char *end) {
+    while (p < end && is_digit(*p))
+        p++;
+    return p;
+}
+
+/* The end of the JSON number at p, or NULL (bail: not JSON's grammar); *is_float: it has a fraction or an exponent. */
+static const unsigned char *number_end(const unsigned char *p, const unsigned char *end, int *is_float) {
+    *is_float = 0;
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end || !is_digit(*p))
+        return NULL;
+    p = *p == '0' ? p + 1 : skip_digits(p, end);
+    if (p < end && *p == '.') {
+        *is_float = 1;
+        if (++p >= end || !is_digit(*p))
+            return NULL;
+        p = skip_digits(p, end);
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        *is_float = 1;
+        if (++p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || !is_digit(*p))
+            return NULL;
+        p = skip_digits(p, end);
+    }
+    return p;
+}
+
+/* The float of a JSON number's text: 1 with *out, 0 bail (out of range), -1 error. */
+static int float_value(const char *text, PyObject **out) {
+    double d = PyOS_string_to_double(text, NULL, NULL);
+    if (d == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return BAIL;
+    }
+    if (!isfinite(d))
+        return BAIL;
+    *out = PyFloat_FromDouble(d);
+    return *out ? 1 : -1;
+}
+
 /* A JSON number at c->p: 1 with *out (int or float), 0 bail, -1 error. */
 static int number_value(Cursor *c, PyObject **out) {
-    const unsigned char *p = c->p, *start = p;
-    if (p < c->end && *p == '-')
-        p++;
-    if (p >= c->end || !(*p >= '0' && *p <= '9'))
+    int is_float;
+    const unsigned char *start = c->p, *end = number_end(start, c->end, &is_float);
+    if (!end)
         return BAIL;
-    if (*p == '0')
-        p++;
-    else
-        while (p < c->end && *p >= '0' && *p <= '9')
-            p++;
-    int is_float = 0;
-    if (p < c->end && *p == '.') {
-        is_float = 1;
-        p++;
-        if (p >= c->end || !(*p >= '0' && *p <= '9'))
-            return BAIL;
-        while (p < c->end && *p >= '0' && *p <= '9')
-            p++;
-    }
-    if (p < c->end && (*p == 'e' || *p == 'E')) {
-        is_float = 1;
-        p++;
-        if (p < c->end && (*p == '+' || *p == '-'))
-            p++;
-        if (p >= c->end || !(*p >= '0' && *p <= '9'))
-            return BAIL;
-        while (p < c->end && *p >= '0' && *p <= '9')
-            p++;
-    }
-    Py_ssize_t n = p - start;
+    Py_ssize_t n = end - start;
     char text[64];
     if (n >= (Py_ssize_t)sizeof text)
         return BAIL;
     memcpy(text, start, (size_t)n);
     text[n] = '\0';
-    c->p = p;
-    if (is_float) {
-        double d = PyOS_string_to_double(text, NULL, NULL);
-        if (d == -1.0 && PyErr_Occurred()) {
-            PyErr_Clear();
-            return BAIL;
-        }
-        if (!isfinite(d))
-            return BAIL;
-        *out = PyFloat_FromDouble(d);
-    } else {
-        if (n - (text[0] == '-') > 18)
-            return BAIL;
-        *out = PyLong_FromLongLong(strtoll(text, NULL, 10));
-    }
+    c->p = end;
+    if (is_float)
+        return float_value(text, out);
+    if (n - (text[0] == '-') > 18)
+        return BAIL;
+    *out = PyLong_FromLongLong(strtoll(text, NULL, 10));
     return *out ? 1 : -1;
+}
+
+/* The literal null, true or false at c->p, skipped: Py_None, Py_True or Py_False (borrowed), or NULL (bail: none of them). */
+static PyObject *literal(Cursor *c) {
+    unsigned char ch = *c->p;
+    const char *word = ch == 'n' ? "null" : ch == 't' ? "true" : ch == 'f' ? "false" : NULL;
+    Py_ssize_t n = ch == 'f' ? 5 : 4;
+    if (!word || c->end - c->p < n || memcmp(c->p, word, (size_t)n))
+        return NULL;
+    c->p += n;
+    return ch == 'n' ? Py_None : ch == 't' ? Py_True : Py_False;
+}
+
+/* A string's value for a string column, or how(text) for a timestamp column: 1 with *out, 0 bail
+ * (not a string orjson reads, a timestamp that does not convert), -1 error. */
+static int string_column_value(Cursor *c, int kind, PyObject *how, PyObject **out) {
+    PyObject *text = string_at(c);
+    if (!text)
+        return PyErr_Occurred() ? -1 : BAIL;
+    if (kind == IN_STRING) {
+        *out = text;
+        return 1;
+    }
+    *out = PyObject_CallOneArg(how, text);
+    Py_DECREF(text);
+    if (*out)
+        return 1;
+    return not_convertible(0) ? BAIL : -1;
+}
+
+/* A number's value for a long or double column (an int made a float in a double column): 1 with
+ * *out, 0 bail (a float in a long column), -1 error. */
+static int number_column_value(Cursor *c, int kind, PyObject **out) {
+    PyObject *number;
+    int got = number_value(c, &number);
+    if (got <= 0)
+        return got;
+    int is_long = PyLong_CheckExact(number);
+    if (kind == IN_LONG && !is_long) {
+        Py_DECREF(number);
+        return BAIL;
+    }
+    if (kind == IN_DOUBLE && is_long) {
+        double d = PyLong_AsDouble(number);
+        Py_DECREF(number);
+        if (d == -1.0 && PyErr_Occurred())
+            return -1;
+        number = PyFloat_FromDouble(d);
+        if (!number)
+            return -1;
+    }
+    *out = number;
+    return 1;
 }
 
 /* One value for a column of `kind`: 1 with *out (a new reference), 0 bail, -1 error. */
 static int column_value(Cursor *c, int kind, PyObject *how, PyObject **out) {
     unsigned char ch = *c->p;
-    if (ch == 'n') {
-        if (c->end - c->p < 4 || memcmp(c->p, "null", 4))
-            return BAIL;
-        c->p += 4;
-        *out = Py_NewRef(Py_None);
-        return 1;
-    }
-    if (ch == 't' || ch == 'f') {
-        int t = ch == 't';
-        Py_ssize_t n = t ? 4 : 5;
-        if (c->end - c->p < n || memcmp(c->p, t ? "true" : "false", (size_t)n))
-            return BAIL;
-        if (kind != IN_BOOLEAN)
-            return BAIL;
-        c->p += n;
-        *out = Py_NewRef(t ? Py_True : Py_False);
-        return 1;
-    }
-    if (ch == '"') {
-        if (kind != IN_STRING && kind != IN_TIMESTAMP)
-            return BAIL;
-        const unsigned char *s;
-        Py_ssize_t n;
-        int escaped;
-        if (!scan_string(c, &s, &n, &escaped))
-            return BAIL;
-        PyObject *text = string_value(s, n, escaped);
-        if (!text)
-            return PyErr_Occurred() ? -1 : BAIL;
-        if (kind == IN_STRING) {
-            *out = text;
-            return 1;
-        }
-        PyObject *value = PyObject_CallOneArg(how, text);
-        Py_DECREF(text);
-        if (!value) {
-            if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError) ||
-                PyErr_ExceptionMatches(PyExc_OverflowError)) {
-                PyErr_Clear();
-                return BAIL;
-            }
-            return -1;
-        }
-        *out = value;
-        return 1;
-    }
-    if (ch == '-' || (ch >= '0' && ch <= '9')) {
-        if (kind != IN_LONG && kind != IN_DOUBLE)
-            return BAIL;
-        PyObject *number;
-        int got = number_value(c, &number);
-        if (got <= 0)
-            return got;
-        if (kind == IN_LONG) {
-            if (!PyLong_CheckExact(number)) {
-                Py_DECREF(number);
-                return BAIL;
-            }
-            *out = number;
-            return 1;
-        }
-        if (PyLong_CheckExact(number)) {
-            double d = PyLong_AsDouble(number);
-            Py_DECREF(number);
-            if (d == -1.0 && PyErr_Occurred())
-                return -1;
-            *out = PyFloat_FromDouble(d);
-            return *out ? 1 : -1;
-        }
-        *out = number;
-        return 1;
-    }
-    return BAIL; /* an object or an array */
+    if (ch == '"')
+        return kind == IN_STRING || kind == IN_TIMESTAMP ? string_column_value(c, kind, how, out) : BAIL;
+    if (ch == '-' || is_digit(ch))
+        return kind == IN_LONG || kind == IN_DOUBLE ? number_column_value(c, kind, out) : BAIL;
+    PyObject *word = literal(c); /* null for any column; true and false for a boolean one */
+    if (!word || (word != Py_None && kind != IN_BOOLEAN))
+        return BAIL; /* an object or an array too */
+    *out = Py_NewRef(word);
+    return 1;
 }
 
 /* Skips a JSON string that orjson would read (valid escapes and UTF-8): 1 ok, 0 bail. */
 static int valid_string(Cursor *c) {
-    const unsigned char *s;
-    Py_ssize_t n;
-    int escaped;
-    if (!scan_string(c, &s, &n, &escaped))
-        return BAIL;
-    PyObject *text = string_value(s, n, escaped);
+    PyObject *text = string_at(c);
     if (!text) {
         PyErr_Clear();
         return BAIL;
@@ -841,22 +922,106 @@ static int valid_string(Cursor *c) {
 
 /* Skips any JSON value (of a key that is not a column): only scalars; 1 ok, 0 bail. */
 static int skip_value(Cursor *c) {
-    PyObject *ignored = NULL;
     unsigned char ch = *c->p;
     if (ch == '"')
         return valid_string(c);
-    if (ch == 'n' || ch == 't' || ch == 'f') {
-        Py_ssize_t n = ch == 'f' ? 5 : 4;
-        if (c->end - c->p < n || memcmp(c->p, ch == 'n' ? "null" : ch == 't' ? "true" : "false", (size_t)n))
-            return BAIL;
-        c->p += n;
-        return 1;
-    }
+    if (ch == 'n' || ch == 't' || ch == 'f')
+        return literal(c) != NULL;
+    PyObject *ignored = NULL;
     int got = number_value(c, &ignored);
     Py_XDECREF(ignored);
     if (got < 0)
         PyErr_Clear();
     return got > 0;
+}
+
+/* json_rows's columns: their kinds, UTF-8 names (and the names' lengths) and hows. */
+typedef struct {
+    Py_ssize_t ncols;
+    int *kinds;
+    const char **names;
+    Py_ssize_t *name_lens;
+    PyObject *hows;
+} JsonColumns;
+
+/* kinds_obj and names read into cols: 0, or -1 with a TypeError. */
+static int read_json_columns(JsonColumns *cols, PyObject *names, PyObject *kinds_obj) {
+    for (Py_ssize_t i = 0; i < cols->ncols; i++) {
+        cols->kinds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        if ((cols->kinds[i] == -1 && PyErr_Occurred()) || !PyBytes_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "kinds are ints and names bytes");
+            return -1;
+        }
+        cols->names[i] = PyBytes_AS_STRING(name);
+        cols->name_lens[i] = PyBytes_GET_SIZE(name);
+    }
+    return 0;
+}
+
+/* The column named key[0:key_len], or -1. */
+static Py_ssize_t find_column(const JsonColumns *cols, const unsigned char *key, Py_ssize_t key_len) {
+    for (Py_ssize_t i = 0; i < cols->ncols; i++)
+        if (cols->name_lens[i] == key_len && memcmp(cols->names[i], key, (size_t)key_len) == 0)
+            return i;
+    return -1;
+}
+
+/* One "name": value member of an object into its column of row (a value of another key only
+ * checked): 1, 0 bail, -1 error. */
+static int read_member(Cursor *c, const JsonColumns *cols, PyObject *row) {
+    const unsigned char *key;
+    Py_ssize_t key_len;
+    int escaped;
+    skip_space(c);
+    if (c->p >= c->end || *c->p != '"' || !scan_string(c, &key, &key_len, &escaped) || escaped || !take(c, ':'))
+        return BAIL;
+    skip_space(c);
+    if (c->p >= c->end)
+        return BAIL;
+    Py_ssize_t column = find_column(cols, key, key_len);
+    if (column < 0) {
+        Cursor name = {key - 1, key + key_len + 1};
+        return valid_string(&name) && skip_value(c);
+    }
+    PyObject *item;
+    int got = column_value(c, cols->kinds[column], PyTuple_GET_ITEM(cols->hows, column), &item);
+    if (got > 0)
+        PyList_SetItem(row, column, item);
+    return got;
+}
+
+/* A flat JSON object, with nothing but white space around it, into row: 1, 0 bail, -1 error. */
+static int read_object(Cursor *c, const JsonColumns *cols, PyObject *row) {
+    if (!take(c, '{'))
+        return BAIL;
+    if (!take(c, '}')) {
+        do {
+            int got = read_member(c, cols, row);
+            if (got <= 0)
+                return got;
+        } while (take(c, ','));
+        if (!take(c, '}'))
+            return BAIL;
+    }
+    skip_space(c);
+    return c->p == c->end;
+}
+
+/* rows[r] set to the row of one JSON value (bytes): its columns in order, None where a key is
+ * missing. 1, 0 bail, -1 error. */
+static int json_row(PyObject *value, const JsonColumns *cols, PyObject *rows, Py_ssize_t r) {
+    if (!PyBytes_Check(value))
+        return BAIL;
+    PyObject *row = PyList_New(cols->ncols);
+    if (!row)
+        return -1;
+    PyList_SET_ITEM(rows, r, row);
+    for (Py_ssize_t i = 0; i < cols->ncols; i++)
+        PyList_SET_ITEM(row, i, Py_NewRef(Py_None));
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(value);
+    Cursor c = {s, s + PyBytes_GET_SIZE(value)};
+    return read_object(&c, cols, row);
 }
 
 /*
@@ -882,97 +1047,23 @@ static PyObject *json_rows(PyObject *self, PyObject *args) {
     int kinds[ncols];
     const char *name_text[ncols];
     Py_ssize_t name_len[ncols];
-    for (Py_ssize_t i = 0; i < ncols; i++) {
-        kinds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
-        PyObject *name = PyTuple_GET_ITEM(names, i);
-        if ((kinds[i] == -1 && PyErr_Occurred()) || !PyBytes_Check(name)) {
-            PyErr_SetString(PyExc_TypeError, "kinds are ints and names bytes");
-            return NULL;
-        }
-        name_text[i] = PyBytes_AS_STRING(name);
-        name_len[i] = PyBytes_GET_SIZE(name);
-    }
+    JsonColumns cols = {ncols, kinds, name_text, name_len, hows};
+    if (read_json_columns(&cols, names, kinds_obj) < 0)
+        return NULL;
     Py_ssize_t n = PyList_GET_SIZE(values);
     PyObject *rows = PyList_New(n);
     if (!rows)
         return NULL;
     for (Py_ssize_t r = 0; r < n; r++) {
-        PyObject *value = PyList_GET_ITEM(values, r);
-        if (!PyBytes_Check(value))
-            goto bail;
-        Cursor c = {(const unsigned char *)PyBytes_AS_STRING(value), (const unsigned char *)PyBytes_AS_STRING(value) + PyBytes_GET_SIZE(value)};
-        PyObject *row = PyList_New(ncols);
-        if (!row)
-            goto fail;
-        PyList_SET_ITEM(rows, r, row);
-        for (Py_ssize_t i = 0; i < ncols; i++)
-            PyList_SET_ITEM(row, i, Py_NewRef(Py_None));
-        skip_space(&c);
-        if (c.p >= c.end || *c.p != '{')
-            goto bail;
-        c.p++;
-        skip_space(&c);
-        if (c.p < c.end && *c.p == '}') {
-            c.p++;
-        } else {
-            for (;;) {
-                skip_space(&c);
-                if (c.p >= c.end || *c.p != '"')
-                    goto bail;
-                const unsigned char *key;
-                Py_ssize_t key_len;
-                int escaped;
-                if (!scan_string(&c, &key, &key_len, &escaped) || escaped)
-                    goto bail;
-                skip_space(&c);
-                if (c.p >= c.end || *c.p != ':')
-                    goto bail;
-                c.p++;
-                skip_space(&c);
-                if (c.p >= c.end)
-                    goto bail;
-                Py_ssize_t column = -1;
-                for (Py_ssize_t i = 0; i < ncols; i++)
-                    if (name_len[i] == key_len && memcmp(name_text[i], key, (size_t)key_len) == 0) {
-                        column = i;
-                        break;
-                    }
-                if (column < 0) {
-                    Cursor name = {key - 1, key + key_len + 1};
-                    if (!valid_string(&name) || !skip_value(&c))
-                        goto bail;
-                } else {
-                    PyObject *item;
-                    int got = column_value(&c, kinds[column], PyTuple_GET_ITEM(hows, column), &item);
-                    if (got < 0)
-                        goto fail;
-                    if (got == 0)
-                        goto bail;
-                    PyList_SetItem(row, column, item);
-                }
-                skip_space(&c);
-                if (c.p < c.end && *c.p == ',') {
-                    c.p++;
-                    continue;
-                }
-                if (c.p < c.end && *c.p == '}') {
-                    c.p++;
-                    break;
-                }
-                goto bail;
-            }
+        int got = json_row(PyList_GET_ITEM(values, r), &cols, rows, r);
+        if (got <= 0) {
+            Py_DECREF(rows);
+            if (got < 0)
+                return NULL;
+            Py_RETURN_NONE;
         }
-        skip_space(&c);
-        if (c.p != c.end)
-            goto bail;
     }
     return rows;
-bail:
-    Py_DECREF(rows);
-    Py_RETURN_NONE;
-fail:
-    Py_DECREF(rows);
-    return NULL;
 }
 
 /* ---- CSV text straight to Kafka records (key, JSON value), with no Python object per row ---- */
@@ -986,26 +1077,42 @@ typedef struct {
     int value;
 } Word;
 
+
+/* A piece of encode_records's JSON value: its '"name":' bytes, then a column's value or a constant's JSON. */
+typedef struct {
+    const char *name, *constant; /* constant: NULL for a column's value */
+    Py_ssize_t name_len, constant_len, column;
+} Part;
+
+/* encode_records's settings (see there), read once a call. */
+typedef struct {
+    Py_ssize_t ncols, key_index, nwords, nparts;
+    const int *kinds, *required, *in_value; /* per column: its kind; neither null nor empty; written in the value */
+    const Word *words;
+    const Part *parts;
+    const char *null_text; /* NULL: no null_string */
+    Py_ssize_t null_len;
+    char delimiter;
+    int quote; /* -1: none */
+} Encoding;
+
 /* The JSON of a long field as the converters + orjson write it: [+-]digits, at most 18 digits. 1, 0 odd. */
 static int enc_long(Buffer *b, const char *s, Py_ssize_t n) {
-    Py_ssize_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
-    if (n <= i || n - i > 18)
+    long long v;
+    if (!plain_long(s, n, &v))
         return 0;
-    long long v = 0;
-    for (Py_ssize_t j = i; j < n; j++) {
-        if (s[j] < '0' || s[j] > '9')
-            return 0;
-        v = v * 10 + (s[j] - '0');
-    }
-    char digits[24];
-    int len = snprintf(digits, sizeof digits, "%lld", s[0] == '-' ? -v : v);
-    return add(b, digits, (size_t)len) < 0 ? -1 : 1;
+    return add_long(b, v) < 0 ? -1 : 1;
 }
 
-/* A double field as repr(float(text)) (= orjson) writes it, for plain decimals ([+-]digits[.digits])
- * of at most 15 significant digits between 1e-4 and 1e15 (or zero): the shortest text that reads
- * back as the same double is then the decimal itself, trimmed. 1, 0 odd. */
-static int enc_double(Buffer *b, const char *s, Py_ssize_t n) {
+/* A plain decimal, [+-]digits[.digits]: where its integer digits are, without leading zeros, and its
+ * fraction's, without trailing zeros. */
+typedef struct {
+    int negative;
+    Py_ssize_t int_start, int_end, frac_start, frac_end;
+} Decimal;
+
+/* s[0:n] as a Decimal: 1, or 0 when it is not [+-]digits[.digits] with at least one digit. */
+static int read_decimal(const char *s, Py_ssize_t n, Decimal *d) {
     Py_ssize_t i = 0;
     int negative = 0;
     if (n && (s[0] == '-' || s[0] == '+')) {
@@ -1028,38 +1135,58 @@ static int enc_double(Buffer *b, const char *s, Py_ssize_t n) {
         int_start++; /* leading zeros */
     while (frac_end > frac_start && s[frac_end - 1] == '0')
         frac_end--; /* trailing zeros */
-    Py_ssize_t int_digits = int_end - int_start, frac_digits = frac_end - frac_start;
+    *d = (Decimal){negative, int_start, int_end, frac_start, frac_end};
+    return 1;
+}
+
+/* Whether repr(float) writes the decimal as its digits stand: at most 15 significant digits, and
+ * 1e-4 or more (or zero). */
+static int repr_is_plain(const char *s, const Decimal *d) {
+    Py_ssize_t int_digits = d->int_end - d->int_start, frac_digits = d->frac_end - d->frac_start;
     Py_ssize_t significant = int_digits + frac_digits;
     if (int_digits == 0 && frac_digits > 0) {
         Py_ssize_t zeros = 0;
-        while (s[frac_start + zeros] == '0')
+        while (s[d->frac_start + zeros] == '0')
             zeros++;
         if (zeros > 3)
             return 0; /* below 1e-4: repr writes an exponent */
         significant -= zeros;
     }
-    if (int_digits > 15 || significant > 15)
-        return 0;
-    if (grow(b, (size_t)(int_digits + frac_digits + 4)) < 0)
+    return int_digits <= 15 && significant <= 15;
+}
+
+/* s[start:end] copied to p, or "0" when it is empty: past what was written. */
+static char *put_digits(char *p, const char *s, Py_ssize_t start, Py_ssize_t end) {
+    if (end == start) {
+        *p++ = '0';
+        return p;
+    }
+    memcpy(p, s + start, (size_t)(end - start));
+    return p + (end - start);
+}
+
+/* The decimal as repr writes it: [-]digits.digits. 1, -1 error. */
+static int add_decimal(Buffer *b, const char *s, const Decimal *d) {
+    if (grow(b, (size_t)(d->int_end - d->int_start + d->frac_end - d->frac_start + 4)) < 0)
         return -1;
     char *p = b->data + b->len;
-    if (negative)
+    if (d->negative)
         *p++ = '-';
-    if (int_digits) {
-        memcpy(p, s + int_start, (size_t)int_digits);
-        p += int_digits;
-    } else {
-        *p++ = '0';
-    }
+    p = put_digits(p, s, d->int_start, d->int_end);
     *p++ = '.';
-    if (frac_digits) {
-        memcpy(p, s + frac_start, (size_t)frac_digits);
-        p += frac_digits;
-    } else {
-        *p++ = '0';
-    }
+    p = put_digits(p, s, d->frac_start, d->frac_end);
     b->len = (size_t)(p - b->data);
     return 1;
+}
+
+/* A double field as repr(float(text)) (= orjson) writes it, for plain decimals ([+-]digits[.digits])
+ * of at most 15 significant digits between 1e-4 and 1e15 (or zero): the shortest text that reads
+ * back as the same double is then the decimal itself, trimmed. 1, 0 odd. */
+static int enc_double(Buffer *b, const char *s, Py_ssize_t n) {
+    Decimal d;
+    if (!read_decimal(s, n, &d) || !repr_is_plain(s, &d))
+        return 0;
+    return add_decimal(b, s, &d);
 }
 
 static int two(const char *s, int *out) {
@@ -1109,15 +1236,27 @@ static int enc_string(Buffer *b, const char *s, Py_ssize_t n) {
     return 1;
 }
 
-/* Whether a field is the null_string (none when null_text is NULL). */
-static int is_null(const char *s, Py_ssize_t len, const char *null_text, Py_ssize_t null_len) {
-    return null_text && len == null_len && memcmp(s, null_text, (size_t)null_len) == 0;
+/* A boolean field as its word's value: true or false. 1, 0 odd (not one of the words), -1 error. */
+static int enc_boolean(Buffer *b, const char *s, Py_ssize_t n, const Word *words, Py_ssize_t nwords) {
+    for (Py_ssize_t w = 0; w < nwords; w++)
+        if (words[w].len == n && memcmp(words[w].text, s, (size_t)n) == 0)
+            return (words[w].value ? add(b, "true", 4) : add(b, "false", 5)) < 0 ? -1 : 1;
+    return 0;
+}
+
+/* Whether a field is the null_string (none when e->null_text is NULL). */
+static int is_null(const Encoding *e, const char *s, Py_ssize_t len) {
+    return e->null_text && len == e->null_len && memcmp(s, e->null_text, (size_t)len) == 0;
+}
+
+/* Whether a field is empty or the null_string. */
+static int empty_or_null(const Encoding *e, const char *s, Py_ssize_t len) {
+    return len == 0 || is_null(e, s, len);
 }
 
 /* One field's JSON as the Python path writes it: 1 written, 0 odd, -1 error. */
-static int enc_value(Buffer *b, const char *s, Py_ssize_t len, int kind, const char *null_text, Py_ssize_t null_len,
-                     const Word *words, Py_ssize_t nwords) {
-    if (is_null(s, len, null_text, null_len) || (len == 0 && kind != ENC_STRING))
+static int enc_value(Buffer *b, const Encoding *e, const char *s, Py_ssize_t len, int kind) {
+    if (is_null(e, s, len) || (len == 0 && kind != ENC_STRING))
         return add(b, "null", 4) < 0 ? -1 : 1;
     switch (kind) {
     case ENC_STRING:
@@ -1127,15 +1266,240 @@ static int enc_value(Buffer *b, const char *s, Py_ssize_t len, int kind, const c
     case ENC_DOUBLE:
         return enc_double(b, s, len);
     case ENC_BOOLEAN:
-        for (Py_ssize_t w = 0; w < nwords; w++)
-            if (words[w].len == len && memcmp(words[w].text, s, (size_t)len) == 0)
-                return words[w].value ? (add(b, "true", 4) < 0 ? -1 : 1) : (add(b, "false", 5) < 0 ? -1 : 1);
-        return 0;
+        return enc_boolean(b, s, len, e->words, e->nwords);
     case ENC_TIMESTAMP:
         return enc_timestamp(b, s, len);
     default:
         return 0;
     }
+}
+
+/* required (column indexes) as a flag a column, into required[ncols]: 0, or -1 with an error. */
+static int read_required(PyObject *required_obj, Py_ssize_t ncols, int *required) {
+    for (Py_ssize_t i = 0; i < ncols; i++)
+        required[i] = 0;
+    for (Py_ssize_t r = 0; r < PyTuple_GET_SIZE(required_obj); r++) {
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(required_obj, r));
+        if (i < 0 || i >= ncols) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "encode_records: a required column is out of range");
+            return -1;
+        }
+        required[i] = 1;
+    }
+    return 0;
+}
+
+/* booleans ((word, value) pairs) into words: 0, or -1 with an error. */
+static int read_words(PyObject *booleans, Word *words) {
+    for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(booleans); w++) {
+        PyObject *pair = PyTuple_GET_ITEM(booleans, w);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
+            PyErr_SetString(PyExc_TypeError, "encode_records: booleans are (word, value) pairs");
+            return -1;
+        }
+        words[w].text = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &words[w].len);
+        words[w].value = PyObject_IsTrue(PyTuple_GET_ITEM(pair, 1));
+        if (!words[w].text || words[w].value < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* One of parts, (name bytes, column index or constant bytes), into *part: 0, or -1 with an error. */
+static int read_part(PyObject *item, Py_ssize_t ncols, Part *part) {
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(item, 0))) {
+        PyErr_SetString(PyExc_TypeError, "encode_records: parts are (name bytes, column index or constant bytes)");
+        return -1;
+    }
+    PyObject *name = PyTuple_GET_ITEM(item, 0), *source = PyTuple_GET_ITEM(item, 1);
+    *part = (Part){PyBytes_AS_STRING(name), NULL, PyBytes_GET_SIZE(name), 0, -1};
+    if (PyBytes_Check(source)) {
+        part->constant = PyBytes_AS_STRING(source);
+        part->constant_len = PyBytes_GET_SIZE(source);
+        return 0;
+    }
+    part->column = PyLong_AsSsize_t(source);
+    if (part->column < 0 || part->column >= ncols) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "encode_records: a part's column is out of range");
+        return -1;
+    }
+    return 0;
+}
+
+/* parts_obj into parts, and in_value[ncols]: whether the value writes each column. 0, or -1 with an error. */
+static int read_parts(PyObject *parts_obj, Py_ssize_t ncols, Part *parts, int *in_value) {
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(parts_obj); j++)
+        if (read_part(PyTuple_GET_ITEM(parts_obj, j), ncols, &parts[j]) < 0)
+            return -1;
+    for (Py_ssize_t i = 0; i < ncols; i++)
+        in_value[i] = 0;
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(parts_obj); j++)
+        if (parts[j].column >= 0)
+            in_value[parts[j].column] = 1;
+    return 0;
+}
+
+/* null (a str, or None) as UTF-8 into *text and *len (*text NULL for None): 0, or -1. */
+static int read_null(PyObject *null, const char **text, Py_ssize_t *len) {
+    *text = NULL;
+    *len = 0;
+    if (null == Py_None)
+        return 0;
+    if (!PyUnicode_Check(null) || !(*text = PyUnicode_AsUTF8AndSize(null, len)))
+        return -1;
+    return 0;
+}
+
+/* How split_line found the record at pos: cut into fields; going on in the next text; not plain. */
+enum { LINE_SPLIT, LINE_UNFINISHED, LINE_ODD };
+
+/* The record at pos cut into e->ncols fields (starts, ends) with *eol at its line end, if it is
+ * plain: on one line, with no quote character or stray carriage return, as many fields as columns. */
+static int split_line(const Encoding *e, const char *data, Py_ssize_t n, Py_ssize_t pos, int final, Py_ssize_t *starts,
+                      Py_ssize_t *ends, Py_ssize_t *eol) {
+    const char delimiter = e->delimiter;
+    const int quote = e->quote;
+    const Py_ssize_t ncols = e->ncols;
+    Py_ssize_t i = pos, width = 0;
+    starts[0] = pos;
+    for (;; i++) {
+        if (i >= n) {
+            if (!final)
+                return LINE_UNFINISHED; /* the record goes on in the next text */
+            break;
+        }
+        char c = data[i];
+        if (c == delimiter) {
+            if (width + 1 >= ncols)
+                return LINE_ODD; /* too many fields */
+            ends[width++] = i;
+            starts[width] = i + 1;
+        } else if (c == '\n') {
+            break;
+        } else if (c == '\r') {
+            if (i + 1 < n && data[i + 1] == '\n')
+                break;
+            return i + 1 >= n && !final ? LINE_UNFINISHED : LINE_ODD;
+        } else if (c == quote) {
+            return LINE_ODD;
+        }
+    }
+    if (width + 1 != ncols)
+        return LINE_ODD;
+    ends[width] = *eol = i;
+    return LINE_SPLIT;
+}
+
+/* Whether a required column of the split record is empty or null. */
+static int misses_required(const Encoding *e, const char *data, const Py_ssize_t *starts, const Py_ssize_t *ends) {
+    for (Py_ssize_t r = 0; r < e->ncols; r++)
+        if (e->required[r] && empty_or_null(e, data + starts[r], ends[r] - starts[r]))
+            return 1;
+    return 0;
+}
+
+/* The split record's JSON value, {"name":value,...}, appended to out: 1, 0 odd, -1 error. */
+static int enc_object(Buffer *out, const Encoding *e, const char *data, const Py_ssize_t *starts, const Py_ssize_t *ends) {
+    if (add(out, "{", 1) < 0)
+        return -1;
+    for (Py_ssize_t j = 0; j < e->nparts; j++) {
+        const Part *part = &e->parts[j];
+        if (add(out, part->name, (size_t)part->name_len) < 0)
+            return -1;
+        Py_ssize_t column = part->column;
+        int ok = part->constant ? (add(out, part->constant, (size_t)part->constant_len) < 0 ? -1 : 1)
+                                : enc_value(out, e, data + starts[column], ends[column] - starts[column], e->kinds[column]);
+        if (ok != 1)
+            return ok;
+    }
+    return add(out, "}", 1) < 0 ? -1 : 1;
+}
+
+/* Whether the columns the value leaves out convert all the same (as the filters read them): 1, 0 odd, -1 error. */
+static int others_convert(Buffer *out, const Encoding *e, const char *data, const Py_ssize_t *starts, const Py_ssize_t *ends) {
+    for (Py_ssize_t r = 0; r < e->ncols; r++) {
+        if (e->in_value[r])
+            continue;
+        size_t mark = out->len; /* written, then taken back */
+        int ok = enc_value(out, e, data + starts[r], ends[r] - starts[r], e->kinds[r]);
+        out->len = mark;
+        if (ok != 1)
+            return ok;
+    }
+    return 1;
+}
+
+/* The split record appended to out: a native uint32 key length, a uint32 value length, the key,
+ * the value. 1; 0 odd (an empty or null key, a missing required value, a value the Python path
+ * writes otherwise), out as it was; -1 error. */
+static int encode_record(Buffer *out, const Encoding *e, const char *data, const Py_ssize_t *starts, const Py_ssize_t *ends) {
+    const char *key = data + starts[e->key_index];
+    Py_ssize_t key_len = ends[e->key_index] - starts[e->key_index];
+    if (empty_or_null(e, key, key_len) || misses_required(e, data, starts, ends))
+        return 0;
+    size_t record = out->len;
+    if (grow(out, 8) < 0)
+        return -1;
+    out->len += 8;
+    if (add(out, key, (size_t)key_len) < 0)
+        return -1;
+    size_t value_start = out->len;
+    int ok = enc_object(out, e, data, starts, ends);
+    if (ok == 1)
+        ok = others_convert(out, e, data, starts, ends);
+    if (ok != 1) {
+        out->len = record;
+        return ok;
+    }
+    uint32_t lengths[2] = {(uint32_t)key_len, (uint32_t)(out->len - value_start)};
+    memcpy(out->data + record, lengths, 8);
+    return 1;
+}
+
+/* Where encode_records is: the next record's position, the line the previous record ended on, and
+ * how many records are written. */
+typedef struct {
+    Py_ssize_t pos, line, count;
+} EncodeProgress;
+
+/* encode_records's loop: the records of data[at->pos:n] (ASCII) into out until `limit` records,
+ * the text's end, or a record it leaves: how it stopped (see encode_records), or -1 with an error. */
+static int encode_lines(const Encoding *e, const char *data, Py_ssize_t n, int final, Py_ssize_t limit, Buffer *out, EncodeProgress *at) {
+    Py_ssize_t starts[e->ncols], ends[e->ncols], eol;
+    while (at->pos < n) {
+        if (at->count >= limit)
+            return DONE_FULL;
+        Py_ssize_t pos = at->pos;
+        if (data[pos] == '\n' || (data[pos] == '\r' && pos + 1 < n && data[pos + 1] == '\n')) { /* a blank line */
+            at->pos += data[pos] == '\n' ? 1 : 2;
+            at->line++;
+            continue;
+        }
+        int split = split_line(e, data, n, pos, final, starts, ends, &eol);
+        if (split != LINE_SPLIT)
+            return split == LINE_UNFINISHED ? DONE_END : DONE_ODD;
+        int ok = encode_record(out, e, data, starts, ends);
+        if (ok <= 0)
+            return ok < 0 ? -1 : DONE_ODD;
+        at->count++;
+        at->line++;
+        at->pos = eol >= n ? n : eol + (data[eol] == '\r' ? 2 : 1);
+    }
+    return DONE_END;
+}
+
+/* encode_records's result for text[pos:]: its loop's, with the records written. */
+static PyObject *encode_text(const Encoding *e, PyObject *text, Py_ssize_t pos, int final, Py_ssize_t limit, Py_ssize_t line) {
+    Buffer out = {NULL, 0, 0};
+    EncodeProgress at = {pos, line, 0};
+    int done = encode_lines(e, (const char *)PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), final, limit, &out, &at);
+    PyObject *result = NULL;
+    if (done >= 0)
+        result = Py_BuildValue("innny#", done, at.pos, at.line, at.count, out.data ? out.data : "", (Py_ssize_t)out.len);
+    PyMem_Free(out.data);
+    return result;
 }
 
 /*
@@ -1158,15 +1522,14 @@ static int enc_value(Buffer *b, const char *s, Py_ssize_t len, int kind, const c
  * complete record is read; 5 the text is not ASCII (nothing read).
  */
 static PyObject *encode_records(PyObject *self, PyObject *args) {
-    PyObject *text, *kinds_obj, *booleans, *null, *delimiter_obj, *quote_obj, *required_obj, *parts;
+    PyObject *text, *kinds_obj, *booleans, *null, *delimiter_obj, *quote_obj, *required_obj, *parts_obj;
     Py_ssize_t pos, limit, line, key_index;
     int final;
     if (!PyArg_ParseTuple(args, "UnpnnO!O!OUUnO!O!:encode_records", &text, &pos, &final, &limit, &line, &PyTuple_Type,
                           &kinds_obj, &PyTuple_Type, &booleans, &null, &delimiter_obj, &quote_obj, &key_index,
-                          &PyTuple_Type, &required_obj, &PyTuple_Type, &parts))
+                          &PyTuple_Type, &required_obj, &PyTuple_Type, &parts_obj))
         return NULL;
-    Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_obj), nparts = PyTuple_GET_SIZE(parts);
-    Py_ssize_t nwords = PyTuple_GET_SIZE(booleans), nrequired = PyTuple_GET_SIZE(required_obj);
+    Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_obj), nparts = PyTuple_GET_SIZE(parts_obj), nwords = PyTuple_GET_SIZE(booleans);
     if (ncols < 1 || key_index < 0 || key_index >= ncols || PyUnicode_GET_LENGTH(delimiter_obj) != 1 ||
         PyUnicode_GET_LENGTH(quote_obj) > 1) {
         PyErr_SetString(PyExc_ValueError, "encode_records: bad column settings");
@@ -1175,198 +1538,17 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
     /* a delimiter past ASCII never occurs in an ASCII text: nothing would split */
     if (!PyUnicode_IS_ASCII(text) || PyUnicode_READ_CHAR(delimiter_obj, 0) > 127)
         return Py_BuildValue("innny#", DONE_NOT_ASCII, pos, line, (Py_ssize_t)0, "", (Py_ssize_t)0);
-    int kinds[ncols], typed;
-    if (read_kinds(kinds_obj, kinds, ncols, &typed) < 0)
-        return NULL;
-    int is_required[ncols];
-    for (Py_ssize_t i = 0; i < ncols; i++)
-        is_required[i] = 0;
-    for (Py_ssize_t r = 0; r < nrequired; r++) {
-        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(required_obj, r));
-        if (i < 0 || i >= ncols) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "encode_records: a required column is out of range");
-            return NULL;
-        }
-        is_required[i] = 1;
-    }
+    int kinds[ncols], required[ncols], in_value[ncols], typed;
     Word words[nwords > 0 ? nwords : 1];
-    for (Py_ssize_t w = 0; w < nwords; w++) {
-        PyObject *pair = PyTuple_GET_ITEM(booleans, w);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
-            PyErr_SetString(PyExc_TypeError, "encode_records: booleans are (word, value) pairs");
-            return NULL;
-        }
-        words[w].text = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &words[w].len);
-        words[w].value = PyObject_IsTrue(PyTuple_GET_ITEM(pair, 1));
-        if (!words[w].text || words[w].value < 0)
-            return NULL;
-    }
-    const char *part_name[nparts > 0 ? nparts : 1], *part_const[nparts > 0 ? nparts : 1];
-    Py_ssize_t part_name_len[nparts > 0 ? nparts : 1], part_column[nparts > 0 ? nparts : 1];
-    Py_ssize_t part_const_len[nparts > 0 ? nparts : 1];
-    for (Py_ssize_t j = 0; j < nparts; j++) {
-        PyObject *part = PyTuple_GET_ITEM(parts, j);
-        if (!PyTuple_Check(part) || PyTuple_GET_SIZE(part) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(part, 0))) {
-            PyErr_SetString(PyExc_TypeError, "encode_records: parts are (name bytes, column index or constant bytes)");
-            return NULL;
-        }
-        PyObject *name = PyTuple_GET_ITEM(part, 0), *source = PyTuple_GET_ITEM(part, 1);
-        part_name[j] = PyBytes_AS_STRING(name);
-        part_name_len[j] = PyBytes_GET_SIZE(name);
-        part_const[j] = NULL;
-        part_const_len[j] = 0;
-        part_column[j] = -1;
-        if (PyBytes_Check(source)) {
-            part_const[j] = PyBytes_AS_STRING(source);
-            part_const_len[j] = PyBytes_GET_SIZE(source);
-        } else {
-            part_column[j] = PyLong_AsSsize_t(source);
-            if (part_column[j] < 0 || part_column[j] >= ncols) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_ValueError, "encode_records: a part's column is out of range");
-                return NULL;
-            }
-        }
-    }
-    int in_value[ncols];
-    for (Py_ssize_t i = 0; i < ncols; i++)
-        in_value[i] = 0;
-    for (Py_ssize_t j = 0; j < nparts; j++)
-        if (part_column[j] >= 0)
-            in_value[part_column[j]] = 1;
-    const char *null_text = NULL;
-    Py_ssize_t null_len = 0;
-    if (null != Py_None) {
-        if (!PyUnicode_Check(null) || !(null_text = PyUnicode_AsUTF8AndSize(null, &null_len)))
-            return NULL;
-    }
-    char delimiter = (char)PyUnicode_READ_CHAR(delimiter_obj, 0);
-    int quote = PyUnicode_GET_LENGTH(quote_obj) == 1 ? (int)PyUnicode_READ_CHAR(quote_obj, 0) : -1;
-    const char *data = (const char *)PyUnicode_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text), count = 0;
-    Py_ssize_t starts[ncols], ends[ncols];
-    Buffer out = {NULL, 0, 0};
-    int done = DONE_END;
-
-    while (pos < n) {
-        if (count >= limit) {
-            done = DONE_FULL;
-            break;
-        }
-        if (data[pos] == '\n') { /* a blank line */
-            pos++;
-            line++;
-            continue;
-        }
-        if (data[pos] == '\r' && pos + 1 < n && data[pos + 1] == '\n') {
-            pos += 2;
-            line++;
-            continue;
-        }
-        /* the record's fields: one line, no quote, no stray carriage return */
-        Py_ssize_t i = pos, width = 0, eol = n;
-        int odd = 0;
-        starts[0] = pos;
-        for (;; i++) {
-            if (i >= n) {
-                if (!final)
-                    goto finish; /* DONE_END: the record goes on in the next text */
-                eol = i;
-                break;
-            }
-            char c = data[i];
-            if (c == delimiter) {
-                if (width + 1 >= ncols) {
-                    odd = 1; /* too many fields */
-                    break;
-                }
-                ends[width++] = i;
-                starts[width] = i + 1;
-            } else if (c == '\n') {
-                eol = i;
-                break;
-            } else if (c == '\r') {
-                if (i + 1 < n && data[i + 1] == '\n') {
-                    eol = i;
-                    break;
-                }
-                if (i + 1 >= n && !final)
-                    goto finish;
-                odd = 1;
-                break;
-            } else if (c == quote) {
-                odd = 1;
-                break;
-            }
-        }
-        if (odd || width + 1 != ncols) {
-            done = DONE_ODD;
-            break;
-        }
-        ends[width] = eol;
-        size_t record = out.len;
-        if (grow(&out, 8) < 0)
-            goto fail;
-        out.len += 8;
-        Py_ssize_t key_len = ends[key_index] - starts[key_index];
-        if (key_len == 0 || is_null(data + starts[key_index], key_len, null_text, null_len)) {
-            out.len = record;
-            done = DONE_ODD;
-            break;
-        }
-        if (add(&out, data + starts[key_index], (size_t)key_len) < 0)
-            goto fail;
-        size_t value_start = out.len;
-        int ok = add(&out, "{", 1) < 0 ? -1 : 1;
-        for (Py_ssize_t r = 0; ok == 1 && r < ncols; r++) {
-            if (!is_required[r])
-                continue;
-            Py_ssize_t len = ends[r] - starts[r];
-            if (len == 0 || is_null(data + starts[r], len, null_text, null_len))
-                ok = 0;
-        }
-        for (Py_ssize_t j = 0; ok == 1 && j < nparts; j++) {
-            if (add(&out, part_name[j], (size_t)part_name_len[j]) < 0) {
-                ok = -1;
-                break;
-            }
-            if (part_const[j]) {
-                ok = add(&out, part_const[j], (size_t)part_const_len[j]) < 0 ? -1 : 1;
-                continue;
-            }
-            ok = enc_value(&out, data + starts[part_column[j]], ends[part_column[j]] - starts[part_column[j]],
-                           kinds[part_column[j]], null_text, null_len, words, nwords);
-        }
-        for (Py_ssize_t r = 0; ok == 1 && r < ncols; r++) {
-            if (in_value[r])
-                continue;
-            size_t mark = out.len; /* a column not in the value must convert all the same */
-            ok = enc_value(&out, data + starts[r], ends[r] - starts[r], kinds[r], null_text, null_len, words, nwords);
-            out.len = mark;
-        }
-        if (ok == 1)
-            ok = add(&out, "}", 1) < 0 ? -1 : 1;
-        if (ok < 0)
-            goto fail;
-        if (ok == 0) {
-            out.len = record;
-            done = DONE_ODD;
-            break;
-        }
-        uint32_t lengths[2] = {(uint32_t)key_len, (uint32_t)(out.len - value_start)};
-        memcpy(out.data + record, lengths, 8);
-        count++;
-        line++;
-        pos = eol >= n ? n : eol + (data[eol] == '\r' ? 2 : 1);
-    }
-finish:;
-    PyObject *result = Py_BuildValue("innny#", done, pos, line, count, out.data ? out.data : "", (Py_ssize_t)out.len);
-    PyMem_Free(out.data);
-    return result;
-fail:
-    PyMem_Free(out.data);
-    return NULL;
+    Part parts[nparts > 0 ? nparts : 1];
+    Encoding e = {ncols, key_index, nwords, nparts, kinds, required, in_value, words, parts, NULL, 0,
+                  (char)PyUnicode_READ_CHAR(delimiter_obj, 0),
+                  PyUnicode_GET_LENGTH(quote_obj) == 1 ? (int)PyUnicode_READ_CHAR(quote_obj, 0) : -1};
+    if (read_kinds(kinds_obj, kinds, ncols, &typed) < 0 || read_required(required_obj, ncols, required) < 0 ||
+        read_words(booleans, words) < 0 || read_parts(parts_obj, ncols, parts, in_value) < 0 ||
+        read_null(null, &e.null_text, &e.null_len) < 0)
+        return NULL;
+    return encode_text(&e, text, pos, final, limit, line);
 }
 
 static PyMethodDef methods[] = {

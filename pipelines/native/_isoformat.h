@@ -1,6 +1,6 @@
 /*
  * datetime.isoformat() of a naive or UTC datetime, shared by the compiled loops (_fastrows.c writes
- * it into CSV, kafka/_fastkafka.c into JSON, where orjson writes the same text). The includer has
+ * it into CSV, _fastkafka.c into JSON, where orjson writes the same text). The includer has
  * included Python.h and datetime.h and run PyDateTime_IMPORT.
  */
 #ifndef PIPELINES_ISOFORMAT_H

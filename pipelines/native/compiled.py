@@ -18,6 +18,12 @@ import os
 import threading
 from typing import Any
 
+# How the C loops number column types (pipelines/native/_fastrows.c), one table for every caller:
+# split_rows converts the first four itself and calls the column's converter for kind 4 (timestamps,
+# json); encode_records and the JSON value reader convert timestamps (4) themselves.
+COLUMN_KINDS = {"string": 0, "long": 1, "double": 2, "boolean": 3, "timestamp": 4}
+CONVERTER_KIND = 4
+
 _loaded: dict[str, Any] = {}  # module name -> the module, or None (not built, or refused)
 _refusals: dict[str, str] = {}  # module name -> why it refused to load
 _lock = threading.Lock()  # one import attempt, and so one warning, per module and process

@@ -9,60 +9,102 @@ quote, a wrong number of fields, a value that does not convert or is written dif
 key or required value, text that is not ASCII) goes the usual way, through rows, the filters and the
 error output, in its place in line order.
 
-`record_encoding(job)`, once the output is open, gives the parser what encode_records needs, or None
-when any piece of the job is not one it reproduces exactly.
+`FusedImport.choose(job, output)` is the Kafka output's `fused_path` (pipelines.engine.spi): chosen
+once per shard, after the output is open, or None when any piece of the job is not one it
+reproduces exactly. The engine then reads the shard's items through it, and hands the records it
+made to its `write`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
+
+from pipelines.engine.spi import FusedPath
+from pipelines.native.compiled import COLUMN_KINDS, compiled
 
 if TYPE_CHECKING:
     from pipelines.engine.config import Job
-
-# pipelines/native/_fastrows.c: encode_records's column kinds
-KINDS = {"string": 0, "long": 1, "double": 2, "boolean": 3, "timestamp": 4}
+    from pipelines.engine.error_output import ErrorSink
+    from pipelines.engine.records import Source
 
 
 @dataclass(frozen=True)
-class RecordEncoding:
-    """encode_records's arguments after (text, pos, final, limit, line)."""
+class EncodedRecords:
+    """Records made from a run of CSV rows: `count` records in `data`, each a native uint32 key length,
+    a uint32 value length, the key, the value (what produce_records reads)."""
 
-    args: tuple[Any, ...]
-
-
-def record_encoding(job: Job) -> RecordEncoding | None:
-    """For a job whose output is open: the encoding of its records, or None."""
-    from pipelines.plugins.kafka_output import KafkaOutput
-
-    output = job.output
-    if type(output) is not KafkaOutput or output.batch_producer is None or output.key_index is None:
-        return None
-    return encoding_for(job.parser, job.filters, output.key_index, output.value_indexes, output.value_names)
+    data: bytes
+    count: int
 
 
-def encoding_for(
+class RecordEncoder:
+    """encode_records bound to one job's columns, filters and value layout: the CSV parser's encoder
+    (text, pos, final, limit, line) -> (how it ended, pos, line, EncodedRecords or None)."""
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        self.encode_records = compiled("pipelines.native._fastrows", "encode_records")
+        self.args = args  # encode_records's arguments after (text, pos, final, limit, line)
+
+    def __call__(self, text: str, pos: int, final: bool, limit: int, line: int) -> tuple[int, int, int, EncodedRecords | None]:
+        done, pos, line, count, data = self.encode_records(text, pos, final, limit, line, *self.args)
+        return done, pos, line, (EncodedRecords(data, count) if count else None)
+
+
+class FusedImport(FusedPath):
+    """A shard's CSV text read by its parser with a RecordEncoder, the records going to the Kafka output."""
+
+    def __init__(self, parser: Any, encoder: RecordEncoder, output: Any) -> None:
+        self.parser, self.encoder, self.output = parser, encoder, output
+
+    @classmethod
+    def choose(cls, job: Job, output: Any) -> FusedImport | None:
+        """For a job whose Kafka output is open: the fused path, or None."""
+        if output.batch_producer is None or output.key_index is None:
+            return None
+        encoder = record_encoder(job.parser, job.filters, output.key_index, output.value_indexes, output.value_names)
+        return None if encoder is None else cls(job.parser, encoder, output)
+
+    def batches(
+        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool, split: bool
+    ) -> Iterator[tuple[Any, int]]:
+        return self.parser.read_batches(stream, source, errors, batch_rows, header, split, self.encoder)
+
+    def write(self, records: EncodedRecords) -> None:
+        self.output.write_encoded(records)
+
+
+def record_encoder(
     parser: Any, filters: list[Any], key_index: int, value_indexes: list[int], value_names: list[str]
-) -> RecordEncoding | None:
-    """What encode_records needs to give what `parser`, then `filters`, then a Kafka output keyed by
-    the column `key_index` with the JSON values {value_names[j]: row[value_indexes[j]]} give; None
-    when any of them does something it does not reproduce."""
-    from pipelines.engine.columns import BOOLEANS
-    from pipelines.plugins.column_filters import AddColumnsFilter
+) -> RecordEncoder | None:
+    """What gives what `parser`, then `filters`, then a Kafka output keyed by the column `key_index` with
+    the JSON values {value_names[j]: row[value_indexes[j]]} give; None when any of them does something
+    encode_records does not reproduce, or without the extension."""
     from pipelines.plugins.csv_parser import CsvParser
-    from pipelines.plugins.validate_filter import ValidateFilter
 
-    if type(parser) is not CsvParser or parser.split_rows is None:
+    if type(parser) is not CsvParser or parser.split_rows is None or compiled("pipelines.native._fastrows", "encode_records") is None:
         return None
     columns = parser.settings.columns
-    ncols = len(columns)
-    if any(c.type not in KINDS or (c.type == "timestamp" and c.format) for c in columns):
+    if any(c.type not in COLUMN_KINDS or (c.type == "timestamp" and c.format) for c in columns):
         return None
-    import orjson
+    if key_index >= len(columns) or columns[key_index].type != "string":
+        return None
+    filtered = _filter_effects(filters, len(columns))
+    if filtered is None:
+        return None
+    required, constants = filtered
+    return RecordEncoder(_encoder_args(parser, key_index, required, _value_parts(value_indexes, value_names, constants, len(columns))))
+
+
+def _filter_effects(filters: list[Any], ncols: int) -> tuple[tuple[int, ...], list[Any]] | None:
+    """(the required columns, the added columns' values in schema order after the parser's) of filters
+    that only check `required` and add constants; None for any other filter."""
+    from pipelines.plugins.column_filters import AddColumnsFilter
+    from pipelines.plugins.validate_filter import ValidateFilter
 
     required: set[int] = set()
-    constants: list[Any] = []  # the added columns' values, in schema order after the parser's
+    constants: list[Any] = []
     for f in filters:
         if type(f) is ValidateFilter:
             for index, rule, pattern, allowed in f.checks:
@@ -74,23 +116,25 @@ def encoding_for(
             constants += f.values
         else:
             return None
-    if key_index >= ncols or columns[key_index].type != "string":
-        return None
+    return tuple(sorted(required)), constants
+
+
+def _value_parts(value_indexes: list[int], value_names: list[str], constants: list[Any], ncols: int) -> tuple[Any, ...]:
+    """Each JSON value member: its label (`"name":`, after a comma but the first) and the column it
+    takes, or the added constant's JSON."""
+    import orjson
+
     parts = []
     for j, (index, name) in enumerate(zip(value_indexes, value_names)):
         label = (b"," if j else b"") + orjson.dumps(name) + b":"
         parts.append((label, index if index < ncols else orjson.dumps(constants[index - ncols])))
-    booleans = tuple((word, value) for word, value in BOOLEANS.items() if word.isascii())
+    return tuple(parts)
+
+
+def _encoder_args(parser: Any, key_index: int, required: tuple[int, ...], parts: tuple[Any, ...]) -> tuple[Any, ...]:
+    from pipelines.engine.columns import BOOLEANS
+
     s = parser.settings
-    return RecordEncoding(
-        (
-            tuple(KINDS[c.type] for c in columns),
-            booleans,
-            s.null_string,
-            s.delimiter,
-            s.quote or "",
-            key_index,
-            tuple(sorted(required)),
-            tuple(parts),
-        )
-    )
+    booleans = tuple((word, value) for word, value in BOOLEANS.items() if word.isascii())
+    kinds = tuple(COLUMN_KINDS[c.type] for c in s.columns)
+    return (kinds, booleans, s.null_string, s.delimiter, s.quote or "", key_index, required, parts)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from pipelines.engine.errors import DataError
-from pipelines.plugins.base import FormatterPlugin
+from pipelines.engine.spi import FormatterPlugin
 from pipelines.engine.records import Schema
 
 
@@ -41,7 +41,7 @@ class AvroFormatter(FormatterPlugin):
     def bind(self, schema: Schema) -> None:
         from fastavro import parse_schema
 
-        from pipelines.plugins.avro_schema import avro_from_columns, ensure_zstandard_codec, load_avsc, record_converter
+        from pipelines.engine.avro_schema import avro_from_columns, ensure_zstandard_codec, load_avsc, record_converter
 
         s = self.settings
         if s.codec == "zstandard":
@@ -83,3 +83,12 @@ class AvroFormatter(FormatterPlugin):
         self.writer.flush()
         self.writer = None
         return self._drain()
+
+    def count_rows(self, stream: IO[bytes]) -> int:
+        """The records of the Avro container file, block by block."""
+        import fastavro
+
+        from pipelines.engine.avro_schema import ensure_zstandard_codec
+
+        ensure_zstandard_codec()  # this formatter's default codec
+        return sum(1 for _ in fastavro.reader(stream))

@@ -1,7 +1,7 @@
 """`parser: {type: avro}`: Avro object container files (.avro), read block by block.
 
 The columns come from `columns: [{name, type}]` (fields picked by name and converted to the
-column's type, as pipelines.plugins.avro_schema's table says), or from a reader schema given as `avsc`
+column's type, as pipelines.engine.avro_schema's table says), or from a reader schema given as `avsc`
 (inline: a YAML mapping or JSON text) or `avsc_file` (a path): its fields become the columns, and
 each file is read through it by Avro's resolution rules (a field the file lacks takes the reader
 schema's default). One of them is required: the columns must be known when the config is
@@ -23,7 +23,8 @@ from typing import IO, Any
 from pipelines.engine.columns import ColumnSettings, schema_of
 from pipelines.engine.error_output import ErrorSink
 from pipelines.engine.errors import ConfigError, DataError, PipelineError
-from pipelines.plugins.base import ParserPlugin
+from pipelines.engine.spi import ParserPlugin
+from pipelines.engine.batches import BatchBuilder
 from pipelines.engine.records import Batch, Schema, Source
 from pipelines.engine.textio import Readable
 
@@ -80,7 +81,7 @@ class AvroParser(ParserPlugin):
     split_mode = None  # blocks start at sync markers found only by reading from the start: files go whole
 
     def __init__(self, settings: AvroParserSettings, where: str) -> None:
-        from pipelines.plugins.avro_schema import columns_from_avro, load_avsc
+        from pipelines.engine.avro_schema import columns_from_avro, load_avsc
 
         super().__init__(settings, where)
         self.reader_schema = load_avsc(settings.avsc, settings.avsc_file, where)
@@ -107,7 +108,7 @@ class AvroParser(ParserPlugin):
     ) -> Iterator[tuple[Batch, int]]:
         import fastavro
 
-        from pipelines.plugins.avro_schema import RowConverter, ensure_zstandard_codec, json_text
+        from pipelines.engine.avro_schema import RowConverter, ensure_zstandard_codec, json_text
 
         ensure_zstandard_codec()
         uri = source.uri
@@ -124,16 +125,17 @@ class AvroParser(ParserPlugin):
         except Exception as exc:  # noqa: BLE001
             raise DataError(f"cannot use the file's Avro schema: {exc}", where=uri) from None
 
+        out = BatchBuilder(uri, lambda *lines: "", errors, batch_rows)
         pending: list[dict[str, Any]] = []
         first = 1  # record number of pending[0]
         for records in self._blocks(blocks, uri):
             pending += records
             while len(pending) >= batch_rows:
                 chunk, pending = pending[:batch_rows], pending[batch_rows:]
-                yield self._batch(chunk, first, convert, uri, errors, json_text)
+                yield from self._batch(chunk, first, convert, out, json_text)
                 first += len(chunk)
         if pending:
-            yield self._batch(pending, first, convert, uri, errors, json_text)
+            yield from self._batch(pending, first, convert, out, json_text)
 
     @staticmethod
     def _blocks(blocks: Any, uri: str) -> Iterator[list[dict[str, Any]]]:
@@ -175,19 +177,19 @@ class AvroParser(ParserPlugin):
             yield records
 
     @staticmethod
-    def _batch(
-        records: list[dict[str, Any]], first: int, convert: Any, uri: str, errors: ErrorSink, json_text: Any
-    ) -> tuple[Batch, int]:
+    def _batch(records: list[dict[str, Any]], first: int, convert: Any, out: BatchBuilder, json_text: Any) -> Iterator[tuple[Batch, int]]:
+        """Records `first`.. converted at once into a batch; the ones that do not convert go to the error output."""
         rows, positions, bad = convert(records)
 
-        def raw(n: int) -> str:
+        def raw(n: int, end: int | None = None) -> str:
             k = n - first
             return json_text(records[k])[:RAW_LIMIT] if 0 <= k < len(records) else ""
 
         for position, reason in bad:
-            errors.add(uri, first + position, reason, raw(first + position))
+            out.errors.add(out.uri, first + position, reason, raw(first + position))
         line_nos = [first + p for p in positions] if len(positions) != len(records) else list(range(first, first + len(records)))
-        return Batch(rows, line_nos, uri, raw), len(records)
+        out.extend(rows, line_nos)
+        yield from out.flush(raw)
 
 
 def _describe(exc: BaseException, limit: int = 300) -> str:

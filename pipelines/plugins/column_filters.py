@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pipelines.engine.columns import ColumnSettings, text_converter
 from pipelines.engine.error_output import ErrorSink
 from pipelines.engine.errors import ConfigError
-from pipelines.plugins.base import FilterPlugin
+from pipelines.engine.spi import FilterPlugin
 from pipelines.engine.records import Batch, Column, Schema
 from pipelines.engine.settings import did_you_mean, option
 

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from pipelines.engine.errors import RunError
-from pipelines.plugins.base import FormatterPlugin
+from pipelines.engine.spi import FormatterPlugin
 from pipelines.engine.records import Schema
 
 NEWLINES = {"LF": "\n", "CRLF": "\r\n", "CR": "\r"}
@@ -143,6 +143,15 @@ class CsvFormatter(FormatterPlugin):
         self.column_converters: list[tuple[int, Callable[[Any], Any]]] = []
         self.convert = self._converter(schema)
         self.format_rows = self._compiled_writer(schema)
+
+    def count_rows(self, stream: IO[bytes]) -> int:
+        """The records the csv module reads back with these settings, less the header line."""
+        from pipelines.engine.textio import text_stream
+
+        settings = self.settings
+        quoting = csv.QUOTE_NONE if settings.quote_policy == "NONE" else csv.QUOTE_MINIMAL
+        records = sum(1 for _ in csv.reader(text_stream(stream), quoting=quoting, **settings.dialect()))
+        return records - (1 if settings.header_line else 0)
 
     def _compiled_writer(self, schema: Schema) -> Callable[[list[list[Any]]], bytes | None] | None:
         """The compiled writer (pipelines/native/_fastrows.c) for the default settings: MINIMAL, doubled

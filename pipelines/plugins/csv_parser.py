@@ -1,30 +1,39 @@
-"""`parser: {type: csv, columns: [...]}`, with Embulk's csv parser options."""
+"""`parser: {type: csv, columns: [...]}`, with Embulk's csv parser options.
+
+Two loops give the same rows, line numbers and errors: the compiled one (split_rows in
+pipelines/native/_fastrows.c, which hands the records it does not read to the csv module one at a
+time), and the csv module's alone, where the extension is missing or an escape character differs from
+the quote. A fused path (pipelines.native.fused) may offer each text to its encoder first.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from typing import IO, Any
 
+from pipelines.engine.batches import BatchBuilder
 from pipelines.engine.columns import BOOLEANS, ColumnSettings, schema_of, text_converter
-from pipelines.native.compiled import compiled
 from pipelines.engine.error_output import ErrorSink
 from pipelines.engine.errors import DataError
-from pipelines.plugins.base import ParserPlugin
-from pipelines.engine.records import Batch, Encoded, Schema, Source
+from pipelines.engine.records import Batch, Schema, Source
+from pipelines.engine.spi import ParserPlugin
 from pipelines.engine.textio import TextChunks, check_charset
+from pipelines.native.compiled import COLUMN_KINDS, CONVERTER_KIND, compiled
 
 csv.field_size_limit(16 << 20)
 
-# pipelines/native/_fastrows.c: how a column converts, and how a call ended.
-FAST_KINDS = {"string": 0, "long": 1, "double": 2, "boolean": 3}
-CALL = 4
-FULL, END, SLOW, WIDTH = 0, 1, 2, 3
-READY = 1
-ODD, NOT_ASCII = 2, 5  # encode_records: a record it leaves to split_rows; a text it does not read
+# How a call of split_rows, or of an encoder (pipelines.native.fused), ended: a full batch, the end
+# of the text, a record left to the csv module (split_rows) or to the rows path (an encoder); for
+# split_rows, BAD_WIDTH or any other value is a record with a wrong field count or a bad value.
+BATCH_FULL, TEXT_END, LEFT_RECORD, BAD_WIDTH = 0, 1, 2, 3
+ROW_READY = 1  # type_fields: the fields are a row
+
+# An encoder: (text, pos, final, limit, line) -> (how it ended, pos, line, records or None).
+Encoder = Callable[[str, int, bool, int, int], tuple[int, int, int, Any]]
 
 
 def _fast_rows() -> tuple[Any, Any] | None:
@@ -82,12 +91,15 @@ class CsvParser(ParserPlugin):
             (i, c.name, c.type, conv) for i, c in enumerate(settings.columns) if (conv := text_converter(c)) is not None
         ]
         self.split_rows = _fast_rows() if not (settings.escape and settings.escape != settings.quote) else None
-        # How _fastrows converts each column: a kind, and the converter (or mapping) it uses.
-        self.kinds = tuple(FAST_KINDS.get(c.type, CALL) for c in settings.columns)
-        self.hows = tuple(BOOLEANS if c.type == "boolean" else text_converter(c) for c in settings.columns)
+        # What split_rows and type_fields take for each column: its kind, and the converter (or mapping) of that kind.
+        self.column_kinds = tuple(COLUMN_KINDS.get(c.type, CONVERTER_KIND) for c in settings.columns)
+        self.column_converters = tuple(BOOLEANS if c.type == "boolean" else text_converter(c) for c in settings.columns)
 
     def schema(self) -> Schema:
         return self._schema
+
+    def header_lines(self) -> int:
+        return self.settings.skip_header_lines
 
     @property
     def split_mode(self) -> str | None:
@@ -100,179 +112,191 @@ class CsvParser(ParserPlugin):
         return s.quote or "lines"
 
     def batches(
-        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False,
-        encoding: Any = None,
+        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
     ) -> Iterator[tuple[Batch, int]]:
-        """(batch, records consumed) pairs; with an `encoding` (pipelines.native.fused), batches of
-        encoded records too, for the rows it takes."""
-        s = self.settings
+        return self.read_batches(stream, source, errors, batch_rows, header, split)
+
+    def read_batches(
+        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool, split: bool,
+        encoder: Encoder | None = None,
+    ) -> Iterator[tuple[Any, int]]:
+        """`batches`; with an `encoder` (a fused path, pipelines.native.fused), each text is offered to it
+        first, and the records it makes come in line order between the batches of rows."""
         chunks = TextChunks(stream, self.charset, source, errors)
         # Counted from here: skipping the header decodes the first chunk, whose bad-charset lines go to `errors`.
-        errors_before = errors.count
-        skip = s.skip_header_lines if header else 0
-        if self.split_rows is not None:
-            yield from self._batches_fast(chunks, errors, batch_rows, skip, split, source.uri, encoding)
-            return
-        lines = chain.from_iterable(map(io.StringIO, chunks))
-        for _ in range(skip):
-            if next(lines, None) is None:
-                if errors.count > errors_before:  # header lines with bad bytes still count as read
-                    yield Batch([], [], source.uri, chunks.raw_lines), errors.count - errors_before
-                return
-        reader = csv.reader(lines, **self.dialect)
-        uri, ncols, converters, null = source.uri, len(s.columns), self.converters, s.null_string
-        extra_ok, optional_ok = s.allow_extra_columns, s.allow_optional_columns
+        out = BatchBuilder(source.uri, chunks.raw_lines, errors, batch_rows)
+        skip = self.settings.skip_header_lines if header else 0
+        if self.split_rows is None:
+            yield from _module_batches(self, chunks, out, skip, split)
+        else:
+            yield from _CompiledLoop(self, chunks, out, split, encoder).batches(skip)
 
-        def bad(start: int, end: int, reason: str) -> None:
-            errors.add(uri, start, reason, chunks.raw_lines(start, end))
-
-        rows: list[list[Any]] = []
-        line_nos: list[int] = []
-        prev = skip  # physical line where the previous record ended
-        while True:
-            try:
-                for fields in reader:
-                    start, prev = prev + 1, skip + reader.line_num
-                    if not fields:
-                        continue  # a blank line is not a row
-                    if len(fields) != ncols:
-                        n = len(fields)
-                        if n > ncols and extra_ok:
-                            del fields[ncols:]
-                        elif n < ncols and optional_ok:
-                            fields.extend([None] * (ncols - n))
-                        else:
-                            bad(start, prev, _width_reason(ncols, n))
-                            continue
-                    if null is not None:
-                        fields = [None if f == null else f for f in fields]
-                    try:
-                        for i, name, type_name, conv in converters:
-                            value = fields[i]
-                            fields[i] = conv(value) if value else None
-                    except (ValueError, TypeError, OverflowError):
-                        bad(start, prev, _value_reason(name, type_name, fields[i]))
-                        continue
-                    rows.append(fields)
-                    line_nos.append(start)
-                    if len(rows) >= batch_rows:
-                        consumed = len(rows) + errors.count - errors_before
-                        yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
-                        rows, line_nos, errors_before = [], [], errors.count
-                break
-            except csv.Error as exc:
-                start, prev = prev + 1, skip + reader.line_num
-                if split:
-                    raise _range_ends_in_quotes(uri, start, exc) from None
-                bad(start, prev, _malformed_reason(exc))
-        consumed = len(rows) + errors.count - errors_before
-        if consumed:
-            yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
-
-    def _batches_fast(
-        self, chunks: TextChunks, errors: ErrorSink, batch_rows: int, skip: int, split: bool, uri: str, encoding: Any = None
-    ) -> Iterator[tuple[Batch, int]]:
-        """The loop of `batches` in C (pipelines/native/_fastrows.c), with the same rows, line numbers and
-        errors: records it leaves to the csv module are read here, one at a time. With an
-        `encoding`, each text is first read by encode_records; from a record it leaves, the rest
-        of that text is read into rows."""
+    def row_of(self, fields: list[Any], start: int, end: int, out: BatchBuilder) -> list[Any] | None:
+        """The csv module's fields of lines start..end as a typed row; None for a blank line, or for a
+        bad record (sent to the error output)."""
+        if not fields:
+            return None  # a blank line is not a row
         s = self.settings
-        columns = s.columns
-        split_rows, type_fields = self.split_rows
-        kinds, hows, null = self.kinds, self.hows, s.null_string
-        extra_ok, optional_ok = s.allow_extra_columns, s.allow_optional_columns
-        delimiter, quote = s.delimiter, s.quote or ""
-        errors_before = errors.count
-        rows: list[list[Any]] = []
-        line_nos: list[int] = []
-
-        def bad(start: int, end: int, reason: str) -> None:
-            errors.add(uri, start, reason, chunks.raw_lines(start, end))
-
-        def bad_record(done: int, start: int, end: int, payload: Any) -> None:
-            if done == WIDTH:
-                bad(start, end, _width_reason(len(columns), len(payload)))
+        ncols = len(s.columns)
+        if len(fields) != ncols:
+            n = len(fields)
+            if n > ncols and s.allow_extra_columns:
+                del fields[ncols:]
+            elif n < ncols and s.allow_optional_columns:
+                fields.extend([None] * (ncols - n))
             else:
-                i, text = payload
-                bad(start, end, _value_reason(columns[i].name, columns[i].type, text))
+                out.bad(start, end, _width_reason(ncols, n))
+                return None
+        if s.null_string is not None:
+            fields = [None if f == s.null_string else f for f in fields]
+        try:
+            for i, name, type_name, conv in self.converters:
+                value = fields[i]
+                fields[i] = conv(value) if value else None
+        except (ValueError, TypeError, OverflowError):
+            out.bad(start, end, _value_reason(name, type_name, fields[i]))
+            return None
+        return fields
 
-        texts = iter(chunks)
-        text = next(texts, None)
-        line, pos = 0, 0
-        while line < skip:  # header lines (physical lines, as the csv path skips them)
-            if text is None:
-                if errors.count > errors_before:  # header lines with bad bytes still count as read
-                    yield Batch([], [], uri, chunks.raw_lines), errors.count - errors_before
-                return
+
+def _module_batches(parser: CsvParser, chunks: TextChunks, out: BatchBuilder, skip: int, split: bool) -> Iterator[tuple[Batch, int]]:
+    """The csv module's loop: every record read by csv.reader, typed by `row_of`."""
+    lines = chain.from_iterable(map(io.StringIO, chunks))
+    for _ in range(skip):
+        if next(lines, None) is None:
+            yield from out.finish()  # header lines with bad bytes still count as read
+            return
+    reader = csv.reader(lines, **parser.dialect)
+    prev = skip  # physical line where the previous record ended
+    while True:
+        try:
+            for fields in reader:
+                start, prev = prev + 1, skip + reader.line_num
+                row = parser.row_of(fields, start, prev, out)
+                if row is not None and out.add(row, start):
+                    yield from out.flush()
+            break
+        except csv.Error as exc:
+            start, prev = prev + 1, skip + reader.line_num
+            if split:
+                raise _range_ends_in_quotes(out.uri, start, exc) from None
+            out.bad(start, prev, _malformed_reason(exc))
+    yield from out.finish()
+
+
+class _CompiledLoop:
+    """The loop in C (split_rows), with the same rows, line numbers and errors as the csv module's:
+    the records it leaves are read by the csv module one at a time. With an `encoder`, each text is
+    offered to it first; from a record it leaves, the rest of that text is read into rows."""
+
+    def __init__(self, parser: CsvParser, chunks: TextChunks, out: BatchBuilder, split: bool, encoder: Encoder | None) -> None:
+        s = parser.settings
+        self.parser, self.chunks, self.out, self.split, self.encoder = parser, chunks, out, split, encoder
+        self.split_rows, self.type_fields = parser.split_rows
+        self.type_args = (parser.column_kinds, parser.column_converters, s.null_string, s.allow_extra_columns, s.allow_optional_columns)
+        self.split_args = (*self.type_args, s.delimiter, s.quote or "")
+        self.line = 0  # the last physical line read
+
+    def batches(self, skip: int) -> Iterator[tuple[Any, int]]:
+        texts = iter(self.chunks)
+        text, pos = self._skip_header(texts, skip)
+        final = False  # whether text is the last (read one chunk at a time: a bad-bytes error comes in line order)
+        while text is not None:
+            pos = yield from self._read_text(text, pos, final)
+            if final:
+                break
+            text, final = _next_text(text[pos:], texts)
+            pos = 0
+        yield from self.out.finish()
+
+    def _skip_header(self, texts: Iterator[str], skip: int) -> tuple[str | None, int]:
+        """The text and position after `skip` physical lines (as the csv module's loop skips them)."""
+        text, pos = next(texts, None), 0
+        while self.line < skip and text is not None:
             end = text.find("\n", pos)
             if end < 0:
                 text, pos = next(texts, None), 0
-                continue
-            pos, line = end + 1, line + 1
-        final = False  # whether text is the last (read one chunk at a time: a bad-bytes error comes in line order)
-        encode = None if encoding is None else compiled("pipelines.native._fastrows", "encode_records")
-        encoding_args = encoding.args if encode is not None else ()
-        while text is not None:
-            encoding_this = encode is not None
-            while True:
-                if encoding_this:
-                    if rows:  # rows read before come first
-                        yield Batch(rows, line_nos, uri, chunks.raw_lines), len(rows) + errors.count - errors_before
-                        rows, line_nos, errors_before = [], [], errors.count
-                    done, pos, line, count, data = encode(text, pos, final, batch_rows, line, *encoding_args)
-                    if count:
-                        yield Batch([], [], uri, chunks.raw_lines, Encoded(data, count)), count + errors.count - errors_before
-                        errors_before = errors.count
-                    if done == END:
-                        break
-                    if done != FULL:  # ODD or NOT_ASCII: the rest of this text into rows
-                        encoding_this = False
-                    continue
-                done, pos, line, start, payload = split_rows(
-                    text, pos, final, rows, line_nos, batch_rows, line, kinds, hows, null, extra_ok, optional_ok, delimiter, quote
-                )
-                if done == FULL:
-                    yield Batch(rows, line_nos, uri, chunks.raw_lines), len(rows) + errors.count - errors_before
-                    rows, line_nos, errors_before = [], [], errors.count
-                elif done == END:
-                    break
-                elif done == SLOW:
-                    stream = io.StringIO(text)
-                    stream.seek(pos)
-                    reader = csv.reader(stream, **self.dialect)
-                    try:
-                        fields = next(reader)
-                    except csv.Error as exc:
-                        if not final and stream.tell() >= len(text):
-                            break  # the record goes on in the next chunk
-                        start, line, pos = line + 1, line + reader.line_num, stream.tell()
-                        if split:
-                            raise _range_ends_in_quotes(uri, start, exc) from None
-                        bad(start, line, _malformed_reason(exc))
-                        continue
-                    start, line, pos = line + 1, line + reader.line_num, stream.tell()
-                    if not fields:
-                        continue
-                    status, payload = type_fields(fields, kinds, hows, null, extra_ok, optional_ok)
-                    if status == READY:
-                        rows.append(fields)
-                        line_nos.append(start)
-                    else:
-                        bad_record(status, start, line, payload)
-                else:
-                    bad_record(done, start, line, payload)
-            if final:
-                break
-            rest = text[pos:]
-            following = next(texts, None)
-            if following is None:
-                text, final = (rest or None), True  # the unfinished last record, if any, once more as the last
             else:
-                text = rest + following if rest else following
-            pos = 0
-        consumed = len(rows) + errors.count - errors_before
-        if consumed:
-            yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
+                pos, self.line = end + 1, self.line + 1
+        return text, pos
+
+    def _read_text(self, text: str, pos: int, final: bool) -> Iterator[tuple[Any, int]]:
+        """Reads `text` from `pos`; returns where its unread rest (the start of an unfinished record) is."""
+        out = self.out
+        encoding = self.encoder is not None
+        while True:
+            if encoding:
+                done, pos = yield from self._encode(text, pos, final)
+                if done == TEXT_END:
+                    return pos
+                encoding = done == BATCH_FULL  # otherwise it left a record: the rest of this text into rows
+                continue
+            done, pos, self.line, start, payload = self.split_rows(
+                text, pos, final, out.rows, out.line_nos, out.batch_rows, self.line, *self.split_args
+            )
+            if done == BATCH_FULL:
+                yield from out.flush()
+            elif done == TEXT_END:
+                return pos
+            elif done == LEFT_RECORD:
+                pos, whole = self._module_record(text, pos, final)
+                if not whole:
+                    return pos
+            else:
+                self._bad_record(done, start, payload)
+
+    def _encode(self, text: str, pos: int, final: bool) -> Iterator[tuple[Any, int]]:
+        """The encoder's records from `pos`, after the rows read before; returns (how it ended, pos)."""
+        out = self.out
+        if out.rows:  # rows read before come first
+            yield from out.flush()
+        done, pos, self.line, records = self.encoder(text, pos, final, out.batch_rows, self.line)  # type: ignore[misc]
+        if records is not None:
+            yield from out.hand_over(records, records.count)
+        return done, pos
+
+    def _module_record(self, text: str, pos: int, final: bool) -> tuple[int, bool]:
+        """The record at `pos`, read by the csv module: (where the text goes on, False when the
+        record goes on in the next text)."""
+        stream = io.StringIO(text)
+        stream.seek(pos)
+        reader = csv.reader(stream, **self.parser.dialect)
+        try:
+            fields = next(reader)
+        except csv.Error as exc:
+            if not final and stream.tell() >= len(text):
+                return pos, False
+            start, self.line = self.line + 1, self.line + reader.line_num
+            if self.split:
+                raise _range_ends_in_quotes(self.out.uri, start, exc) from None
+            self.out.bad(start, self.line, _malformed_reason(exc))
+            return stream.tell(), True
+        start, self.line = self.line + 1, self.line + reader.line_num
+        if fields:
+            status, payload = self.type_fields(fields, *self.type_args)
+            if status == ROW_READY:
+                self.out.rows.append(fields)
+                self.out.line_nos.append(start)
+            else:
+                self._bad_record(status, start, payload)
+        return stream.tell(), True
+
+    def _bad_record(self, done: int, start: int, payload: Any) -> None:
+        columns = self.parser.settings.columns
+        if done == BAD_WIDTH:
+            self.out.bad(start, self.line, _width_reason(len(columns), len(payload)))
+        else:
+            i, text = payload
+            self.out.bad(start, self.line, _value_reason(columns[i].name, columns[i].type, text))
+
+
+def _next_text(rest: str, texts: Iterator[str]) -> tuple[str | None, bool]:
+    """The unread rest of a text joined to the next one, and whether that is the last; at the end,
+    the unfinished last record, if any, once more as the last."""
+    following = next(texts, None)
+    if following is None:
+        return (rest or None), True
+    return (rest + following if rest else following), False
 
 
 # Why a record goes to the error output: the same words from both loops.

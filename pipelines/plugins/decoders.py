@@ -1,4 +1,5 @@
-"""Decoders: gzip (ISA-L when available), zstd, none; and detection from an object's first bytes."""
+"""Decoders: gzip (ISA-L when available), zstd, none. Each names its magic bytes, by which
+pipelines.engine.decoding recognises an object without configured decoders."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from pipelines.engine.errors import DataError
-from pipelines.plugins.base import DecoderPlugin
+from pipelines.engine.spi import DecoderPlugin
 from pipelines.engine.records import Source
 from pipelines.engine.textio import PrefixedStream, Readable
 
@@ -53,6 +54,7 @@ class NoSettings:
 
 class GzipDecoder(DecoderPlugin):
     Settings = NoSettings
+    magic = GZIP_MAGIC
 
     def decode(self, stream: IO[bytes], source: Source) -> IO[bytes]:
         try:
@@ -69,6 +71,7 @@ class GzipDecoder(DecoderPlugin):
 
 class ZstdDecoder(DecoderPlugin):
     Settings = NoSettings
+    magic = ZSTD_MAGIC
 
     def decode(self, stream: IO[bytes], source: Source) -> IO[bytes]:
         import zstandard
@@ -119,17 +122,7 @@ class ZstdFrames(Readable):
 
 class NoDecoder(DecoderPlugin):
     Settings = NoSettings
+    passthrough = True
 
     def decode(self, stream: IO[bytes], source: Source) -> IO[bytes]:
         return stream
-
-
-def detect(stream: IO[bytes], source: Source) -> IO[bytes]:
-    """Decodes by the stream's magic bytes: gzip, zstd, or plain."""
-    head = stream.read(4)
-    stream = PrefixedStream(head, stream)
-    if head.startswith(GZIP_MAGIC):
-        return GzipDecoder(NoSettings(), "detected").decode(stream, source)
-    if head.startswith(ZSTD_MAGIC):
-        return ZstdDecoder(NoSettings(), "detected").decode(stream, source)
-    return stream

@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.plugins.base import Compressor, EncoderPlugin
+from pipelines.engine.spi import Compressor, EncoderPlugin
 
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from pipelines.engine.errors import ConfigError, RunError
-from pipelines.plugins.base import InputPlugin, checked_sources
+from pipelines.engine.spi import InputPlugin, checked_sources
 from pipelines.engine.records import Source
 
 

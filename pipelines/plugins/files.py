@@ -37,7 +37,7 @@ from typing import Any
 from pipelines.engine.error_output import ErrorSink
 from pipelines.engine.errors import ConfigError, RunError
 from pipelines.engine.manifest import MANIFEST_NAME, Manifest, ManifestFile
-from pipelines.plugins.base import Compressor, EncoderPlugin, FormatterPlugin, JobTotals, OutputPlugin, OutputResult
+from pipelines.engine.spi import Compressor, EncoderPlugin, FormatterPlugin, JobTotals, OutputPlugin, OutputResult
 from pipelines.engine.progress import log_event
 from pipelines.engine.records import Batch, Schema
 

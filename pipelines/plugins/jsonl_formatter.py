@@ -6,10 +6,11 @@ Timestamps are ISO 8601 strings, json columns their JSON value, nulls `null`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from pipelines.engine.formatting import jsonl_formatter
-from pipelines.plugins.base import FormatterPlugin
+from pipelines.engine.textio import read_chunks
+from pipelines.engine.spi import FormatterPlugin
 from pipelines.engine.records import Schema
 
 
@@ -27,3 +28,7 @@ class JsonlFormatter(FormatterPlugin):
 
     def rows(self, rows: list[list[Any]]) -> bytes:
         return self.format_rows(rows)
+
+    def count_rows(self, stream: IO[bytes]) -> int:
+        """One row a line."""
+        return sum(chunk.count(b"\n") for chunk in read_chunks(stream))

@@ -6,12 +6,13 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
-from typing import IO, Any
+from typing import IO
 
+from pipelines.engine.batches import BatchBuilder
 from pipelines.engine.columns import ColumnSettings, record_converter, schema_of
 from pipelines.engine.error_output import ErrorSink
-from pipelines.plugins.base import ParserPlugin
 from pipelines.engine.records import Batch, Schema, Source
+from pipelines.engine.spi import ParserPlugin
 from pipelines.engine.textio import TextChunks, check_charset
 
 
@@ -45,31 +46,22 @@ class JsonlParser(ParserPlugin):
         import orjson
 
         chunks = TextChunks(stream, self.charset, source, errors)
-        uri, to_row, loads = source.uri, self.to_row, orjson.loads
-        rows: list[list[Any]] = []
-        line_nos: list[int] = []
-        errors_before = errors.count
+        out = BatchBuilder(source.uri, chunks.raw_lines, errors, batch_rows)
+        to_row, loads = self.to_row, orjson.loads
         for line_no, line in enumerate(chain.from_iterable(map(io.StringIO, chunks)), start=1):
             if not line.strip():
                 continue
             try:
                 record = loads(line)
-            except orjson.JSONDecodeError as exc:
-                errors.add(uri, line_no, f"invalid JSON: {exc}", line.rstrip("\r\n"))
-                continue
-            if not isinstance(record, dict):
-                errors.add(uri, line_no, f"expected a JSON object, got {type(record).__name__}", line.rstrip("\r\n"))
-                continue
-            try:
+                if not isinstance(record, dict):
+                    raise ValueError(f"expected a JSON object, got {type(record).__name__}")
                 row = to_row(record)
-            except ValueError as exc:
-                errors.add(uri, line_no, str(exc), line.rstrip("\r\n"))
+            except orjson.JSONDecodeError as exc:
+                errors.add(out.uri, line_no, f"invalid JSON: {exc}", line.rstrip("\r\n"))
                 continue
-            rows.append(row)
-            line_nos.append(line_no)
-            if len(rows) >= batch_rows:
-                yield Batch(rows, line_nos, uri, chunks.raw_lines), len(rows) + errors.count - errors_before
-                rows, line_nos, errors_before = [], [], errors.count
-        consumed = len(rows) + errors.count - errors_before
-        if consumed:
-            yield Batch(rows, line_nos, uri, chunks.raw_lines), consumed
+            except ValueError as exc:
+                errors.add(out.uri, line_no, str(exc), line.rstrip("\r\n"))
+                continue
+            if out.add(row, line_no):
+                yield from out.flush()
+        yield from out.finish()

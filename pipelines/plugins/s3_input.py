@@ -8,19 +8,17 @@ still fails after that exits 75 (pipelines.engine.s3: one rule for reads and wri
 from __future__ import annotations
 
 import functools
-import os
 import random
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 from pipelines.engine.errors import ConfigError, DataError, RunError, TransientRunError
-from pipelines.plugins.base import InputPlugin, checked_sources
+from pipelines.engine.spi import InputPlugin, checked_sources
 from pipelines.plugins.file_input import compile_pattern
 from pipelines.engine.records import Source
-from pipelines.engine.s3 import s3_error  # the rule lives there; storage and manifest import it from here
+from pipelines.engine.s3 import READ_TIMEOUT_SECONDS, S3Client, s3_error
 from pipelines.engine.settings import option
 from pipelines.engine.textio import Readable
 
@@ -30,8 +28,6 @@ READ_TRIES = 5
 PROGRESS_BYTES = 1 << 20
 BACKOFF_SECONDS = 0.5  # before the 2nd try; doubling, at most MAX_BACKOFF_SECONDS, with jitter
 MAX_BACKOFF_SECONDS = 8.0
-READ_TIMEOUT_SECONDS = 120.0
-DEFAULT_MAX_ATTEMPTS = 9  # botocore's tries of one request: the first and 8 retries
 
 
 @dataclass(frozen=True)
@@ -51,73 +47,6 @@ class S3InputSettings:
             raise ValueError("set exactly one of 'path' (one object) or 'path_prefix' (every object under it)")
         if not self.read_timeout_seconds > 0:
             raise ValueError("read_timeout_seconds must be more than 0")
-
-
-_CLIENTS: dict[tuple[Any, ...], Any] = {}
-_CLIENTS_LOCK = threading.Lock()
-# What a client is made from besides the arguments: a change (tests, a Lambda reused with new
-# settings) makes a new one.
-_CLIENT_ENV = (
-    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_MAX_ATTEMPTS",
-)
-
-
-def s3_client(
-    endpoint: str | None = None, region: str | None = None, access_key_id: str | None = None, secret_access_key: str | None = None,
-    read_timeout: float | None = None,
-) -> Any:
-    """An S3 client, made once per settings and process: making one loads botocore's service
-    models (a quarter of a second), and a run reads and writes through several."""
-    read_timeout = read_timeout or READ_TIMEOUT_SECONDS
-    key = (endpoint, region, access_key_id, secret_access_key, read_timeout, *(os.environ.get(name) for name in _CLIENT_ENV))
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get(key)
-        if client is None:
-            client = _CLIENTS[key] = _new_s3_client(endpoint, region, access_key_id, secret_access_key, read_timeout)
-        return client
-
-
-def max_attempts() -> int:
-    """botocore's tries of one request: $AWS_MAX_ATTEMPTS (the AWS SDKs' setting), or DEFAULT_MAX_ATTEMPTS."""
-    value = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
-    if not value:
-        return DEFAULT_MAX_ATTEMPTS
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"expected a whole number of tries, at least 1; got {value!r}", where="$AWS_MAX_ATTEMPTS")
-    return int(value)
-
-
-def _new_s3_client(
-    endpoint: str | None, region: str | None, access_key_id: str | None, secret_access_key: str | None, read_timeout: float
-) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        retries={"total_max_attempts": max_attempts(), "mode": "standard"},
-        read_timeout=read_timeout,
-        connect_timeout=10,
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret_access_key,
-        config=config,
-    )
-
-
-class S3Client:
-    """The S3 client of a plugin whose settings name `endpoint`, `region`, `access_key_id` and
-    `secret_access_key` (the S3 input and output), made on first use."""
-
-    settings: Any
-
-    @functools.cached_property
-    def client(self) -> Any:
-        s = self.settings
-        return s3_client(s.endpoint, s.region, s.access_key_id, s.secret_access_key, getattr(s, "read_timeout_seconds", None))
 
 
 class S3Input(S3Client, InputPlugin):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines.plugins.files import DEFAULT_PART_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, FileStore, FileWritingOutput, S3FileStore
-from pipelines.plugins.s3_input import S3Client
+from pipelines.engine.s3 import S3Client
 from pipelines.engine.settings import option
 
 

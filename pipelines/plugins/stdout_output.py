@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pipelines.engine.error_output import ErrorSink
 from pipelines.engine.formatting import jsonl_formatter
-from pipelines.plugins.base import OutputPlugin, OutputResult
+from pipelines.engine.spi import OutputPlugin, OutputResult
 from pipelines.engine.records import Batch, Schema
 
 

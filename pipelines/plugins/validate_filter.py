@@ -8,7 +8,7 @@ from operator import itemgetter
 
 from pipelines.engine.error_output import ErrorSink
 from pipelines.engine.errors import ConfigError
-from pipelines.plugins.base import FilterPlugin
+from pipelines.engine.spi import FilterPlugin
 from pipelines.plugins.column_filters import require_columns
 from pipelines.engine.records import Batch, Schema
 from pipelines.engine.settings import option

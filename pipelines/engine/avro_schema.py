@@ -526,12 +526,17 @@ def _writer(column_type: str, kind: str) -> Any:
     return table.get(kind, _INCOMPATIBLE)
 
 
+# (column name, column type, converter of a value to what fastavro writes), for the columns needing one
+_ValueWriters = list[tuple[str, str, Callable[[Any], Any]]]
+_Records = list[dict[str, Any] | None]
+
+
 def record_converter(
     schema: Schema,
     avro_schema: dict[str, Any] | None = None,
     indexes: Sequence[int] | None = None,
     where: str | None = None,
-) -> Callable[[list[list[Any]]], tuple[list[dict[str, Any] | None], list[tuple[int, str]]]]:
+) -> Callable[[list[list[Any]]], tuple[_Records, list[tuple[int, str]]]]:
     """Rows of `schema` -> records (dicts) for fastavro to write with `avro_schema` (default:
     avro_from_columns(schema)). `indexes`: only these columns (say, without the key column).
 
@@ -546,6 +551,19 @@ def record_converter(
         avro_schema = avro_from_columns(Schema(tuple(columns)), where=where)
     kinds, _ = _field_kinds(avro_schema, where or "Avro schema")
     names = [c.name for c in columns]
+    _check_fields(avro_schema, kinds, names, where)
+    writers = _value_writers(columns, kinds, where)
+    to_dicts = _dicts_of(picked, names, len(schema))
+
+    def to_records(rows: list[list[Any]]) -> tuple[_Records, list[tuple[int, str]]]:
+        records = to_dicts(rows)
+        return records, _write_values(records, writers)
+
+    return to_records
+
+
+def _check_fields(avro_schema: dict[str, Any], kinds: dict[str, tuple[str, Any]], names: list[str], where: str | None) -> None:
+    """A ConfigError unless every column is a field of the schema and every required field a column."""
     unknown = [n for n in names if n not in kinds]
     if unknown:
         raise ConfigError(
@@ -560,7 +578,12 @@ def record_converter(
             f"but the value has no such column (value columns: {', '.join(names)})",
             where=where,
         )
-    converters: list[tuple[str, str, Callable[[Any], Any]]] = []
+
+
+def _value_writers(columns: Sequence[Any], kinds: dict[str, tuple[str, Any]], where: str | None) -> _ValueWriters:
+    """The converters the columns' values need to be written as their fields (none where the value
+    is written as it is); a ConfigError for a column its field cannot hold."""
+    writers: _ValueWriters = []
     for column in columns:
         kind, avro_type = kinds[column.name]
         conv = _writer(column.type, kind)
@@ -571,37 +594,43 @@ def record_converter(
                 where=where,
             )
         if conv is not None:
-            converters.append((column.name, column.type, conv))
+            writers.append((column.name, column.type, conv))
+    return writers
 
-    whole = picked == list(range(len(schema)))
-    get = itemgetter(*picked) if len(picked) > 1 else None
 
-    def to_records(rows: list[list[Any]]) -> tuple[list[dict[str, Any] | None], list[tuple[int, str]]]:
-        records: list[dict[str, Any] | None]
-        if whole:
-            records = [dict(zip(names, row)) for row in rows]
-        elif get is not None:
-            records = [dict(zip(names, get(row))) for row in rows]
-        else:
-            (only,), (name,) = picked, names
-            records = [{name: row[only]} for row in rows]
-        bad: list[tuple[int, str]] = []
-        for name, type_name, conv in converters:
-            for r, record in enumerate(records):
-                if record is None:
-                    continue
-                value = record[name]
-                if value is not None:
-                    try:
-                        record[name] = conv(value)
-                    except CONVERT_ERRORS as exc:
-                        bad.append((r, f"column '{name}' ({type_name}): cannot write {value!r} as Avro: {exc}"))
-                        records[r] = None
-        if len(converters) > 1:
-            bad.sort()
-        return records, bad
+def _dicts_of(picked: list[int], names: list[str], width: int) -> Callable[[list[list[Any]]], _Records]:
+    """Rows of `width` columns -> dicts of the `picked` columns' values by `names`."""
+    if picked == list(range(width)):
+        return lambda rows: [dict(zip(names, row)) for row in rows]
+    if len(picked) > 1:
+        get = itemgetter(*picked)
+        return lambda rows: [dict(zip(names, get(row))) for row in rows]
 
-    return to_records
+    def one_column(rows: list[list[Any]]) -> _Records:
+        (only,), (name,) = picked, names
+        return [{name: row[only]} for row in rows]
+
+    return one_column
+
+
+def _write_values(records: _Records, writers: _ValueWriters) -> list[tuple[int, str]]:
+    """Converts the records' values in place; a record holding a value that does not convert
+    becomes None. Returns [(position, reason)] of those, in order."""
+    bad: list[tuple[int, str]] = []
+    for name, type_name, conv in writers:
+        for r, record in enumerate(records):
+            if record is None:
+                continue
+            value = record[name]
+            if value is not None:
+                try:
+                    record[name] = conv(value)
+                except CONVERT_ERRORS as exc:
+                    bad.append((r, f"column '{name}' ({type_name}): cannot write {value!r} as Avro: {exc}"))
+                    records[r] = None
+    if len(writers) > 1:
+        bad.sort()
+    return bad
 
 
 # ------------------------------------------------------------------ codecs

@@ -1,4 +1,10 @@
-"""Base classes of the plugins. A plugin declares `Settings` (a frozen dataclass) and overrides a few methods."""
+"""The plugin interfaces (the SPI): what the engine calls, and the traits it asks of a plugin.
+
+A plugin declares `Settings` (a frozen dataclass) and overrides a few methods; it is found by name
+through pipelines.engine.registry. The engine knows plugins only through these classes: how many
+header lines a parser skips, which decoder reads an object's first bytes, how a formatter counts
+the rows of a file it wrote, and whether an output takes a job's text through a fused path.
+"""
 
 from __future__ import annotations
 
@@ -87,6 +93,15 @@ class InputPlugin(Plugin):
 
 
 class DecoderPlugin(Plugin):
+    """Bytes to bytes for byte inputs (gzip, zstd, none)."""
+
+    # The first bytes of every stream this decoder reads: how an object without configured decoders
+    # is recognised (pipelines.engine.decoding). Empty: never chosen by detection.
+    magic: ClassVar[bytes] = b""
+    # True for a decoder that returns the bytes as they are ("none"): an object read through only such
+    # decoders may be split into byte ranges.
+    passthrough: ClassVar[bool] = False
+
     def decode(self, stream: IO[bytes], source: Source) -> IO[bytes]:
         raise NotImplementedError
 
@@ -98,6 +113,10 @@ class ParserPlugin(Plugin):
     # How an uncompressed object may be read as several byte ranges: "lines" (at line starts), a quote
     # character (at record starts, found by counting quotes at plan time), or None (never).
     split_mode: str | None = None
+
+    def header_lines(self) -> int:
+        """Lines at the start of an object that are not records (the plan keeps them in the first range)."""
+        return 0
 
     def batches(
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
@@ -133,6 +152,11 @@ class FormatterPlugin(Plugin):
         """A file's last bytes (an Avro block not yet written)."""
         return b""
 
+    def count_rows(self, stream: IO[bytes]) -> int:
+        """The rows in a file this formatter wrote (decoded), read back in chunks: how the manifest's
+        row counts are checked (`pipelines verify --count-rows`)."""
+        raise NotImplementedError
+
 
 class Compressor:
     """A streaming compressor: `compress` may return b"" while it buffers; `finish` returns the rest."""
@@ -160,6 +184,21 @@ class FilterPlugin(Plugin):
 
     def apply(self, batch: Batch, errors: ErrorSink) -> None:
         """Changes the batch in place (rows, and for row filters which rows remain)."""
+        raise NotImplementedError
+
+
+class FusedPath:
+    """An output's own reading of a parser's text (see OutputPlugin.fused_path): `batches` yields, in
+    line order, pieces that are either Batches of rows (for the filters and `output.write`) or records
+    already made for the output (for `write`), each with the records it consumed."""
+
+    def batches(
+        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool, split: bool
+    ) -> Iterator[tuple[Any, int]]:
+        raise NotImplementedError
+
+    def write(self, records: Any) -> None:
+        """Hands records made by `batches` (not a Batch) to the output."""
         raise NotImplementedError
 
 
@@ -200,6 +239,11 @@ class OutputPlugin(Plugin):
 
     def write(self, batch: Batch, errors: ErrorSink) -> None:
         raise NotImplementedError
+
+    def fused_path(self, job: Any) -> FusedPath | None:
+        """A way to take the job's input text straight to this output's records, for the rows it can,
+        chosen once per shard after `open` (the Kafka output's compiled CSV path); None by default."""
+        return None
 
     def flush(self) -> OutputResult:
         """Waits until everything written is acknowledged; says how much."""

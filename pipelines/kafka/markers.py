@@ -1,0 +1,111 @@
+"""End markers: how an import tells the topic's consumers it is complete, and how an export finds
+where a job ended.
+
+Every record an import writes carries its job id (header `pipelines.job_id`). Once every shard has
+committed, the finish step writes one end marker to every partition (header `pipelines.marker: end`,
+a JSON value with the partition's and the job's row counts), once, in its own transaction, whose
+committed offsets (group `pipelines.<job>.finish`) point just past each marker: an export finds a
+job's end from them, or else by scanning the partition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.engine.errors import RunError, TransientRunError
+from pipelines.engine.plan import PlanItem
+from pipelines.engine.spi import JobTotals
+from pipelines.kafka.connection import brokers_label
+from pipelines.kafka.consumer import consume_range, new_consumer
+from pipelines.kafka.producer import TopicProducer
+from pipelines.kafka.ranges import partition_uri
+from pipelines.kafka.transactions import (
+    abort,
+    begin,
+    commit,
+    committed_record,
+    shard_group,
+)
+
+JOB_ID_HEADER = "pipelines.job_id"
+MARKER_HEADER = "pipelines.marker"
+MARKER = (MARKER_HEADER, b"end")  # the header that makes a record an end marker
+SCAN_BATCH = 10_000  # records read at a time when scanning a partition for a marker
+
+
+def job_header(job_id: str) -> tuple[str, bytes]:
+    """The header every record of the job carries."""
+    return (JOB_ID_HEADER, job_id.encode())
+
+
+def write_end_markers(settings: Any, where: str, totals: JobTotals) -> dict[str, Any]:
+    """Sends one end marker to every partition, once: a second finish of the same job sends none."""
+    import orjson
+
+    done = committed_record(settings, totals.job_id, None)
+    if done is not None:
+        return {**orjson.loads(done), "already_finished": True}
+    out = TopicProducer(settings, where, totals.job_id, None)
+    if totals.partition_rows is None or len(totals.partition_rows) != out.partitions:
+        raise RunError(
+            f"topic '{settings.topic}' has {out.partitions} partitions, but the shards counted rows in "
+            f"{len(totals.partition_rows or [])}: were partitions added during the job?",
+            where=out.brokers,
+        )
+    if settings.transactional:
+        begin(out.producer, settings)
+    _produce_markers(out, totals)
+    out.flush()
+    if settings.transactional:
+        record = orjson.dumps({"markers": out.partitions, "total_rows": totals.total_rows}).decode()
+        try:
+            # The finish group's offsets point just past each marker: an export can start after
+            # this job (kafka input `start_after_job`) or stop at its end (`only_job_id`) without a scan.
+            commit(out.producer, settings, shard_group(totals.job_id, None), record, [o + 1 for o in out.marker_offsets])
+        except BaseException:
+            abort(out, settings)
+            raise
+    return {"markers": out.partitions, "total_rows": totals.total_rows, "already_finished": False}
+
+
+def _produce_markers(out: TopicProducer, totals: JobTotals) -> None:
+    """Produces the job's end marker to each partition, its offset kept by `out.on_marker`."""
+    import orjson
+
+    headers = [MARKER, job_header(totals.job_id)]
+    for partition, rows in enumerate(totals.partition_rows or []):
+        value = {
+            "job_id": totals.job_id, "partition": partition, "partition_rows": rows,
+            "total_rows": totals.total_rows, "shard_count": totals.shard_count,
+        }
+        out.producer.produce(out.settings.topic, orjson.dumps(value), None, partition=partition, headers=headers, on_delivery=out.on_marker)
+        out.produced += 1
+
+
+def marker_ends(settings: Any, where: str, job_id: str, partitions: int) -> list[int] | None:
+    """Per partition, the offset just after `job_id`'s end marker, as its finish step committed them
+    (group `pipelines.<job>.finish`); None if the job has not finished with per-partition offsets."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    consumer = new_consumer(settings, where, shard_group(job_id, None))
+    try:
+        wanted = [TopicPartition(settings.topic, p) for p in range(partitions)]
+        committed = consumer.committed(wanted, timeout=settings.connect_timeout_seconds)
+    except KafkaException as exc:
+        raise TransientRunError(f"cannot read job {job_id}'s end marker offsets: {exc.args[0].str()}", where=brokers_label(settings)) from None
+    finally:
+        consumer.close()
+    offsets = [tp.offset for tp in sorted(committed, key=lambda tp: tp.partition)]
+    return offsets if all(offset >= 0 for offset in offsets) and len(offsets) == partitions else None
+
+
+def scan_for_marker(settings: Any, where: str, job_id: str, partition: int, lo: int, hi: int) -> int | None:
+    """The offset of `job_id`'s end marker in the partition's offsets [lo, hi), read one by one; None if none."""
+    marker_job = job_header(job_id)
+    item = PlanItem(partition_uri(settings.topic, partition), hi, None, lo, hi)
+    for messages in consume_range(settings, where, item, SCAN_BATCH):
+        for message in messages:
+            headers = message.headers()
+            if headers and MARKER in headers and marker_job in headers:
+                return message.offset()
+    return None
