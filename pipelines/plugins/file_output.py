@@ -1,6 +1,7 @@
 """`out: {type: file, path_prefix: ./out/, formatter: {type: csv}, encoders: [{type: gzip}]}`
 
-Files on a local disk, named, rotated and made visible on commit as pipelines.plugins.files does:
+Files on a local disk, named, rotated and made visible on commit as the pipelines.plugins.files package
+does (names, writer, local_store; the manifest by finish):
 
     {path_prefix}{job_id}/part-{shard:05d}-{seq:05d}.{file_ext}[.gz|.zst]
     {path_prefix}{job_id}/_manifest.json      (finish, last)
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.plugins.files import FileStore, FileWritingOutput, LocalFileStore
+from pipelines.plugins.files.local_store import LocalFileStore
+from pipelines.plugins.files.output import FileWritingOutput
+from pipelines.plugins.files.store import FileStore
 
 
 @dataclass(frozen=True)

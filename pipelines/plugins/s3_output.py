@@ -2,7 +2,8 @@
 
 Embulk S3 output's option names where they exist (bucket, path_prefix, file_ext, endpoint, region,
 access_key_id, secret_access_key). The objects (naming, rotation, multipart uploads completed only
-when the shard commits) are those of pipelines.plugins.files:
+when the shard commits) are those of the pipelines.plugins.files package (names, writer, s3_store;
+the manifest by finish):
 
     s3://{bucket}/{path_prefix}{job_id}/part-{shard:05d}-{seq:05d}.{file_ext}[.gz|.zst]
     s3://{bucket}/{path_prefix}{job_id}/_manifest.json      (finish, last)
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.plugins.files import DEFAULT_PART_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, FileStore, FileWritingOutput, S3FileStore
 from pipelines.engine.s3 import S3Client
 from pipelines.engine.settings import option
+from pipelines.plugins.files.output import FileWritingOutput
+from pipelines.plugins.files.s3_store import DEFAULT_PART_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, S3FileStore
+from pipelines.plugins.files.store import FileStore
 
 
 @dataclass(frozen=True)
