@@ -94,7 +94,7 @@ ITEM_READER_ACTIONS = {
 }
 DISTRIBUTED_MAP_ACTIONS = {"states:StartExecution", "states:DescribeExecution", "states:StopExecution"}
 
-# What the engine calls (pipelines/engine/storage.py, plugins/s3_*.py, object_files.py, jobs.py, api.py).
+# What the engine calls (pipelines/engine/storage.py, plugins/s3_*.py, plugins/files/, jobs.py, api.py).
 ENGINE_S3_ACTIONS = {
     "s3:ListBucket",
     "s3:ListBucketMultipartUploads",
