@@ -96,7 +96,7 @@ def _log(message: str) -> None:
 
 
 def image_cache() -> Path:
-    from pipelines.devstack.stack import cache_dir
+    from pipelines.devstack.downloads import cache_dir
 
     return cache_dir() / "image"
 

@@ -19,7 +19,7 @@ every run:
   rendered InputTransformer, as Terraform wires it.
 
 The names are fixed (``JOBS_TABLE``, ``STATE_MACHINE_NAME``), because the emulator is started
-with them in its environment (``stack.emulator_env``): the Lambda handler running inside it
+with them in its environment (``aws_emulator.emulator_env``): the Lambda handler running inside it
 updates job statuses and, for a trigger, starts executions.
 
 Known gap (moto 5.2.5): EventBridge cannot deliver to a Lambda target: moto's
