@@ -18,13 +18,10 @@ import yaml
 from click.testing import CliRunner
 from conftest import consume_all, free_port, rows_and_markers, run_cli, summary_of
 
-from pipelines.engine.avro_schema import (
-    RowConverter,
-    avro_from_columns,
-    columns_from_avro,
-    ensure_zstandard_codec,
-    record_converter,
-)
+from pipelines.engine.avro.codecs import ensure_zstandard_codec
+from pipelines.engine.avro.reading import RowConverter
+from pipelines.engine.avro.schemas import avro_from_columns, columns_from_avro
+from pipelines.engine.avro.writing import record_converter
 from pipelines.cli.main import cli
 from pipelines.engine.errors import EXIT_CONFIG, EXIT_RUN_FAILED, ConfigError, DataError, RunError, TransientRunError
 from pipelines.kafka.avro_wire import AvroDeserializer, AvroRowDecoder, AvroSerializer, WireFormatError, schema_id_of

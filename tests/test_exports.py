@@ -124,7 +124,7 @@ def read_csv_export(s3, manifest) -> Counter:
 def read_avro_export(s3, manifest) -> Counter:
     from fastavro import reader
 
-    from pipelines.engine.avro_schema import ensure_zstandard_codec
+    from pipelines.engine.avro.codecs import ensure_zstandard_codec
 
     ensure_zstandard_codec()
     rows: Counter = Counter()

@@ -409,7 +409,7 @@ def read_back(data: bytes, formatter: str) -> list[Any]:
     if formatter == "avro":
         import fastavro
 
-        from pipelines.engine.avro_schema import ensure_zstandard_codec
+        from pipelines.engine.avro.codecs import ensure_zstandard_codec
 
         ensure_zstandard_codec()
         return list(fastavro.reader(io.BytesIO(data)))

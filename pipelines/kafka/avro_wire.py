@@ -67,7 +67,7 @@ class AvroSerializer:
         """(values aligned with `records`, None where a record does not fit the schema;
         [(position, reason)] of those). All records go into one buffer, then it is cut.
 
-        A None record (one already rejected, see avro_schema.record_converter) gives None and no reason."""
+        A None record (one already rejected, see pipelines.engine.avro.writing.record_converter) gives None and no reason."""
         buffer = io.BytesIO()
         write, parsed, prefix, tell = self._write, self.parsed, self.prefix, buffer.tell
         ends: list[int] = []
@@ -157,7 +157,7 @@ class AvroDeserializer:
 
 class AvroRowDecoder:
     """Wire-format values -> rows of `columns` (objects with name and type, like ColumnSettings),
-    converted per writer schema with avro_schema.RowConverter (one built per schema id)."""
+    converted per writer schema with pipelines.engine.avro.reading.RowConverter (one built per schema id)."""
 
     def __init__(self, deserializer: AvroDeserializer, columns: Sequence[Any], where: str) -> None:
         self.deserializer = deserializer
@@ -166,7 +166,7 @@ class AvroRowDecoder:
         self._converters: dict[int, Any] = {}
 
     def converter(self, schema_id: int) -> Any:
-        from pipelines.engine.avro_schema import RowConverter
+        from pipelines.engine.avro.reading import RowConverter
 
         conv = self._converters.get(schema_id)
         if conv is None:

@@ -41,7 +41,9 @@ class AvroFormatter(FormatterPlugin):
     def bind(self, schema: Schema) -> None:
         from fastavro import parse_schema
 
-        from pipelines.engine.avro_schema import avro_from_columns, ensure_zstandard_codec, load_avsc, record_converter
+        from pipelines.engine.avro.codecs import ensure_zstandard_codec
+        from pipelines.engine.avro.schemas import avro_from_columns, load_avsc
+        from pipelines.engine.avro.writing import record_converter
 
         s = self.settings
         if s.codec == "zstandard":
@@ -88,7 +90,7 @@ class AvroFormatter(FormatterPlugin):
         """The records of the Avro container file, block by block."""
         import fastavro
 
-        from pipelines.engine.avro_schema import ensure_zstandard_codec
+        from pipelines.engine.avro.codecs import ensure_zstandard_codec
 
         ensure_zstandard_codec()  # this formatter's default codec
         return sum(1 for _ in fastavro.reader(stream))

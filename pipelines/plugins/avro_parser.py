@@ -1,7 +1,7 @@
 """`parser: {type: avro}`: Avro object container files (.avro), read block by block.
 
 The columns come from `columns: [{name, type}]` (fields picked by name and converted to the
-column's type, as pipelines.engine.avro_schema's table says), or from a reader schema given as `avsc`
+column's type, as pipelines.engine.avro.schemas's table says), or from a reader schema given as `avsc`
 (inline: a YAML mapping or JSON text) or `avsc_file` (a path): its fields become the columns, and
 each file is read through it by Avro's resolution rules (a field the file lacks takes the reader
 schema's default). One of them is required: the columns must be known when the config is
@@ -81,7 +81,7 @@ class AvroParser(ParserPlugin):
     split_mode = None  # blocks start at sync markers found only by reading from the start: files go whole
 
     def __init__(self, settings: AvroParserSettings, where: str) -> None:
-        from pipelines.engine.avro_schema import columns_from_avro, load_avsc
+        from pipelines.engine.avro.schemas import columns_from_avro, load_avsc
 
         super().__init__(settings, where)
         self.reader_schema = load_avsc(settings.avsc, settings.avsc_file, where)
@@ -108,7 +108,9 @@ class AvroParser(ParserPlugin):
     ) -> Iterator[tuple[Batch, int]]:
         import fastavro
 
-        from pipelines.engine.avro_schema import RowConverter, ensure_zstandard_codec, json_text
+        from pipelines.engine.avro.codecs import ensure_zstandard_codec
+        from pipelines.engine.avro.reading import RowConverter
+        from pipelines.engine.avro.values import json_text
 
         ensure_zstandard_codec()
         uri = source.uri

@@ -119,7 +119,7 @@ class KafkaInput(InputPlugin):
         """The declared columns, or the fields of the subject's latest schema (asked once)."""
         if self.settings.columns:
             return self.settings.columns
-        from pipelines.engine.avro_schema import columns_from_avro
+        from pipelines.engine.avro.schemas import columns_from_avro
 
         subject = self.settings.value_subject or f"{self.settings.topic}-value"
         _, avro = self.registry.latest(subject)

@@ -201,11 +201,8 @@ class AvroValueSchema:
     it first opens."""
 
     def __init__(self, settings: KafkaOutputSettings, where: str, schema: Schema, value_indexes: list[int]) -> None:
-        from pipelines.engine.avro_schema import (
-            avro_from_columns,
-            load_avsc,
-            record_converter,
-        )
+        from pipelines.engine.avro.schemas import avro_from_columns, load_avsc
+        from pipelines.engine.avro.writing import record_converter
 
         self.settings, self.where, self.schema, self.value_indexes = settings, where, schema, value_indexes
         self.value_schema = Schema(tuple(schema.columns[i] for i in value_indexes))
@@ -224,7 +221,8 @@ class AvroValueSchema:
             return self.resolved
         from pipelines.kafka.avro_wire import AvroSerializer
         from pipelines.kafka.schema_registry import SchemaRegistry, value_schema
-        from pipelines.engine.avro_schema import avro_from_columns, record_converter
+        from pipelines.engine.avro.schemas import avro_from_columns
+        from pipelines.engine.avro.writing import record_converter
 
         s = self.settings
         try:
