@@ -122,7 +122,7 @@ run "defaults" {
   }
   assert {
     condition     = [for e in jsondecode(aws_ecs_task_definition.shard.container_definitions)[0].environment : e.name] == ["KAFKA_AUTH", "KAFKA_BOOTSTRAP", "KAFKA_SASL_SECRET_ARN", "SCHEMA_REGISTRY_URL"]
-    error_message = "The container's environment must be pipelines.deployment.task_environment()."
+    error_message = "The container's environment must be pipelines.aws.deployment.task_environment()."
   }
   assert {
     condition     = { for e in jsondecode(aws_ecs_task_definition.shard.container_definitions)[0].environment : e.name => e.value }["KAFKA_BOOTSTRAP"] == "b-1.kafka.internal:9092,b-2.kafka.internal:9092"
@@ -130,7 +130,7 @@ run "defaults" {
   }
   assert {
     condition     = join(",", sort(keys(aws_lambda_function.engine.environment[0].variables))) == "KAFKA_AUTH,KAFKA_BOOTSTRAP,KAFKA_SASL_SECRET_ARN,PIPELINES_EVENT_BUS,PIPELINES_JOBS_TABLE,PIPELINES_STATE_MACHINE_ARN,SCHEMA_REGISTRY_URL"
-    error_message = "The Lambda's environment must be pipelines.deployment.lambda_environment()."
+    error_message = "The Lambda's environment must be pipelines.aws.deployment.lambda_environment()."
   }
   assert {
     condition     = aws_lambda_function.engine.environment[0].variables["PIPELINES_STATE_MACHINE_ARN"] == "arn:aws:states:eu-west-1:123456789012:stateMachine:audience-pipelines"
