@@ -108,16 +108,9 @@ def follow(api: str, job_id: str) -> dict:
 def largest_payload(execution_arn: str) -> tuple[int, str]:
     import boto3
 
-    events = boto3.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
-    best = (0, "")
-    for event in events:
-        for key, details in event.items():
-            if key.endswith("EventDetails") and isinstance(details, dict):
-                for field in ("input", "output", "parameters"):
-                    text = details.get(field)
-                    if isinstance(text, str) and len(text.encode()) > best[0]:
-                        best = (len(text.encode()), f"{event['type']}.{field}")
-    return best
+    from pipelines.devstack.resources import largest_payload as largest_in
+
+    return largest_in(boto3.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)["events"])
 
 
 def markers_of(topic: str) -> list[dict]:

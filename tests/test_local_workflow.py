@@ -138,16 +138,9 @@ def drain(endpoint: str, queue_url: str, wanted: int, timeout: float = 10) -> li
 
 def largest_payload(endpoint: str, execution_arn: str) -> tuple[int, str]:
     """The largest input/output/parameters string in the execution's history, and where it was."""
-    history = client("stepfunctions", endpoint).get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
-    best = (0, "")
-    for event in history:
-        for key, details in event.items():
-            if key.endswith("EventDetails") and isinstance(details, dict):
-                for field in ("input", "output", "parameters"):
-                    text = details.get(field)
-                    if isinstance(text, str) and len(text.encode()) > best[0]:
-                        best = (len(text.encode()), f"{event['type']}.{field}")
-    return best
+    from pipelines.devstack.resources import largest_payload as largest_in
+
+    return largest_in(client("stepfunctions", endpoint).get_execution_history(executionArn=execution_arn, maxResults=1000)["events"])
 
 
 def job_records(bootstrap: str, topic: str, job_id: str) -> list:

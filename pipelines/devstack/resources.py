@@ -236,3 +236,17 @@ def _state_machine(sfn: Any, values: dict[str, str], role: str, region: str) -> 
         return str(sfn.create_state_machine(name=STATE_MACHINE_NAME, definition=definition, roleArn=role)["stateMachineArn"])
     sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role)
     return arn
+
+
+def largest_payload(events: list[dict[str, Any]]) -> tuple[int, str]:
+    """The largest input/output/parameters string (in bytes) of an execution's history events, and
+    where it was (`<event type>.<field>`): what Step Functions' 256 KB payload limit applies to."""
+    best = (0, "")
+    for event in events:
+        for key, details in event.items():
+            if key.endswith("EventDetails") and isinstance(details, dict):
+                for field in ("input", "output", "parameters"):
+                    text = details.get(field)
+                    if isinstance(text, str) and len(text.encode()) > best[0]:
+                        best = (len(text.encode()), f"{event['type']}.{field}")
+    return best
