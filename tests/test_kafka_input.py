@@ -67,7 +67,7 @@ def rows(prefix: str, count: int) -> list[tuple[str, float]]:
 def test_an_export_of_a_topic_that_keeps_receiving_writes_ends_at_its_snapshot(stack, tmp_path):
     """A writer produces all along (plain and transactional records, some aborted); the export reads
     exactly the committed records below the offsets its plan fixed, and ends."""
-    from confluent_kafka import Producer
+    from confluent_kafka import KafkaException, Producer
 
     topic = f"live-{uuid.uuid4().hex[:8]}"
     create_topic(stack.kafka_bootstrap, topic, 3)
@@ -75,18 +75,28 @@ def test_an_export_of_a_topic_that_keeps_receiving_writes_ends_at_its_snapshot(s
 
     stop, written = threading.Event(), [0]
 
-    def writer() -> None:
-        plain = Producer({"bootstrap.servers": stack.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 2})
+    def transactional_writer() -> Producer:
         txn = Producer({"bootstrap.servers": stack.kafka_bootstrap, "transactional.id": f"w-{topic}"})
         txn.init_transactions(30)
+        return txn
+
+    def writer() -> None:
+        plain = Producer({"bootstrap.servers": stack.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 2})
+        txn = transactional_writer()
         n = 0
         while not stop.is_set():
             for _ in range(200):
                 plain.produce(topic, json.dumps({"user_id": f"live{n}", "score": n}).encode(), f"live{n}".encode())
                 n += 1
-            txn.begin_transaction()
-            txn.produce(topic, json.dumps({"user_id": f"txn{n}", "score": n}).encode(), f"txn{n}".encode())
-            (txn.commit_transaction if n % 400 else txn.abort_transaction)(30)
+            try:
+                txn.begin_transaction()
+                txn.produce(topic, json.dumps({"user_id": f"txn{n}", "score": n}).encode(), f"txn{n}".encode())
+                (txn.commit_transaction if n % 400 else txn.abort_transaction)(30)
+            except KafkaException:
+                # The broker, busy with the export, can time a transaction out; librdkafka then makes the
+                # producer's error fatal (INVALID_TXN_STATE). A writer in production starts a new producer,
+                # which fences the old one; so does this one, so that it keeps writing all along.
+                txn = transactional_writer()
             plain.poll(0)
             written[0] = n
             time.sleep(0.002)
