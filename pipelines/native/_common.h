@@ -65,4 +65,49 @@ static inline int append_new(PyObject *list, PyObject *item) {
     return rc;
 }
 
+/* Avro's binary encoding of a long (and an int, a union branch, a length): zigzag, then a
+ * little-endian base-128 varint. Appended: 0, or -1 with a MemoryError. */
+static inline int add_avro_long(Buffer *b, long long n) {
+    if (grow(b, 10) < 0)
+        return -1;
+    unsigned long long z = ((unsigned long long)n << 1) ^ (unsigned long long)(n >> 63);
+    char *p = b->data + b->len;
+    while (z >= 0x80) {
+        *p++ = (char)((z & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    *p++ = (char)z;
+    b->len = (size_t)(p - b->data);
+    return 0;
+}
+
+/* Avro's binary encoding of a long read from s[*pos:n] (*pos moved past it): 1, or 0 when it is
+ * cut short or longer than 10 bytes. */
+static inline int read_avro_long(const unsigned char *s, size_t n, size_t *pos, long long *out) {
+    unsigned long long z = 0;
+    for (int shift = 0; shift < 70 && *pos < n; shift += 7) {
+        unsigned char c = s[(*pos)++];
+        z |= (unsigned long long)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *out = (long long)(z >> 1) ^ -(long long)(z & 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* An Avro double (8 bytes, IEEE 754, little-endian) appended: 0, or -1 with a MemoryError. */
+static inline int add_avro_double(Buffer *b, double v) {
+    unsigned char bytes[8];
+    memcpy(bytes, &v, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    for (int i = 0; i < 4; i++) {
+        unsigned char t = bytes[i];
+        bytes[i] = bytes[7 - i];
+        bytes[7 - i] = t;
+    }
+#endif
+    return add(b, (const char *)bytes, 8);
+}
+
 #endif
