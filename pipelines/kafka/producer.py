@@ -65,8 +65,9 @@ def producer_config(settings: Any, job_id: str, shard: int | None) -> dict[str, 
 
 
 def batches_natively(settings: Any, key_index: int | None) -> bool:
-    """Whether keyed JSON values go through the compiled batch loop (pipelines.native.kafka)."""
-    if settings.serialize_format != "json" or key_index is None:
+    """Whether keyed values (JSON, or Avro records made by pipelines.native.avro_values or the Python
+    path) go through the compiled batch loop (pipelines.native.kafka)."""
+    if key_index is None:
         return False
     from pipelines.native.kafka import unavailable_reason
 

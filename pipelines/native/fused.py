@@ -61,7 +61,7 @@ class FusedImport(FusedPath):
     @classmethod
     def choose(cls, job: Job, output: Any) -> FusedImport | None:
         """For a job whose Kafka output is open: the fused path, or None."""
-        if output.batch_producer is None or output.key_index is None:
+        if output.batch_producer is None or output.key_index is None or output.serializer is not None:
             return None
         encoder = record_encoder(job.parser, job.filters, output.key_index, output.value_indexes, output.value_names)
         return None if encoder is None else cls(job.parser, encoder, output)

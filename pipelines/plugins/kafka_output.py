@@ -90,6 +90,7 @@ class KafkaOutput(OutputPlugin):
 
     Settings = KafkaOutputSettings
     serializer: Any = None  # with serialize_format avro: the AvroSerializer, set when the output opens
+    avro_records: Any = None  # with Avro values and the compiled produce loop: pipelines.native.avro_values.AvroRecords, or None
     out: TopicProducer | None = None  # the open shard's producer
 
     @property
@@ -122,6 +123,12 @@ class KafkaOutput(OutputPlugin):
         self.out = shard_producer(
             self.settings, self.where, job_id, shard, [job_header(job_id)], self.key_index, self.value_indexes, self.value_names
         )
+        self.avro_records = None
+        if self.serializer is not None and self.out.batch_producer is not None:
+            from pipelines.native.avro_values import AvroRecords
+
+            avro = self.serializer
+            self.avro_records = AvroRecords.choose(avro.avro_schema, avro.prefix, self.key_index, self.schema, self.value_indexes)
         if self.settings.transactional:
             transactions.begin(self.out.producer, self.settings)
 
@@ -134,6 +141,9 @@ class KafkaOutput(OutputPlugin):
     def write(self, batch: Batch, errors: ErrorSink) -> None:
         """The batch's keys checked and its values encoded first (JSON, or Avro in the wire format), then produced."""
         assert self.out is not None
+        if self.out.batch_producer is not None and self.serializer is not None:
+            self._write_avro_records(batch, errors)
+            return
         if self.out.batch_producer is not None:
             for position in self.out.produce_rows(batch.rows):
                 self._empty_key(batch, errors, batch.line_nos[position])
@@ -150,6 +160,38 @@ class KafkaOutput(OutputPlugin):
         else:
             values = json_values(rows, self.value_names, self.value_indexes, self.whole_row)
         self.out.produce_values(values, keys)
+
+    def _write_avro_records(self, batch: Batch, errors: ErrorSink) -> None:
+        """Avro values through the compiled produce loop: the runs of rows the compiled encoder
+        (pipelines.native.avro_values) writes, and each row it leaves (or every row, without it)
+        encoded on the Python path, in their order."""
+        from pipelines.native.fused import EncodedRecords
+
+        rows, start = batch.rows, 0
+        while start < len(rows):
+            stop, count, data = self.avro_records(rows, start) if self.avro_records is not None else (start, 0, b"")
+            if count:
+                self.write_encoded(EncodedRecords(data, count))
+            end = len(rows) if self.avro_records is None else stop + 1
+            if stop < len(rows):
+                self._write_avro_python(batch, stop, end, errors)
+            start = end
+
+    def _write_avro_python(self, batch: Batch, start: int, end: int, errors: ErrorSink) -> None:
+        """Rows start..end of the batch as Avro records made on the Python path, produced by the compiled loop."""
+        from pipelines.native.avro_values import record_bytes
+        from pipelines.native.fused import EncodedRecords
+
+        rows, line_nos, keys, empty = keyed_rows(batch.rows[start:end], batch.line_nos[start:end], self.key_index)
+        for line in empty:
+            self._empty_key(batch, errors, line)
+        values, bad = avro_values(rows, self.to_records, self.serializer)
+        for position, reason in bad:
+            errors.add(batch.source, line_nos[position], reason, batch.raw_line(line_nos[position]))
+        assert keys is not None
+        records = [record_bytes(key, value) for key, value in zip(keys, values) if value is not None]
+        if records:
+            self.write_encoded(EncodedRecords(b"".join(records), len(records)))
 
     def write_encoded(self, encoded: Any) -> None:
         """Produces records the fused path (pipelines.native.fused) already encoded: an object with
