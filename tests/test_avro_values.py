@@ -229,3 +229,88 @@ def test_the_kafka_output_writes_the_same_topic_with_and_without_the_compiled_lo
         in_order = sorted(records, key=lambda m: (m.partition(), m.offset()))
         got[native] = [(m.partition(), m.key(), m.value()[5:]) for m in in_order]
     assert got["1"] == got["0"]
+
+
+# ---------------------------------------------------------------- CSV text straight to Avro records (pipelines.native.fused)
+
+CSV_COLUMNS = [
+    {"name": "user_id", "type": "string"},
+    {"name": "country", "type": "string"},
+    {"name": "visits", "type": "long"},
+    {"name": "score", "type": "double"},
+    {"name": "opted_in", "type": "boolean"},
+    {"name": "updated_at", "type": "timestamp"},
+]
+CSV_AVSC = {
+    "type": "record",
+    "name": "Member",
+    "fields": [
+        {"name": "user_id", "type": "string"},
+        {"name": "country", "type": ["null", "string"], "default": None},
+        {"name": "visits", "type": ["int", "null"]},
+        {"name": "score", "type": ["null", "double"], "default": None},
+        {"name": "opted_in", "type": ["null", "boolean"], "default": None},
+        {"name": "updated_at", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": None},
+        {"name": "segment_id", "type": ["null", "long"], "default": None},
+        {"name": "absent", "type": ["null", "string"], "default": None},
+    ],
+}
+
+
+def csv_lines(n: int) -> list[str]:
+    lines = ["user_id,country,visits,score,opted_in,updated_at"]
+    for i in range(n):
+        score = "" if i % 5 == 0 else ("-0.000012345678901234567" if i % 11 == 0 else f"{i * 1.25}")
+        stamp = "" if i % 13 == 0 else f"2024-03-{1 + i % 28:02d}T{i % 24:02d}:00:{i % 60:02d}{'Z' if i % 2 else ''}"
+        lines.append(f"u{i},{'' if i % 7 == 0 else 'DE'},{'' if i % 9 == 0 else i - 500},{score},{'true' if i % 2 else 'false'},{stamp}")
+    lines[100] = 'u99x,"quoted, with a comma",1,2.5,true,2024-01-01T00:00:00'  # a quote: the Python path, in its place
+    lines[200] = "u199x,DE,99999999999,2.5,true,2024-01-01T00:00:00"  # past an Avro int: an error
+    lines[300] = "u299x,DE,1,1e5,true,2024-01-01T00:00:00"  # an exponent: the Python path
+    lines[400] = ",DE,1,2.5,true,2024-01-01T00:00:00"  # no user_id: the validate filter's error
+    lines[500] = "u499x,DE,1,2.5,yes,2024-01-01T00:00:00.5"  # a word and a fraction the C loop leaves
+    return lines
+
+
+def import_csv_avro(tmp_path: Path, stack: Any, native: str, avsc: dict[str, Any]) -> tuple[dict[str, Any], list[Any], list[dict[str, Any]]]:
+    folder = tmp_path / native
+    (folder / "in").mkdir(parents=True)
+    (folder / "in" / "rows.csv").write_text("\n".join(csv_lines(5000)) + "\n")
+    topic = f"avro-fused-{native}-{uuid.uuid4().hex[:6]}"
+    create_topic(stack.kafka_bootstrap, topic, 6)
+    config = {
+        "in": {"type": "file", "path_prefix": f"{folder / 'in'}/", "parser": {"type": "csv", "skip_header_lines": 1, "columns": CSV_COLUMNS}},
+        "filters": [
+            {"type": "validate", "columns": [{"name": "user_id", "required": True}]},
+            {"type": "add_columns", "columns": [{"name": "segment_id", "type": "long", "value": "7"}]},
+        ],
+        "out": {
+            "type": "kafka",
+            "brokers": [stack.kafka_bootstrap],
+            "topic": topic,
+            "key_column_name": "user_id",
+            "serialize_format": "avro",
+            "schema_registry_url": stack.schema_registry_url,
+            "avsc": avsc,
+        },
+        "exec": {"error_output": f"{folder / 'errors'}/", "work_dir": str(folder / "work"), "max_errors": 10},
+    }
+    (folder / "job.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = run_cli("run", str(folder / "job.yml"), "--job-id", f"fused-{native}", env={"PIPELINES_NATIVE": native})
+    assert result.returncode == 0, result.stderr
+    records, _ = rows_and_markers(consume_all(stack.kafka_bootstrap, topic))
+    errors = [json.loads(line) for f in (folder / "errors").glob("*.jsonl") for line in f.read_text().splitlines()]
+    return summary_of(result), sorted(records, key=lambda m: (m.partition(), m.offset())), errors
+
+
+@pytest.mark.parametrize("score_type", ["double", "float"])
+def test_csv_to_avro_values_in_c_are_the_python_paths(stack: Any, tmp_path: Path, score_type: str) -> None:
+    fields = [{**f, "type": ["null", score_type]} if f["name"] == "score" else f for f in CSV_AVSC["fields"]]
+    avsc = {**CSV_AVSC, "fields": fields}
+    got = {native: import_csv_avro(tmp_path, stack, native, avsc) for native in ("1", "0")}
+    for summary, records, errors in got.values():
+        assert (summary["rows_written"], summary["rows_skipped"]) == (4998, 2)
+        assert sorted(e["line"] for e in errors) == [201, 401]
+    (_, native_records, native_errors), (_, python_records, python_errors) = got["1"], got["0"]
+    assert [(m.partition(), m.key(), m.value()[5:]) for m in native_records] == [(m.partition(), m.key(), m.value()[5:]) for m in python_records]
+    assert [e["reason"] for e in native_errors] == [e["reason"] for e in python_errors]
+

@@ -21,16 +21,6 @@ typedef struct {
     int code, null_branch, value_branch;
 } Field;
 
-/* Days from 1970-01-01 to year-month-day (proleptic Gregorian). */
-static long long days_from_civil(long long y, unsigned m, unsigned d) {
-    y -= m <= 2;
-    long long era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (long long)doe - 719468;
-}
-
 /* An aware UTC datetime as seconds since the epoch and its microseconds (0 to 999999): 1, or 0
  * for anything else (naive, another zone, another type). */
 static int utc_time(PyObject *v, long long *seconds, long long *micro) {
@@ -77,13 +67,7 @@ static int put_real(Buffer *out, PyObject *v, int code) {
     float f = (float)d;
     if (isinf(f) && !isinf(d))
         return 0;
-    unsigned char bytes[4];
-    memcpy(bytes, &f, 4);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    unsigned char t = bytes[0];
-    bytes[0] = bytes[3], bytes[3] = t, t = bytes[1], bytes[1] = bytes[2], bytes[2] = t;
-#endif
-    return add(out, (const char *)bytes, 4) < 0 ? -1 : 1;
+    return add_avro_float(out, f) < 0 ? -1 : 1;
 }
 
 /* A non-null value as its field's type: 1, 0 odd, -1 error. */

@@ -7,6 +7,7 @@
 #define PIPELINES_COMMON_H
 
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 /* A growable byte buffer (PyMem); {NULL, 0, 0} is an empty one. */
@@ -96,18 +97,38 @@ static inline int read_avro_long(const unsigned char *s, size_t n, size_t *pos, 
     return 0;
 }
 
-/* An Avro double (8 bytes, IEEE 754, little-endian) appended: 0, or -1 with a MemoryError. */
-static inline int add_avro_double(Buffer *b, double v) {
+/* n bytes of an IEEE 754 number appended little-endian, as Avro writes doubles and floats: 0, or -1. */
+static inline int add_little_endian(Buffer *b, const void *number, int n) {
     unsigned char bytes[8];
-    memcpy(bytes, &v, 8);
+    memcpy(bytes, number, (size_t)n);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < n / 2; i++) {
         unsigned char t = bytes[i];
-        bytes[i] = bytes[7 - i];
-        bytes[7 - i] = t;
+        bytes[i] = bytes[n - 1 - i];
+        bytes[n - 1 - i] = t;
     }
 #endif
-    return add(b, (const char *)bytes, 8);
+    return add(b, (const char *)bytes, (size_t)n);
+}
+
+/* An Avro double (8 bytes) appended: 0, or -1 with a MemoryError. */
+static inline int add_avro_double(Buffer *b, double v) {
+    return add_little_endian(b, &v, 8);
+}
+
+/* An Avro float (4 bytes) appended: 0, or -1 with a MemoryError. */
+static inline int add_avro_float(Buffer *b, float v) {
+    return add_little_endian(b, &v, 4);
+}
+
+/* Days from 1970-01-01 to year-month-day (proleptic Gregorian). */
+static inline long long days_from_civil(long long y, unsigned m, unsigned d) {
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (long long)doe - 719468;
 }
 
 #endif

@@ -1078,11 +1078,17 @@ typedef struct {
 } Word;
 
 
-/* A piece of encode_records's JSON value: its '"name":' bytes, then a column's value or a constant's JSON. */
+/* A piece of encode_records's JSON value: its '"name":' bytes, then a column's value or a constant's JSON.
+ * For an Avro value, a field: the column's value written as avro_code (see encode_records), after
+ * the union branch of null or of the value (-1: none), or the constant's Avro bytes. */
 typedef struct {
     const char *name, *constant; /* constant: NULL for a column's value */
     Py_ssize_t name_len, constant_len, column;
+    int avro_code, null_branch, value_branch;
 } Part;
+
+/* The Avro types an Avro value's fields are written as (numbered as pipelines/native/_avrowrite.c does). */
+enum { AVRO_STRING = 0, AVRO_LONG = 1, AVRO_INT = 2, AVRO_DOUBLE = 3, AVRO_FLOAT = 4, AVRO_BOOLEAN = 5, AVRO_MICROS = 6, AVRO_MILLIS = 7 };
 
 /* encode_records's settings (see there), read once a call. */
 typedef struct {
@@ -1094,6 +1100,8 @@ typedef struct {
     Py_ssize_t null_len;
     char delimiter;
     int quote; /* -1: none */
+    const char *avro_header; /* NULL: JSON values; else Avro values after these bytes (the wire format's) */
+    Py_ssize_t avro_header_len;
 } Encoding;
 
 /* The JSON of a long field as the converters + orjson write it: [+-]digits, at most 18 digits. 1, 0 odd. */
@@ -1196,9 +1204,9 @@ static int two(const char *s, int *out) {
     return 1;
 }
 
-/* A timestamp field (no format) as datetime.fromisoformat + UTC + isoformat() write it, for
- * YYYY-MM-DDTHH:MM:SS with nothing, Z or +00:00 after: "...+00:00". 1, 0 odd. */
-static int enc_timestamp(Buffer *b, const char *s, Py_ssize_t n) {
+/* A timestamp field (no format) that datetime.fromisoformat + UTC read as the Python path does:
+ * YYYY-MM-DDTHH:MM:SS with nothing, Z or +00:00 after. 1 with its seconds since the epoch, 0 odd. */
+static int plain_timestamp(const char *s, Py_ssize_t n, long long *epoch_seconds) {
     if (!(n == 19 || (n == 20 && s[19] == 'Z') || (n == 25 && memcmp(s + 19, "+00:00", 6) == 0)))
         return 0;
     int century, yy, month, day, hour, minute, second;
@@ -1211,6 +1219,16 @@ static int enc_timestamp(Buffer *b, const char *s, Py_ssize_t n) {
     int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
     if (year < 1 || month < 1 || month > 12 || day < 1 || day > days[month - 1] + (month == 2 && leap) || hour > 23 ||
         minute > 59 || second > 59)
+        return 0;
+    *epoch_seconds = days_from_civil(year, (unsigned)month, (unsigned)day) * 86400 + hour * 3600 + minute * 60 + second;
+    return 1;
+}
+
+/* A timestamp field (no format) as datetime.fromisoformat + UTC + isoformat() write it:
+ * "...+00:00" (see plain_timestamp). 1, 0 odd, -1 error. */
+static int enc_timestamp(Buffer *b, const char *s, Py_ssize_t n) {
+    long long seconds;
+    if (!plain_timestamp(s, n, &seconds))
         return 0;
     if (add(b, "\"", 1) < 0 || add(b, s, 19) < 0 || add(b, "+00:00\"", 7) < 0)
         return -1;
@@ -1341,6 +1359,31 @@ static int read_parts(PyObject *parts_obj, Py_ssize_t ncols, Part *parts, int *i
     return 0;
 }
 
+/* avro (None: JSON values; or (header bytes, ((avro_code, null_branch, value_branch), ...)), one
+ * per part) into the parts and e: 0, or -1 with an error. */
+static int read_avro(PyObject *avro, Part *parts, Py_ssize_t nparts, Encoding *e) {
+    PyObject *codes;
+    if (avro == Py_None)
+        return 0;
+    if (!PyArg_ParseTuple(avro, "y#O!:encode_records avro", &e->avro_header, &e->avro_header_len, &PyTuple_Type, &codes))
+        return -1;
+    if (PyTuple_GET_SIZE(codes) != nparts) {
+        PyErr_SetString(PyExc_ValueError, "encode_records: one Avro code a part");
+        return -1;
+    }
+    for (Py_ssize_t j = 0; j < nparts; j++) {
+        Part *p = &parts[j];
+        PyObject *item = PyTuple_GET_ITEM(codes, j);
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "iii", &p->avro_code, &p->null_branch, &p->value_branch))
+            return -1;
+        if (p->avro_code < AVRO_STRING || p->avro_code > AVRO_MILLIS) {
+            PyErr_SetString(PyExc_ValueError, "encode_records: unknown Avro code");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* null (a str, or None) as UTF-8 into *text and *len (*text NULL for None): 0, or -1. */
 static int read_null(PyObject *null, const char **text, Py_ssize_t *len) {
     *text = NULL;
@@ -1400,8 +1443,85 @@ static int misses_required(const Encoding *e, const char *data, const Py_ssize_t
     return 0;
 }
 
+/* A double or float field's value as float(text) reads it, for plain decimals: 1, 0 odd. */
+static int avro_real(const char *s, Py_ssize_t n, int code, double *out) {
+    Decimal d;
+    char text[64];
+    if (n >= (Py_ssize_t)sizeof text || !read_decimal(s, n, &d))
+        return 0;
+    memcpy(text, s, (size_t)n);
+    text[n] = 0;
+    *out = PyOS_string_to_double(text, NULL, NULL);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return code == AVRO_DOUBLE || !isinf((float)*out); /* struct.pack('<f') refuses what a float cannot hold */
+}
+
+/* A non-null field's value as its Avro type: 1, 0 odd, -1 error. */
+static int enc_avro_typed(Buffer *b, const Encoding *e, const Part *part, const char *s, Py_ssize_t n) {
+    long long v;
+    double d;
+    switch (part->avro_code) {
+    case AVRO_STRING:
+        return add_avro_long(b, n) < 0 || add(b, s, (size_t)n) < 0 ? -1 : 1;
+    case AVRO_LONG:
+    case AVRO_INT:
+        if (!plain_long(s, n, &v) || (part->avro_code == AVRO_INT && (v < INT32_MIN || v > INT32_MAX)))
+            return 0;
+        return add_avro_long(b, v) < 0 ? -1 : 1;
+    case AVRO_DOUBLE:
+    case AVRO_FLOAT: {
+        if (!avro_real(s, n, part->avro_code, &d))
+            return 0;
+        float f = (float)d;
+        return (part->avro_code == AVRO_DOUBLE ? add_avro_double(b, d) : add_avro_float(b, f)) < 0 ? -1 : 1;
+    }
+    case AVRO_BOOLEAN:
+        for (Py_ssize_t w = 0; w < e->nwords; w++)
+            if (e->words[w].len == n && memcmp(e->words[w].text, s, (size_t)n) == 0)
+                return add(b, e->words[w].value ? "\1" : "\0", 1) < 0 ? -1 : 1;
+        return 0;
+    case AVRO_MICROS:
+    case AVRO_MILLIS:
+        if (!plain_timestamp(s, n, &v))
+            return 0;
+        return add_avro_long(b, v * (part->avro_code == AVRO_MICROS ? 1000000 : 1000)) < 0 ? -1 : 1;
+    default:
+        return 0;
+    }
+}
+
+/* One field of the split record's Avro value: its union branch, then its value. 1, 0 odd (null in
+ * a field that is not nullable, a value the Python path reads otherwise), -1 error. */
+static int enc_avro_field(Buffer *b, const Encoding *e, const Part *part, const char *s, Py_ssize_t n, int kind) {
+    if (is_null(e, s, n) || (n == 0 && kind != ENC_STRING))
+        return part->null_branch < 0 ? 0 : (add_avro_long(b, part->null_branch) < 0 ? -1 : 1);
+    if (part->value_branch >= 0 && add_avro_long(b, part->value_branch) < 0)
+        return -1;
+    return enc_avro_typed(b, e, part, s, n);
+}
+
+/* The split record's Avro value (the header, then each field), appended to out: 1, 0 odd, -1 error. */
+static int enc_avro_object(Buffer *out, const Encoding *e, const char *data, const Py_ssize_t *starts, const Py_ssize_t *ends) {
+    if (add(out, e->avro_header, (size_t)e->avro_header_len) < 0)
+        return -1;
+    for (Py_ssize_t j = 0; j < e->nparts; j++) {
+        const Part *part = &e->parts[j];
+        Py_ssize_t column = part->column;
+        int ok = part->constant ? (add(out, part->constant, (size_t)part->constant_len) < 0 ? -1 : 1)
+                                : enc_avro_field(out, e, part, data + starts[column], ends[column] - starts[column], e->kinds[column]);
+        if (ok != 1)
+            return ok;
+    }
+    return 1;
+}
+
 /* The split record's JSON value, {"name":value,...}, appended to out: 1, 0 odd, -1 error. */
 static int enc_object(Buffer *out, const Encoding *e, const char *data, const Py_ssize_t *starts, const Py_ssize_t *ends) {
+    if (e->avro_header)
+        return enc_avro_object(out, e, data, starts, ends);
     if (add(out, "{", 1) < 0)
         return -1;
     for (Py_ssize_t j = 0; j < e->nparts; j++) {
@@ -1504,7 +1624,7 @@ static PyObject *encode_text(const Encoding *e, PyObject *text, Py_ssize_t pos, 
 
 /*
  * encode_records(text, pos, final, limit, line, kinds, booleans, null, delimiter, quote, key_index,
- *                required, parts) -> (done, pos, line, count, data)
+ *                required, parts[, avro]) -> (done, pos, line, count, data)
  *
  * What split_rows, the validate and add_columns filters and the Kafka output's JSON values make of
  * plain CSV records, without the rows in between: each record of text[pos:] (ASCII) becomes its key
@@ -1520,14 +1640,20 @@ static PyObject *encode_text(const Encoding *e, PyObject *text, Py_ssize_t pos, 
  * required value or a value out of the ordinary ends the call (2, pos at it, line before it), and
  * the caller reads it the usual way. Otherwise as split_rows: 0 count reached limit, 1 every
  * complete record is read; 5 the text is not ASCII (nothing read).
+ *
+ * With `avro` = (header, codes), the values are Avro records in the Confluent wire format instead:
+ * `header` (magic byte and schema id), then each part in the record schema's order, its name
+ * unused: a constant's Avro bytes, or the column's value written as codes[j] = (avro_code,
+ * null_branch, value_branch), as pipelines/native/_avrowrite.c writes a row's (0 string, 1 long,
+ * 2 int, 3 double, 4 float, 5 boolean, 6 timestamp-micros, 7 timestamp-millis).
  */
 static PyObject *encode_records(PyObject *self, PyObject *args) {
-    PyObject *text, *kinds_obj, *booleans, *null, *delimiter_obj, *quote_obj, *required_obj, *parts_obj;
+    PyObject *text, *kinds_obj, *booleans, *null, *delimiter_obj, *quote_obj, *required_obj, *parts_obj, *avro = Py_None;
     Py_ssize_t pos, limit, line, key_index;
     int final;
-    if (!PyArg_ParseTuple(args, "UnpnnO!O!OUUnO!O!:encode_records", &text, &pos, &final, &limit, &line, &PyTuple_Type,
+    if (!PyArg_ParseTuple(args, "UnpnnO!O!OUUnO!O!|O:encode_records", &text, &pos, &final, &limit, &line, &PyTuple_Type,
                           &kinds_obj, &PyTuple_Type, &booleans, &null, &delimiter_obj, &quote_obj, &key_index,
-                          &PyTuple_Type, &required_obj, &PyTuple_Type, &parts_obj))
+                          &PyTuple_Type, &required_obj, &PyTuple_Type, &parts_obj, &avro))
         return NULL;
     Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_obj), nparts = PyTuple_GET_SIZE(parts_obj), nwords = PyTuple_GET_SIZE(booleans);
     if (ncols < 1 || key_index < 0 || key_index >= ncols || PyUnicode_GET_LENGTH(delimiter_obj) != 1 ||
@@ -1546,7 +1672,7 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
                   PyUnicode_GET_LENGTH(quote_obj) == 1 ? (int)PyUnicode_READ_CHAR(quote_obj, 0) : -1};
     if (read_kinds(kinds_obj, kinds, ncols, &typed) < 0 || read_required(required_obj, ncols, required) < 0 ||
         read_words(booleans, words) < 0 || read_parts(parts_obj, ncols, parts, in_value) < 0 ||
-        read_null(null, &e.null_text, &e.null_len) < 0)
+        read_null(null, &e.null_text, &e.null_len) < 0 || read_avro(avro, parts, nparts, &e) < 0)
         return NULL;
     return encode_text(&e, text, pos, final, limit, line);
 }

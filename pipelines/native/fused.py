@@ -61,9 +61,14 @@ class FusedImport(FusedPath):
     @classmethod
     def choose(cls, job: Job, output: Any) -> FusedImport | None:
         """For a job whose Kafka output is open: the fused path, or None."""
-        if output.batch_producer is None or output.key_index is None or output.serializer is not None:
+        if output.batch_producer is None or output.key_index is None:
             return None
-        encoder = record_encoder(job.parser, job.filters, output.key_index, output.value_indexes, output.value_names)
+        if output.serializer is None:
+            encoder = record_encoder(job.parser, job.filters, output.key_index, output.value_indexes, output.value_names)
+        elif output.avro_records is not None:  # Avro values, of a schema pipelines.native.avro_values plans
+            encoder = record_encoder(job.parser, job.filters, output.key_index, [], [], output.avro_records)
+        else:
+            return None
         return None if encoder is None else cls(job.parser, encoder, output)
 
     def batches(
@@ -76,11 +81,12 @@ class FusedImport(FusedPath):
 
 
 def record_encoder(
-    parser: Any, filters: list[Any], key_index: int, value_indexes: list[int], value_names: list[str]
+    parser: Any, filters: list[Any], key_index: int, value_indexes: list[int], value_names: list[str], avro: Any = None
 ) -> RecordEncoder | None:
     """What gives what `parser`, then `filters`, then a Kafka output keyed by the column `key_index` with
-    the JSON values {value_names[j]: row[value_indexes[j]]} give; None when any of them does something
-    encode_records does not reproduce, or without the extension."""
+    the JSON values {value_names[j]: row[value_indexes[j]]} give (with `avro`, a
+    pipelines.native.avro_values.AvroRecords: the Avro values it writes); None when any of them does
+    something encode_records does not reproduce, or without the extension."""
     from pipelines.plugins.csv_parser import CsvParser
 
     if type(parser) is not CsvParser or parser.split_rows is None or compiled("pipelines.native._fastrows", "encode_records") is None:
@@ -94,7 +100,13 @@ def record_encoder(
     if filtered is None:
         return None
     required, constants = filtered
-    return RecordEncoder(_encoder_args(parser, key_index, required, _value_parts(value_indexes, value_names, constants, len(columns))))
+    if avro is None:
+        return RecordEncoder(_encoder_args(parser, key_index, required, _value_parts(value_indexes, value_names, constants, len(columns))))
+    avro_parts = _avro_parts(avro, constants, len(columns))
+    if avro_parts is None:
+        return None
+    parts, codes = avro_parts
+    return RecordEncoder(_encoder_args(parser, key_index, required, parts) + ((avro.header, codes),))
 
 
 def _filter_effects(filters: list[Any], ncols: int) -> tuple[tuple[int, ...], list[Any]] | None:
@@ -129,6 +141,26 @@ def _value_parts(value_indexes: list[int], value_names: list[str], constants: li
         label = (b"," if j else b"") + orjson.dumps(name) + b":"
         parts.append((label, index if index < ncols else orjson.dumps(constants[index - ncols])))
     return tuple(parts)
+
+
+def _avro_parts(avro: Any, constants: list[Any], ncols: int) -> tuple[tuple[Any, ...], tuple[tuple[int, int, int], ...]] | None:
+    """The parts and codes of encode_records's Avro values, from the plan of `avro` (an AvroRecords):
+    a column's field as (b"", its index) and its (code, null branch, value branch); an added
+    column's, or a field no column gives, as its constant's Avro bytes (made by avro_records itself).
+    None if a constant does not encode."""
+    parts, codes = [], []
+    for index, code, null_branch, value_branch in avro.plan:
+        if 0 <= index < ncols:
+            parts.append((b"", index))
+            codes.append((code, null_branch, value_branch))
+            continue
+        value = None if index < 0 else constants[index - ncols]
+        stop, _, data = avro.function([[value]], 0, -1, b"", ((0, code, null_branch, value_branch),))
+        if stop != 1:
+            return None
+        parts.append((b"", data[8:]))  # after the record's two lengths (no key)
+        codes.append((code, null_branch, value_branch))
+    return tuple(parts), tuple(codes)
 
 
 def _encoder_args(parser: Any, key_index: int, required: tuple[int, ...], parts: tuple[Any, ...]) -> tuple[Any, ...]:
