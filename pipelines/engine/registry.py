@@ -69,6 +69,7 @@ register("filter", "validate", "pipelines.plugins.validate_filter:ValidateFilter
 register("out", "kafka", "pipelines.plugins.kafka_output:KafkaOutput")
 register("out", "file", "pipelines.plugins.file_output:FileOutput")
 register("out", "stdout", "pipelines.plugins.stdout_output:StdoutOutput")
+register("out", "null", "pipelines.plugins.null_output:NullOutput")
 register("out", "s3", "pipelines.plugins.s3_output:S3Output")
 register("formatter", "csv", "pipelines.plugins.csv_formatter:CsvFormatter")
 register("formatter", "jsonl", "pipelines.plugins.jsonl_formatter:JsonlFormatter")
