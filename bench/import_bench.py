@@ -17,6 +17,11 @@ from common import (arguments, BENCH, JOB_ID_HEADER, PRODUCER_SETTINGS, Row, boo
                     records_file, stack_env, table)
 
 
+KCAT_RECORDS_ROW = "kcat, our records (JSON value, job-id header)"
+NO_HEADER_ROW = "ours, 1 process, no job-id header"
+NO_HEADER_FOR_BENCHMARKS = "PIPELINES_BENCH_WITHOUT_JOB_HEADER"  # see pipelines/kafka/markers.py
+
+
 def main() -> None:
     cpus = os.cpu_count() or 1
     parser = arguments(__doc__)
@@ -45,6 +50,11 @@ def main() -> None:
         m = ours_import(audience, t, 1, args.work_dir, env, split=False)
         rows.append(Row("ours, 1 process", verify_ours(t, args.rows, args.partitions), m, nbytes))
 
+        # a'. the same without the job-id header on each record: what the header costs, measured
+        t = topic("ours-1-no-header")
+        m = ours_import(audience, t, 1, args.work_dir, {**env, NO_HEADER_FOR_BENCHMARKS: "1"}, split=False)
+        rows.append(Row(NO_HEADER_ROW, verify_ours(t, args.rows, args.partitions), m, nbytes))
+
         # b. ours, all local processes: one shard per gzip part, `processes` shard processes at once
         t = topic("ours-n")
         m = ours_import(audience, t, args.processes, args.work_dir, env, split=True)
@@ -67,9 +77,9 @@ def main() -> None:
                        str(records_file(audience))]
             m = measure(command, env, stderr=args.work_dir / f"{t}.log")
             m.check("kcat", args.work_dir / f"{t}.log")
-            rows.append(Row("kcat, our records (JSON value, job-id header)", verify_plain(t, args.rows), m, nbytes))
+            rows.append(Row(KCAT_RECORDS_ROW, verify_plain(t, args.rows), m, nbytes))
         else:
-            rows += [Row("kcat"), Row("kcat, our records (JSON value, job-id header)")]
+            rows += [Row("kcat"), Row(KCAT_RECORDS_ROW)]
 
         # d. naive Python: csv.DictReader + json.dumps + produce() per row
         if not args.skip_naive:
@@ -87,10 +97,12 @@ def main() -> None:
     print(machine(kcat))
     print()
     print(table(rows))
-    same = rows[3].rows_per_second
+    by_label = {row.run: row.rows_per_second for row in rows}
+    same = by_label.get(KCAT_RECORDS_ROW)
     if same:
-        print(f"\nx kcat, our records: ours, 1 process {rows[0].rows_per_second / same:.2f}; "
-              f"ours, {args.processes} processes {rows[1].rows_per_second / same:.2f}; kcat's CSV lines {rows[2].rows_per_second / same:.2f}")
+        print(f"\nx kcat, our records: ours, 1 process {rows[0].rows_per_second / same:.2f} "
+              f"(without the header {by_label[NO_HEADER_ROW] / same:.2f}); "
+              f"ours, {args.processes} processes {rows[2].rows_per_second / same:.2f}; kcat's CSV lines {rows[3].rows_per_second / same:.2f}")
     print("\nMB/s: uncompressed CSV bytes (no header) / wall seconds. CPU s: user+sys of the process tree. "
           "peak RSS: the largest process; with several processes also the sampled peak of their sum.")
     print_commands(rows)

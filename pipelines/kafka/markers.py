@@ -33,9 +33,26 @@ MARKER = (MARKER_HEADER, b"end")  # the header that makes a record an end marker
 SCAN_BATCH = 10_000  # records read at a time when scanning a partition for a marker
 
 
+# Set to 1 by bench/import_bench.py only, to measure what the header costs: the records then carry
+# no job id, so exports filtering by job cannot find them. Never set it for a real import.
+NO_HEADER_FOR_BENCHMARKS = "PIPELINES_BENCH_WITHOUT_JOB_HEADER"
+
+
 def job_header(job_id: str) -> tuple[str, bytes]:
     """The header every record of the job carries."""
     return (JOB_ID_HEADER, job_id.encode())
+
+
+def job_headers(job_id: str) -> list[tuple[str, bytes]]:
+    """The headers of the job's records: its job_header (none with $PIPELINES_BENCH_WITHOUT_JOB_HEADER=1, a warning then)."""
+    import os
+
+    if os.environ.get(NO_HEADER_FOR_BENCHMARKS) == "1":
+        import logging
+
+        logging.getLogger(__name__).warning("%s=1: the records carry no %s header (for benchmarks only)", NO_HEADER_FOR_BENCHMARKS, JOB_ID_HEADER)
+        return []
+    return [job_header(job_id)]
 
 
 def write_end_markers(settings: Any, where: str, totals: JobTotals) -> dict[str, Any]:

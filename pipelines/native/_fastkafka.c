@@ -389,9 +389,12 @@ static int send_record(const Sending *s, const char *key, size_t key_len, const 
         PyErr_NoMemory();
         return -1;
     }
-    int err = rk_producev(s->rk, V_TOPIC, s->topic, V_PARTITION, partition, V_KEY, (void *)key, key_len, V_VALUE,
-                          (void *)value, value_len, V_MSGFLAGS, MSG_F_COPY, V_HEADER, s->header_name,
-                          (const void *)s->header_value, s->header_len, V_OPAQUE, (void *)state, V_END);
+    int err = s->header_name[0] /* an empty header name: no header (measuring its cost only) */
+                  ? rk_producev(s->rk, V_TOPIC, s->topic, V_PARTITION, partition, V_KEY, (void *)key, key_len, V_VALUE,
+                                (void *)value, value_len, V_MSGFLAGS, MSG_F_COPY, V_HEADER, s->header_name,
+                                (const void *)s->header_value, s->header_len, V_OPAQUE, (void *)state, V_END)
+                  : rk_producev(s->rk, V_TOPIC, s->topic, V_PARTITION, partition, V_KEY, (void *)key, key_len, V_VALUE,
+                                (void *)value, value_len, V_MSGFLAGS, MSG_F_COPY, V_OPAQUE, (void *)state, V_END);
     if (err && state)
         msgstate_free(state);
     if (err == ERR_QUEUE_FULL)

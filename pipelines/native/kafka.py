@@ -87,7 +87,7 @@ class BatchProducer:
 
         from pipelines.native import _fastkafka
 
-        (header_name, header_value), = headers
+        (header_name, header_value), = headers or [("", b"")]  # none: no header (see job_headers)
         self._produce = _fastkafka.produce_json
         self._args = (
             producer,

@@ -21,7 +21,7 @@ from pipelines.engine.records import Batch, Schema
 from pipelines.engine.settings import option
 from pipelines.kafka import transactions
 from pipelines.kafka.connection import KafkaConnectionSettings, librdkafka_logger
-from pipelines.kafka.markers import JOB_ID_HEADER, MARKER_HEADER, job_header, write_end_markers
+from pipelines.kafka.markers import JOB_ID_HEADER, MARKER_HEADER, job_headers, write_end_markers
 from pipelines.kafka.producer import FORCED, PRODUCER_DEFAULTS, TRANSACTION_TIMEOUT_MS, TopicProducer, producer_config, shard_producer
 from pipelines.kafka.transactions import ABORT_TIMEOUT_SECONDS, FENCE_THREADS, MAX_RECORD_BYTES, shard_group
 from pipelines.kafka.values import avro_values, json_values, keyed_rows
@@ -121,7 +121,7 @@ class KafkaOutput(OutputPlugin):
         if self.settings.serialize_format == "avro":
             self.serializer, self.to_records = self.avro.resolve()  # before connecting: a schema problem costs nothing
         self.out = shard_producer(
-            self.settings, self.where, job_id, shard, [job_header(job_id)], self.key_index, self.value_indexes, self.value_names
+            self.settings, self.where, job_id, shard, job_headers(job_id), self.key_index, self.value_indexes, self.value_names
         )
         self.avro_records = None
         if self.serializer is not None and self.out.batch_producer is not None:
