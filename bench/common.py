@@ -418,3 +418,56 @@ def ours_import(audience: Audience, topic: str, processes: int, work: Path, env:
     if summary.get("status") != "succeeded" or summary.get("rows_written") != audience.rows:
         sys.exit(f"error: {topic}: expected {audience.rows:,} rows written, summary says {summary} (log: {log})")
     return measured
+
+
+# --- the schema registry, S3 objects and tables of several references (bench/formats.py) -----------
+
+def registry_url() -> str:
+    """SCHEMA_REGISTRY_URL as `pipelines dev up` exports it; exits if unset or not on this machine."""
+    url = os.environ.get("SCHEMA_REGISTRY_URL", "")
+    if not url:
+        sys.exit('error: SCHEMA_REGISTRY_URL not set: start the local stack first, e.g.\n  eval "$(.venv/bin/pipelines dev up)"')
+    if urlparse(url).hostname not in ("127.0.0.1", "localhost"):
+        sys.exit(f"error: SCHEMA_REGISTRY_URL must point at 127.0.0.1 (the local stack), got {url}")
+    return url.rstrip("/")
+
+
+def delete_subjects(subjects: list[str]) -> None:
+    """Deletes the registry subjects (soft, then permanently), as far as the registry lets: best effort."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    for subject in subjects:
+        url = f"{registry_url()}/subjects/{urllib.parse.quote(subject, safe='')}"
+        for suffix in ("", "?permanent=true"):
+            try:
+                urllib.request.urlopen(urllib.request.Request(url + suffix, method="DELETE"), timeout=10).close()
+            except (urllib.error.URLError, OSError) as exc:
+                print(f"note: deleting registry subject {subject}{suffix}: {exc}", file=sys.stderr)
+                break
+
+
+def read_json_object(key: str) -> dict:
+    """The JSON object s3://bench/<key>."""
+    return json.loads(s3().get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def measured_cells(row: Row) -> list[str]:
+    """rows/s, MB/s, CPU s and peak RSS MB of a measured row, formatted as table() does."""
+    m, rps = row.measured, row.rows_per_second
+    if m is None or rps is None:
+        return ["n/a"] * 4
+    rss = f"{m.max_rss_mb:,.0f}" + (f" (sum {m.sum_rss_mb:,.0f}, {m.processes} procs)" if m.processes > 1 else "")
+    return [f"{rps:,.0f}", f"{row.nbytes / 1e6 / m.wall:,.1f}", f"{m.cpu:,.2f}" if m.cpu < 10 else f"{m.cpu:,.1f}", rss]
+
+
+def markdown_table(header: list[str], lines: list[list[str]]) -> str:
+    """A plain-text table that is also markdown, laid out as table()'s: the first column left, the others right."""
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+
+    def fmt(line: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))) + " |"
+
+    rule = "|" + "|".join("-" * (w + 1) + ":" if i else ":" + "-" * (w + 1) for i, w in enumerate(widths)) + "|"
+    return "\n".join([fmt(header), rule, *map(fmt, lines)])
