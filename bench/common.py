@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -356,6 +357,50 @@ def summary_of(measured: Measured) -> dict:
     """The JSON summary `pipelines run` prints as its last stdout line."""
     lines = measured.stdout.strip().splitlines()
     return json.loads(lines[-1]) if lines else {}
+
+
+# --- large outputs, and the audience without the stack (bench/embulk_bench.py) ---------------------
+
+def audience_gzip(work: Path, rows: int, seed: int) -> Path:
+    """The gzip CSV of pipelines.devstack.sample alone, generated once where prepare_audience keeps it
+    (the same bytes), without the parts and the upload: for benchmarks that need no stack."""
+    from pipelines.devstack.sample import write_audience_gzip
+
+    whole = work / f"audience-r{rows}-s{seed}" / "audience.csv.gz"
+    if not whole.exists():
+        whole.parent.mkdir(parents=True, exist_ok=True)
+        print(f"generating {rows:,} rows into {whole}", file=sys.stderr)
+        tmp = f"{whole}.tmp-{os.getpid()}"
+        write_audience_gzip(tmp, rows, seed)
+        os.replace(tmp, whole)
+    return whole
+
+
+def stdout_to(path: Path, command: list[str]) -> list[str]:
+    """`command` with its standard output sent to `path` by a shell that then execs it: the process
+    measured is the command itself, and a large output is never read back into this process
+    (`measure(stdout=...)` reads it all)."""
+    return ["sh", "-c", 'out=$1; shift; exec "$@" > "$out"', "sh", str(path), *command]
+
+
+def count_lines(path: Path, unless: re.Pattern[bytes] | None = None) -> int:
+    """Lines of a (large) file, read in chunks; with `unless`, only the lines it does not match."""
+    count = 0
+    with open(path, "rb") as f:
+        if unless is None:
+            while chunk := f.read(1 << 20):
+                count += chunk.count(b"\n")
+        else:
+            count = sum(1 for line in f if not unless.match(line))
+    return count
+
+
+def last_line(path: Path, tail: int = 1 << 16) -> str:
+    """The last non-empty line of a (large) file, from its last `tail` bytes."""
+    with open(path, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - tail))
+        lines = f.read().strip().splitlines()
+    return lines[-1].decode(errors="replace") if lines else ""
 
 
 # --- the table -------------------------------------------------------------------------------------
