@@ -60,7 +60,7 @@ def test_unknown_plugin_type(stack, topic, tmp_path):
     result = run_cli("run", str(config))
     assert result.returncode == 2
     assert error_line(result) == (
-        f"error: {config}: out.type: unknown out plugin type 'kafkaa' (did you mean 'kafka'?); known: file, kafka, s3, stdout"
+        f"error: {config}: out.type: unknown out plugin type 'kafkaa' (did you mean 'kafka'?); known: file, kafka, null, s3, stdout"
     )
     assert_nothing_written(stack, topic)
 
