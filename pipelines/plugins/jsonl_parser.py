@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import chain
 from typing import IO
 
 from pipelines.engine.batches import BatchBuilder
@@ -43,25 +41,42 @@ class JsonlParser(ParserPlugin):
     def batches(
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
     ) -> Iterator[tuple[Batch, int]]:
-        import orjson
+        """Each chunk of whole lines read by the compiled decoder (pipelines.kafka.decode.compiled_json_rows,
+        the Kafka input's) when it can read every line of it as it is, else line by line in Python."""
+        from pipelines.kafka.decode import compiled_json_rows
 
         chunks = TextChunks(stream, self.charset, source, errors)
         out = BatchBuilder(source.uri, chunks.raw_lines, errors, batch_rows)
+        fast = compiled_json_rows(self.settings.columns)
+        line_no = 1
+        for chunk in chunks:
+            values = chunk.encode().split(b"\n")  # "\n" is never part of a UTF-8 sequence: the same lines
+            if values[-1] == b"":
+                values.pop()
+            rows = fast(values) if fast is not None and "\r" not in chunk else None
+            if rows is not None:
+                out.extend(rows, list(range(line_no, line_no + len(rows))))
+            else:
+                self._read_lines(chunk.split("\n")[: len(values)], line_no, out)
+            line_no += len(values)
+            if len(out.rows) >= batch_rows:
+                yield from out.flush()
+        yield from out.finish()
+
+    def _read_lines(self, lines: list[str], line_no: int, out: BatchBuilder) -> None:
+        """Lines (numbered from `line_no`) read one by one: rows into `out`, bad lines to its error output."""
+        import orjson
+
         to_row, loads = self.to_row, orjson.loads
-        for line_no, line in enumerate(chain.from_iterable(map(io.StringIO, chunks)), start=1):
+        for line_no, line in enumerate(lines, start=line_no):
             if not line.strip():
                 continue
             try:
                 record = loads(line)
                 if not isinstance(record, dict):
                     raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-                row = to_row(record)
+                out.add(to_row(record), line_no)
             except orjson.JSONDecodeError as exc:
-                errors.add(out.uri, line_no, f"invalid JSON: {exc}", line.rstrip("\r\n"))
-                continue
+                out.errors.add(out.uri, line_no, f"invalid JSON: {exc}", line.rstrip("\r"))
             except ValueError as exc:
-                errors.add(out.uri, line_no, str(exc), line.rstrip("\r\n"))
-                continue
-            if out.add(row, line_no):
-                yield from out.flush()
-        yield from out.finish()
+                out.errors.add(out.uri, line_no, str(exc), line.rstrip("\r"))
