@@ -314,3 +314,58 @@ def test_csv_to_avro_values_in_c_are_the_python_paths(stack: Any, tmp_path: Path
     assert [(m.partition(), m.key(), m.value()[5:]) for m in native_records] == [(m.partition(), m.key(), m.value()[5:]) for m in python_records]
     assert [e["reason"] for e in native_errors] == [e["reason"] for e in python_errors]
 
+
+
+# ---------------------------------------------------------------- Avro container files (formatter: avro)
+
+
+def container_file(rows: list[list[Any]], native: bool, monkeypatch: pytest.MonkeyPatch, **settings: Any) -> bytes:
+    """The Avro file the formatter writes for `rows`, in batches of 7, with the compiled loop on or off."""
+    from pipelines.native import compiled as compiled_module
+    from pipelines.plugins.avro_formatter import AvroFormatter, AvroFormatterSettings
+
+    monkeypatch.setenv("PIPELINES_NATIVE", "1" if native else "0")
+    monkeypatch.setattr(compiled_module, "_loaded", {})
+    formatter = AvroFormatter(AvroFormatterSettings(**settings), "out.formatter")
+    formatter.bind(SCHEMA)
+    assert (formatter.blocks is not None) == native
+    data = formatter.begin()
+    for at in range(0, len(rows), 7):
+        data += formatter.rows(rows[at : at + 7])
+    return data + formatter.end()
+
+
+@pytest.mark.parametrize("codec", ["null", "deflate", "zstandard"])
+def test_the_formatter_writes_the_records_fastavro_writes(monkeypatch: pytest.MonkeyPatch, codec: str) -> None:
+    import io
+
+    import fastavro
+
+    rows = audience_rows() * 50
+    files = {native: container_file(rows, native, monkeypatch, codec=codec, block_bytes=1024) for native in (True, False)}
+    read = {native: fastavro.reader(io.BytesIO(data)) for native, data in files.items()}
+    assert read[True].writer_schema == read[False].writer_schema
+    records = {native: list(reader) for native, reader in read.items()}
+    assert len(records[True]) == len(rows)
+    assert repr(records[True]) == repr(records[False])  # repr: NaN equals NaN
+    blocks = list(fastavro.block_reader(io.BytesIO(files[True])))
+    assert len(blocks) > 5 and sum(b.num_records for b in blocks) == len(rows)
+
+
+def test_the_formatter_writes_a_row_the_compiled_loop_leaves_in_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import fastavro
+
+    from pipelines.engine.errors import DataError
+
+    rows = audience_rows()
+    rows[3][5] = datetime(2024, 1, 1, tzinfo=timezone(timedelta(hours=2)))  # not UTC: fastavro writes it
+    data = container_file(rows, True, monkeypatch)
+    assert [r["updated_at"] for r in fastavro.reader(io.BytesIO(data))][3] == datetime(2023, 12, 31, 22, tzinfo=UTC)
+    avsc = {**AVSC, "fields": [f for f in AVSC["fields"] if f["name"] != "absent"]}
+    too_big = [r for r in audience_rows() if r[4] is not None]
+    too_big[2][2:4] = [1 << 40, 1.5]
+    with pytest.raises(DataError) as raised:
+        container_file(too_big, True, monkeypatch, avsc=avsc)
+    assert "out of the range of an Avro int" in raised.value.message and raised.value.where == "out.formatter (row 3 of a batch)"

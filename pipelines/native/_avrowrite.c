@@ -113,10 +113,23 @@ static int put_field(Buffer *out, PyObject *row, const Field *f) {
 /* Settings of an avro_records call. */
 typedef struct {
     Py_ssize_t key_index, nfields, width;
+    int framed; /* 0: the values alone, one after the other (an Avro container file's block) */
     const char *header;
     Py_ssize_t header_len;
     const Field *fields;
 } Plan;
+
+/* The row's fields appended: 1; 0 odd, out cut back to `start`; -1 error. */
+static int put_fields(Buffer *out, const Plan *p, PyObject *row, size_t start) {
+    for (Py_ssize_t j = 0; j < p->nfields; j++) {
+        int ok = put_field(out, row, &p->fields[j]);
+        if (ok != 1) {
+            out->len = start;
+            return ok;
+        }
+    }
+    return 1;
+}
 
 /* One row as a record (uint32 key length, uint32 value length, key, value): 1, 0 odd (out as it
  * was), -1 error. */
@@ -124,6 +137,8 @@ static int put_record(Buffer *out, const Plan *p, PyObject *row) {
     if (!PyList_CheckExact(row) || PyList_GET_SIZE(row) < p->width)
         return 0;
     size_t start = out->len;
+    if (!p->framed)
+        return put_fields(out, p, row, start);
     Py_ssize_t key_len = 0;
     const char *key = NULL;
     if (p->key_index >= 0) {
@@ -142,13 +157,9 @@ static int put_record(Buffer *out, const Plan *p, PyObject *row) {
     size_t value_start = out->len;
     if (add(out, p->header, (size_t)p->header_len) < 0)
         return -1;
-    for (Py_ssize_t j = 0; j < p->nfields; j++) {
-        int ok = put_field(out, row, &p->fields[j]);
-        if (ok != 1) {
-            out->len = start;
-            return ok;
-        }
-    }
+    int ok = put_fields(out, p, row, start);
+    if (ok != 1)
+        return ok;
     uint32_t lengths[2] = {(uint32_t)key_len, (uint32_t)(out->len - value_start)};
     memcpy(out->data + start, lengths, 8);
     return 1;
@@ -175,7 +186,7 @@ bad:
 }
 
 /*
- * avro_records(rows, start, key_index, header, plan) -> (stop, count, data)
+ * avro_records(rows, start, key_index, header, plan[, framed]) -> (stop, count, data)
  *
  * Rows from rows[start:] as Kafka records with Avro values, written into `data` as
  * pipelines.native.fused writes them (a native uint32 key length, a uint32 value length, the key,
@@ -191,13 +202,16 @@ bad:
  * non-str key, null in a field that is not nullable, a value of another type, an int out of
  * range, a timestamp not in UTC): `stop` is that row's position (len(rows) if none), `count` the
  * records written before it. The caller handles that row the usual way and calls again after it.
+ *
+ * With `framed` false, `data` holds the values alone, one after the other, as an Avro container
+ * file's block holds them (no lengths, no key; give key_index -1 and header b"").
  */
 static PyObject *avro_records(PyObject *self, PyObject *args) {
     PyObject *rows, *plan_obj;
     Py_ssize_t start;
-    Plan p;
-    if (!PyArg_ParseTuple(args, "O!nny#O!:avro_records", &PyList_Type, &rows, &start, &p.key_index, &p.header, &p.header_len,
-                          &PyTuple_Type, &plan_obj))
+    Plan p = {.framed = 1};
+    if (!PyArg_ParseTuple(args, "O!nny#O!|p:avro_records", &PyList_Type, &rows, &start, &p.key_index, &p.header, &p.header_len,
+                          &PyTuple_Type, &plan_obj, &p.framed))
         return NULL;
     p.nfields = PyTuple_GET_SIZE(plan_obj);
     Field fields[p.nfields > 0 ? p.nfields : 1];

@@ -54,6 +54,7 @@ class AvroFormatter(FormatterPlugin):
         self.to_records = record_converter(schema, avro, where=self.where)
         self.buffer = io.BytesIO()
         self.writer: Any = None
+        self.blocks = CompiledBlocks.choose(avro, schema, self.parsed, self.to_records, self.where)
 
     def _drain(self) -> bytes:
         data = self.buffer.getvalue()
@@ -62,20 +63,26 @@ class AvroFormatter(FormatterPlugin):
         return data
 
     def begin(self) -> bytes:
+        import os
+
         from fastavro.write import Writer
 
         s = self.settings
+        sync = os.urandom(16)
         self.writer = Writer(
-            self.buffer, self.parsed, codec=s.codec, sync_interval=s.block_bytes, compression_level=s.codec_compression_level
+            self.buffer, self.parsed, codec=s.codec, sync_interval=s.block_bytes, compression_level=s.codec_compression_level, sync_marker=sync
         )
         self.writer.flush()  # the header (fastavro writes it with the first block otherwise)
+        if self.blocks is not None:
+            self.blocks.begin(sync, s.codec, s.codec_compression_level, s.block_bytes)
         return self._drain()
 
     def rows(self, rows: list[list[Any]]) -> bytes:
+        if self.blocks is not None:
+            return self.blocks.rows(rows)
         records, bad = self.to_records(rows)
         if bad:
-            position, reason = bad[0]
-            raise DataError(f"a row does not fit the Avro schema: {reason}", where=f"{self.where} (row {position + 1} of a batch)")
+            raise unfit(bad[0], self.where)
         write = self.writer.write
         for record in records:
             write(record)
@@ -84,7 +91,7 @@ class AvroFormatter(FormatterPlugin):
     def end(self) -> bytes:
         self.writer.flush()
         self.writer = None
-        return self._drain()
+        return self._drain() + (self.blocks.end() if self.blocks is not None else b"")
 
     def count_rows(self, stream: IO[bytes]) -> int:
         """The records of the Avro container file, block by block."""
@@ -94,3 +101,78 @@ class AvroFormatter(FormatterPlugin):
 
         ensure_zstandard_codec()  # this formatter's default codec
         return sum(1 for _ in fastavro.reader(stream))
+
+
+def unfit(first: tuple[int, str], where: str) -> DataError:
+    """The error of a batch's first row that does not fit the schema: (its position, why)."""
+    position, reason = first
+    return DataError(f"a row does not fit the Avro schema: {reason}", where=f"{where} (row {position + 1} of a batch)")
+
+
+class CompiledBlocks:
+    """The container file's blocks, for a schema pipelines.native.avro_values plans: their records
+    written by avro_records (pipelines/native/_avrowrite.c) a batch at a time, and each row it leaves
+    by fastavro, in its place. The header is fastavro's Writer's, with the same sync marker; each block
+    is compressed and framed by fastavro's own block writer for the codec, as its Writer does. A block
+    ends with the first batch that takes it past block_bytes."""
+
+    def __init__(self, function: Any, plan: Any, parsed: Any, to_records: Any, where: str) -> None:
+        self.function, self.plan, self.parsed, self.to_records, self.where = function, plan, parsed, to_records, where
+        self.block, self.count = bytearray(), 0
+
+    @classmethod
+    def choose(cls, avro_schema: dict[str, Any], schema: Schema, parsed: Any, to_records: Any, where: str) -> CompiledBlocks | None:
+        from pipelines.native.avro_values import avro_plan
+        from pipelines.native.compiled import compiled
+
+        function = compiled("pipelines.native._avrowrite", "avro_records")
+        if function is None:
+            return None
+        plan = avro_plan(avro_schema, {c.name: (i, c.type) for i, c in enumerate(schema.columns)})
+        return None if plan is None else cls(function, plan, parsed, to_records, where)
+
+    def begin(self, sync: bytes, codec: str, level: int | None, block_bytes: int) -> None:
+        from fastavro._write import BLOCK_WRITERS
+
+        self.sync, self.level, self.block_bytes = sync, level, block_bytes
+        self.write_block = BLOCK_WRITERS[codec]
+        self.block, self.count = bytearray(), 0
+
+    def rows(self, rows: list[list[Any]]) -> bytes:
+        """The blocks the rows complete (often none)."""
+        start = 0
+        while start < len(rows):
+            stop, count, data = self.function(rows, start, -1, b"", self.plan, False)
+            self.block += data
+            self.count += count
+            if stop < len(rows):
+                self._python_row(rows[stop], stop)
+            start = stop + 1
+        return self._dump() if len(self.block) >= self.block_bytes else b""
+
+    def _python_row(self, row: list[Any], position: int) -> None:
+        """A row the compiled loop left, written by fastavro (a row that does not fit is an error)."""
+        from fastavro import schemaless_writer
+
+        records, bad = self.to_records([row])
+        if bad:
+            raise unfit((position, bad[0][1]), self.where)
+        out = io.BytesIO()
+        schemaless_writer(out, self.parsed, records[0])
+        self.block += out.getvalue()
+        self.count += 1
+
+    def _dump(self) -> bytes:
+        from pipelines.engine.avro.codecs import write_varlong
+
+        out = io.BytesIO()
+        write_varlong(out, self.count)
+        self.write_block(out, bytes(self.block), self.level)
+        out.write(self.sync)
+        self.block, self.count = bytearray(), 0
+        return out.getvalue()
+
+    def end(self) -> bytes:
+        """The last block, if any records are left."""
+        return self._dump() if self.count else b""
+

@@ -50,7 +50,7 @@ def _read_varlong(fo: Any) -> int:
         shift += 7
 
 
-def _write_varlong(fo: Any, n: int) -> None:
+def write_varlong(fo: Any, n: int) -> None:
     n = (n << 1) ^ (n >> 63)
     out = bytearray()
     while n & ~0x7F:
@@ -84,7 +84,7 @@ def _zstandard_write_block(fo: Any, block_bytes: bytes, compression_level: int |
     import zstandard
 
     data = zstandard.ZstdCompressor(level=compression_level or 3).compress(block_bytes)
-    _write_varlong(fo, len(data))
+    write_varlong(fo, len(data))
     fo.write(data)
 
 
