@@ -3,6 +3,7 @@
 - pipelines/native/_fastrows.c: CSV text to typed rows, rows to CSV text, flat JSON values to typed rows;
 - pipelines/native/_fastkafka.c: rows to produced JSON records, consumed batches to values;
 - pipelines/native/_avrowrite.c: rows to Kafka records with Avro values (the Confluent wire format);
+- pipelines/native/_avroread.c: Avro records (Confluent wire-format values, container blocks) to typed rows;
 - pipelines/native/_isoformat.h: the datetime text both write; _common.h: the byte buffer and number text both use.
 
 Without a C compiler the build goes on without them, and the same work is done by Python loops
@@ -23,7 +24,7 @@ from pathlib import Path
 from setuptools import Extension, setup
 
 FLAGS = ["-O2", "-Wall", "-Wno-vla"]
-SHARED = ["pipelines/native/_isoformat.h", "pipelines/native/_common.h"]
+SHARED = ["pipelines/native/_isoformat.h", "pipelines/native/_common.h", "pipelines/native/_jsonwrite.h"]
 CONSTRAINTS = "container/constraints.txt"
 
 
@@ -58,6 +59,7 @@ setup(
     ext_modules=[
         Extension("pipelines.native._fastrows", ["pipelines/native/_fastrows.c"], depends=SHARED, extra_compile_args=FLAGS, optional=True),
         Extension("pipelines.native._avrowrite", ["pipelines/native/_avrowrite.c"], depends=SHARED, extra_compile_args=FLAGS, optional=True),
+        Extension("pipelines.native._avroread", ["pipelines/native/_avroread.c"], depends=SHARED, extra_compile_args=FLAGS, optional=True),
         *fastkafka(),
     ]
 )

@@ -286,6 +286,26 @@ def test_csv_formatter_compiled_writer_equals_the_csv_module(seed: int, monkeypa
     assert fast == slow
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_jsonl_formatter_compiled_writer_equals_orjson(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.engine.formatting import jsonl_formatter
+    from pipelines.engine.records import Column, Schema
+
+    rng = random.Random(seed)
+    pool = {**WRITER_VALUES, "json": [{"a": [1, "x"]}, [True, None, 1.5], "text", 7, None], "string": WRITER_VALUES["string"] + ["\x00\x1f", "\u2028"]}
+    types = [rng.choice(list(pool)) for _ in range(rng.randint(1, 6))]
+    schema = Schema(tuple(Column(f"c{i}" if i else 'name "q"', t) for i, t in enumerate(types)))
+    rows = [[rng.choice(pool[t]) for t in types] for _ in range(rng.randint(0, 50))]
+    out = {}
+    for native in ("1", "0"):
+        monkeypatch.setenv("PIPELINES_NATIVE", native)
+        try:
+            out[native] = jsonl_formatter(schema)([list(r) for r in rows])
+        except TypeError as exc:  # 2**64: orjson's own error, from C too (its fallback)
+            out[native] = str(exc)
+    assert out["1"] == out["0"]
+
+
 JSON_VALUES: list[bytes] = [
     b'"u1"', b'"caf\\u00e9 \\ud83d\\ude00 \\"q\\" \\\\ \\/ \\n"', "\"日本\"".encode(), b'""', b"null", b"true", b"false",
     b"0", b"-7", b"123456789012345678", b"1234567890123456789012", b"1.5", b"-0.0", b"1e5", b"2.5E-3", b"01", b"1.",

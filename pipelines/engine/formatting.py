@@ -9,11 +9,19 @@ from pipelines.engine.records import Schema
 
 
 def jsonl_formatter(schema: Schema) -> Callable[[list[list[Any]]], bytes]:
+    """Rows -> JSON lines, {name: value} in schema order: by json_lines (pipelines/native/_fastrows.c)
+    when it is built, else orjson row by row; the same bytes."""
     import orjson
+
+    from pipelines.native.compiled import compiled
 
     names = schema.names
     dumps = orjson.dumps
     newline = orjson.OPT_APPEND_NEWLINE
+    json_lines = compiled("pipelines.native._fastrows", "json_lines")
+    if json_lines is not None:
+        labels = tuple((b"," if i else b"") + dumps(name) + b":" for i, name in enumerate(names))
+        return lambda rows: json_lines(rows, labels, dumps)
 
     def format_rows(rows: list[list[Any]]) -> bytes:
         # Appended one by one: orjson's results hold several times their length until freed, so a

@@ -39,6 +39,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include "_jsonwrite.h"
 
 #ifndef CONFLUENT_KAFKA_VERIFIED
 #error "CONFLUENT_KAFKA_VERIFIED (the confluent-kafka version whose layout this reads) is set by setup.py"
@@ -120,111 +121,6 @@ static Buffer value_buf;
 /* n bytes of s appended to the value: 0, or -1 with a MemoryError. */
 static int put(const char *s, size_t n) {
     return add(&value_buf, s, n);
-}
-
-/* ---- JSON text of one value, as orjson writes it ---- */
-
-static const char HEX[] = "0123456789abcdef";
-
-/* A str's UTF-8 as a JSON string, escaped as orjson escapes it: 0, or -1 with an error. */
-static int put_json_string(const char *s, Py_ssize_t n) {
-    /* worst case: every byte a \u00XX escape */
-    if (grow(&value_buf, (size_t)n * 6 + 2) < 0)
-        return -1;
-    char *out = value_buf.data + value_buf.len;
-    *out++ = '"';
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *out++ = (char)c;
-            continue;
-        }
-        *out++ = '\\';
-        switch (c) {
-        case '"': *out++ = '"'; break;
-        case '\\': *out++ = '\\'; break;
-        case '\n': *out++ = 'n'; break;
-        case '\r': *out++ = 'r'; break;
-        case '\t': *out++ = 't'; break;
-        case '\b': *out++ = 'b'; break;
-        case '\f': *out++ = 'f'; break;
-        default:
-            *out++ = 'u'; *out++ = '0'; *out++ = '0';
-            *out++ = HEX[c >> 4]; *out++ = HEX[c & 15];
-        }
-    }
-    *out++ = '"';
-    value_buf.len = (size_t)(out - value_buf.data);
-    return 0;
-}
-
-/* A float as orjson writes it: null when not finite, else repr with the exponent's leading zero
- * dropped (Python writes 1e-07, orjson 1e-7). 0, or -1 with an error. */
-static int put_float(double v) {
-    if (!isfinite(v))
-        return put("null", 4);
-    size_t start = value_buf.len;
-    if (add_repr(&value_buf, v) < 0)
-        return -1;
-    char *end = value_buf.data + value_buf.len, *e = memchr(value_buf.data + start, 'e', value_buf.len - start);
-    if (e && end - e > 3 && (e[1] == '-' || e[1] == '+') && e[2] == '0') {
-        memmove(e + 2, e + 3, (size_t)(end - (e + 3)));
-        value_buf.len--;
-    }
-    return 0;
-}
-
-/* 1 written, 0 not one this writes (a time zone other than UTC), -1 error */
-static int put_datetime(PyObject *v) {
-    char text[ISOFORMAT_MAX + 2];
-    size_t n = isoformat(text + 1, v);
-    if (!n)
-        return 0;
-    text[0] = '"';
-    text[n + 1] = '"';
-    return put(text, n + 2) < 0 ? -1 : 1;
-}
-
-static int put_other(PyObject *v, PyObject *fallback) {
-    PyObject *text = PyObject_CallOneArg(fallback, v);
-    if (!text)
-        return -1;
-    if (!PyBytes_Check(text)) {
-        Py_DECREF(text);
-        PyErr_SetString(PyExc_TypeError, "the fallback serializer must return bytes");
-        return -1;
-    }
-    int rc = put(PyBytes_AS_STRING(text), (size_t)PyBytes_GET_SIZE(text));
-    Py_DECREF(text);
-    return rc;
-}
-
-/* One value's JSON as orjson writes it (fallback(v) -> bytes for what this does not write): 0, or -1 with an error. */
-static int put_value(PyObject *v, PyObject *fallback) {
-    if (PyUnicode_CheckExact(v)) {
-        Py_ssize_t n;
-        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
-        return s ? put_json_string(s, n) : -1;
-    }
-    if (v == Py_None)
-        return put("null", 4);
-    if (v == Py_True)
-        return put("true", 4);
-    if (v == Py_False)
-        return put("false", 5);
-    if (PyFloat_CheckExact(v))
-        return put_float(PyFloat_AS_DOUBLE(v));
-    if (PyLong_CheckExact(v)) {
-        int overflow;
-        long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
-        return overflow ? put_other(v, fallback) : add_long(&value_buf, n);
-    }
-    if (PyDateTime_CheckExact(v)) {
-        int done = put_datetime(v);
-        if (done)
-            return done < 0 ? -1 : 0;
-    }
-    return put_other(v, fallback);
 }
 
 /* ---- Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2) ---- */
@@ -462,7 +358,7 @@ static int put_row_value(const RowFormat *f, PyObject *row, Py_ssize_t width) {
             PyErr_SetString(PyExc_IndexError, "a value index is past the row's end");
             return -1;
         }
-        if (put(f->cols[j].name, (size_t)f->cols[j].name_len) < 0 || put_value(PyList_GET_ITEM(row, f->cols[j].index), f->fallback) < 0)
+        if (put(f->cols[j].name, (size_t)f->cols[j].name_len) < 0 || json_value(&value_buf, PyList_GET_ITEM(row, f->cols[j].index), f->fallback) < 0)
             return -1;
     }
     return put("}", 1);

@@ -17,6 +17,7 @@
 
 #include "_common.h"
 #include "_isoformat.h"
+#include "_jsonwrite.h"
 
 enum { KIND_STRING = 0, KIND_LONG = 1, KIND_DOUBLE = 2, KIND_MAPPING = 3, KIND_CALL = 4 };
 enum { DONE_FULL = 0, DONE_END = 1, DONE_SLOW = 2, DONE_WIDTH = 3, DONE_VALUE = 4 };
@@ -1677,12 +1678,55 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
     return encode_text(&e, text, pos, final, limit, line);
 }
 
+/*
+ * json_lines(rows, names, fallback) -> bytes
+ *
+ * Each row (a list as wide as names) as its JSON object and a newline, as
+ * orjson.dumps(dict(zip(schema names, row)), option=OPT_APPEND_NEWLINE) writes it: names[i] is the
+ * bytes '"name":', with ',' before all but the first. Values other than str, int, float, bool, None
+ * and datetimes (naive or UTC) are written by fallback(value) -> bytes (orjson.dumps).
+ */
+static PyObject *json_lines(PyObject *self, PyObject *args) {
+    PyObject *rows, *names, *fallback;
+    if (!PyArg_ParseTuple(args, "O!O!O:json_lines", &PyList_Type, &rows, &PyTuple_Type, &names, &fallback))
+        return NULL;
+    Py_ssize_t width = PyTuple_GET_SIZE(names);
+    for (Py_ssize_t i = 0; i < width; i++)
+        if (!PyBytes_Check(PyTuple_GET_ITEM(names, i)))
+            return PyErr_Format(PyExc_TypeError, "json_lines: names are bytes");
+    Buffer out = {NULL, 0, 0};
+    for (Py_ssize_t r = 0; r < PyList_GET_SIZE(rows); r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        if (!PyList_Check(row) || PyList_GET_SIZE(row) != width) {
+            PyErr_SetString(PyExc_TypeError, "json_lines: rows are lists as wide as names");
+            goto failed;
+        }
+        if (add(&out, "{", 1) < 0)
+            goto failed;
+        for (Py_ssize_t i = 0; i < width; i++) {
+            PyObject *name = PyTuple_GET_ITEM(names, i);
+            if (add(&out, PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name)) < 0 ||
+                json_value(&out, PyList_GET_ITEM(row, i), fallback) < 0)
+                goto failed;
+        }
+        if (add(&out, "}\n", 2) < 0)
+            goto failed;
+    }
+    PyObject *result = PyBytes_FromStringAndSize(out.data ? out.data : "", (Py_ssize_t)out.len);
+    PyMem_Free(out.data);
+    return result;
+failed:
+    PyMem_Free(out.data);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"split_rows", split_rows, METH_VARARGS, "typed rows from CSV text (see the source)"},
     {"type_fields", type_fields, METH_VARARGS, "one record's fields checked and typed (see the source)"},
     {"format_rows", format_rows, METH_VARARGS, "rows as CSV text (see the source)"},
     {"json_rows", json_rows, METH_VARARGS, "JSON objects as typed rows (see the source)"},
     {"encode_records", encode_records, METH_VARARGS, "CSV text as Kafka keys and JSON values (see the source)"},
+    {"json_lines", json_lines, METH_VARARGS, "rows as JSON lines (see the source)"},
     {NULL, NULL, 0, NULL},
 };
 
