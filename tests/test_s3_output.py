@@ -765,9 +765,26 @@ def test_file_output_abort_removes_its_files(tmp_path) -> None:
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_stdout_output_refuses_a_formatter(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="the stdout output takes no formatter"):
-        make_job(tmp_path, {"type": "stdout", "formatter": {"type": "csv"}})
+def test_stdout_output_takes_a_formatter_but_no_encoders(tmp_path) -> None:
+    assert make_job(tmp_path, {"type": "stdout", "formatter": {"type": "csv"}}).output.formatter is not None
+    with pytest.raises(ConfigError, match="the stdout output takes no encoders"):
+        make_job(tmp_path, {"type": "stdout", "formatter": {"type": "csv"}, "encoders": [{"type": "gzip"}]})
+
+
+def test_stdout_output_prints_rows_as_its_formatter_writes_them(tmp_path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("user_id,score\n" + "".join(f"u{i},{i / 4}\n" for i in range(1000)))
+    config = tmp_path / "print.yml"
+    config.write_text(yaml.safe_dump({
+        "in": {"type": "file", "path_prefix": f"{tmp_path}/in/", "parser": {
+            "type": "csv", "skip_header_lines": 1, "columns": [{"name": "user_id"}, {"name": "score", "type": "double"}]}},
+        "out": {"type": "stdout", "formatter": {"type": "csv", "delimiter": ";"}},
+    }))
+    result = run_cli("run", str(config), "--job-id", "printed")
+    assert result.returncode == 0, result.stderr
+    *printed, summary = result.stdout.splitlines()
+    assert printed == ["user_id;score"] + [f"u{i};{i / 4}" for i in range(1000)]
+    assert json.loads(summary)["rows_written"] == 1000
 
 
 def test_outputs_share_the_file_machinery() -> None:

@@ -168,9 +168,11 @@ def _plugin(builder: SettingsBuilder, kind: str, raw: Any, path: str, ignore: tu
 def _file_plugins(builder: SettingsBuilder, output: OutputPlugin, raw_out: Mapping[str, Any]) -> None:
     """`out.formatter` and `out.encoders` of file and object outputs, from the registry."""
     if not output.writes_files:
-        for key in ("formatter", "encoders"):
+        for key in ("encoders",) if output.takes_formatter else ("formatter", "encoders"):
             if key in raw_out:
                 raise builder.error(f"out.{key}", f"the {raw_out['type']} output takes no {key}")
+        if output.takes_formatter and raw_out.get("formatter") is not None:
+            output.formatter = _plugin(builder, "formatter", raw_out["formatter"], "out.formatter")
         return
     output.formatter = _plugin(builder, "formatter", raw_out.get("formatter") or {"type": "jsonl"}, "out.formatter")
     raw_encoders = raw_out.get("encoders") or []

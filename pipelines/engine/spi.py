@@ -226,8 +226,10 @@ class OutputPlugin(Plugin):
     """open -> write* -> flush -> commit, or abort on any failure."""
 
     # File and object outputs take `formatter:` and `encoders:` (built by the config from the
-    # registry, set before `bind`); others refuse them.
+    # registry, set before `bind`); outputs with takes_formatter a `formatter:` alone (the stdout
+    # output); others refuse them.
     writes_files: ClassVar[bool] = False
+    takes_formatter: ClassVar[bool] = False
     formatter: FormatterPlugin | None = None
     encoders: list[EncoderPlugin] = []
 

@@ -1,4 +1,6 @@
-"""`out: {type: stdout}`: rows as JSON lines on standard output (before the summary line)."""
+"""`out: {type: stdout}`: rows as JSON lines on standard output (before the summary line), or as
+its `formatter` writes them (`formatter: {type: csv}`: CSV with a header line, as Embulk's stdout
+output prints rows)."""
 
 from __future__ import annotations
 
@@ -18,18 +20,27 @@ class StdoutOutputSettings:
 
 class StdoutOutput(OutputPlugin):
     Settings = StdoutOutputSettings
+    takes_formatter = True
 
     def bind(self, schema: Schema) -> None:
-        self.format_rows = jsonl_formatter(schema)
+        if self.formatter is not None:
+            self.formatter.bind(schema)
+            self.format_rows = self.formatter.rows
+        else:
+            self.format_rows = jsonl_formatter(schema)
 
     def open(self, job_id: str, shard: int | None) -> None:
         self.rows = 0
+        if self.formatter is not None:
+            sys.stdout.buffer.write(self.formatter.begin())
 
     def write(self, batch: Batch, errors: ErrorSink) -> None:
         sys.stdout.buffer.write(self.format_rows(batch.rows))
         self.rows += len(batch.rows)
 
     def flush(self) -> OutputResult:
+        if self.formatter is not None:
+            sys.stdout.buffer.write(self.formatter.end())
         sys.stdout.buffer.flush()
         return OutputResult(self.rows)
 
