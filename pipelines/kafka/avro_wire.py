@@ -10,6 +10,11 @@
 
     rows = AvroRowDecoder(deserializer, columns, where="kafka topic t")
     good_rows, positions, bad = rows(values)              # values -> rows of `columns`, per writer schema
+
+AvroRowDecoder reads the values of a batch's first schema id with the compiled reader
+(pipelines/native/_avroread.c) when it is built and the schema is one it reads; fastavro reads
+the others, and the values it hands back (another schema id, not decodable, a value that does not
+convert), so that they are reported as before.
 """
 
 from __future__ import annotations
@@ -160,10 +165,14 @@ class AvroRowDecoder:
     converted per writer schema with pipelines.engine.avro.reading.RowConverter (one built per schema id)."""
 
     def __init__(self, deserializer: AvroDeserializer, columns: Sequence[Any], where: str) -> None:
+        from pipelines.native.compiled import compiled
+
         self.deserializer = deserializer
         self.columns = list(columns)
         self.where = where
         self._converters: dict[int, Any] = {}
+        self._plans: dict[int, Any] = {}  # schema id -> the compiled reader's plan, or None
+        self._wire_rows = compiled("pipelines.native._avroread", "wire_rows") if deserializer.reader_schema is None else None
 
     def converter(self, schema_id: int) -> Any:
         from pipelines.engine.avro.reading import RowConverter
@@ -174,8 +183,51 @@ class AvroRowDecoder:
             conv = self._converters[schema_id] = RowConverter(self.columns, schema, f"{self.where} (schema id {schema_id})")
         return conv
 
+    def plan(self, schema_id: int) -> Any:
+        """The compiled reader's plan for values of `schema_id` (pipelines.engine.avro.reading.compiled_plan),
+        made once; None when it cannot read them, or when the columns cannot come from that schema at all
+        (fastavro's path then reports it as before)."""
+        if schema_id not in self._plans:
+            from pipelines.engine.avro.reading import compiled_plan
+            from pipelines.engine.errors import DataError
+
+            try:
+                self.converter(schema_id)
+            except DataError:
+                self._plans[schema_id] = None
+            else:
+                self._plans[schema_id] = compiled_plan(self.columns, self.deserializer.writer_schema(schema_id))
+        return self._plans[schema_id]
+
     def __call__(self, values: Sequence[bytes]) -> tuple[list[list[Any]], list[int], list[tuple[int, str]]]:
         """(rows of the good values, their positions in `values`, [(position, reason)] of the bad ones)."""
+        compiled = self._compiled_rows(values)
+        return compiled if compiled is not None else self._fastavro_rows(values)
+
+    def _compiled_rows(self, values: Sequence[bytes]) -> tuple[list[list[Any]], list[int], list[tuple[int, str]]] | None:
+        """What __call__ gives, with the values of the first schema id read by the compiled reader and
+        the ones it hands back by fastavro; None when it cannot read them."""
+        if self._wire_rows is None or not isinstance(values, list):
+            return None
+        first = next((v for v in values if isinstance(v, bytes) and len(v) >= HEADER_SIZE and v[0] == MAGIC), None)
+        if first is None:
+            return None
+        schema_id = schema_id_of(first)
+        plan = self.plan(schema_id)
+        if plan is None:
+            return None
+        rows, handed_back = self._wire_rows(values, schema_id, plan, len(self.columns))
+        if not handed_back:
+            return rows, list(range(len(values))), []
+        back = set(handed_back)
+        found = list(zip((p for p in range(len(values)) if p not in back), rows))
+        more, kept, bad = self._fastavro_rows([values[p] for p in handed_back])
+        found += [(handed_back[k], row) for k, row in zip(kept, more)]
+        found.sort(key=lambda item: item[0])
+        return [row for _, row in found], [p for p, _ in found], [(handed_back[k], reason) for k, reason in bad]
+
+    def _fastavro_rows(self, values: Sequence[bytes]) -> tuple[list[list[Any]], list[int], list[tuple[int, str]]]:
+        """What __call__ gives, each value read by fastavro and its record converted by RowConverter."""
         decode = self.deserializer.decode_with_id
         groups: dict[int, tuple[list[dict[str, Any]], list[int]]] = {}
         bad: list[tuple[int, str]] = []

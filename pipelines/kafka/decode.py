@@ -1,6 +1,7 @@
 """The Kafka input's record values to rows: JSON objects (by the compiled decoder when it can, else
-orjson), or Avro in the Confluent wire format. A decoder takes a batch of values and gives
-(rows, their positions in the batch, [(position, reason)] of the values that are not rows)."""
+orjson), or Avro in the Confluent wire format (by the compiled reader when it can, else fastavro).
+A decoder takes a batch of values and gives (rows, their positions in the batch, [(position,
+reason)] of the values that are not rows)."""
 
 from __future__ import annotations
 

@@ -12,20 +12,27 @@ snappy (with cramjam) and lz4 (with lz4) when those are installed. Rows are numb
 (1-based) in the error output. A file cut short or corrupt inside a block is a DataError naming
 the file, the block and the records it held; one cut exactly between two blocks cannot be told
 from a complete file (Avro has no end marker).
+
+Without a reader schema, blocks are read by the compiled reader (pipelines/native/_avroread.c)
+when it is built and reads the file's schema (pipelines.engine.avro.reading.compiled_plan): rows
+straight from the block's bytes. A block it hands back (anything out of the ordinary, a value
+that does not convert) is read by fastavro and RowConverter, and reported as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from io import BytesIO
 from typing import IO, Any
 
+from pipelines.engine.batches import BatchBuilder
 from pipelines.engine.columns import ColumnSettings, schema_of
 from pipelines.engine.error_output import ErrorSink
 from pipelines.engine.errors import ConfigError, DataError, PipelineError
-from pipelines.engine.spi import ParserPlugin
-from pipelines.engine.batches import BatchBuilder
 from pipelines.engine.records import Batch, Schema, Source
+from pipelines.engine.spi import ParserPlugin
 from pipelines.engine.textio import Readable
 
 RAW_LIMIT = 4096  # characters of a bad record's JSON text kept in the error output
@@ -110,7 +117,6 @@ class AvroParser(ParserPlugin):
 
         from pipelines.engine.avro.codecs import ensure_zstandard_codec
         from pipelines.engine.avro.reading import RowConverter
-        from pipelines.engine.avro.values import json_text
 
         ensure_zstandard_codec()
         uri = source.uri
@@ -128,20 +134,43 @@ class AvroParser(ParserPlugin):
             raise DataError(f"cannot use the file's Avro schema: {exc}", where=uri) from None
 
         out = BatchBuilder(uri, lambda *lines: "", errors, batch_rows)
-        pending: list[dict[str, Any]] = []
-        first = 1  # record number of pending[0]
-        for records in self._blocks(blocks, uri):
-            pending += records
-            while len(pending) >= batch_rows:
-                chunk, pending = pending[:batch_rows], pending[batch_rows:]
-                yield from self._batch(chunk, first, convert, out, json_text)
-                first += len(chunk)
-        if pending:
-            yield from self._batch(pending, first, convert, out, json_text)
+        pending: list[Any] = []  # blocks' records (_Records) and rows (_Rows) not in a batch yet
+        count, first = 0, 1  # the records pending, the number of the first
+        for piece in self._blocks(blocks, uri, self._compiled_reader(blocks)):
+            pending.append(piece)
+            count += len(piece)
+            while count >= batch_rows:
+                yield from self._batch(_take(pending, batch_rows), first, convert, out)
+                first += batch_rows
+                count -= batch_rows
+        if count:
+            yield from self._batch(pending, first, convert, out)
+
+    def _compiled_reader(self, blocks: Any) -> Callable[[Any], list[list[Any]] | None] | None:
+        """The compiled reader of the file's blocks (a block's rows, or None: fastavro reads that
+        one), or None: a reader schema, a file schema it does not read, not built."""
+        from pipelines.engine.avro.reading import compiled_plan
+        from pipelines.native.compiled import compiled
+
+        block_rows = compiled("pipelines.native._avroread", "block_rows")
+        if block_rows is None or self.reader_schema is not None:
+            return None
+        plan, ncols = compiled_plan(self.columns, blocks.writer_schema), len(self.columns)
+        if plan is None:
+            return None
+
+        def read(block: Any) -> list[list[Any]] | None:
+            data = block.bytes_
+            if not isinstance(data, BytesIO) or data.tell() != 0:
+                return None
+            return block_rows(data.getbuffer(), block.num_records, plan, ncols)
+
+        return read
 
     @staticmethod
-    def _blocks(blocks: Any, uri: str) -> Iterator[list[dict[str, Any]]]:
-        """The records of each block in turn; a DataError naming the block where the file breaks."""
+    def _blocks(blocks: Any, uri: str, read: Callable[[Any], list[list[Any]] | None] | None) -> Iterator[Any]:
+        """Each block in turn: its rows (_Rows) from `read` when it reads them, else its records
+        (_Records); a DataError naming the block where the file breaks."""
         from fastavro._read_common import SchemaResolutionError
 
         it = iter(blocks)
@@ -161,6 +190,11 @@ class AvroParser(ParserPlugin):
                 raise DataError(
                     f"block {block_no} (after record {records_before}) is truncated or corrupt: {_describe(exc)}", where=uri
                 ) from None
+            rows = None if read is None else read(block)
+            if rows is not None:
+                records_before += len(rows)
+                yield _Rows(rows, _BlockRecords(block))
+                continue
             try:
                 records = list(block)
             except PipelineError:
@@ -176,22 +210,105 @@ class AvroParser(ParserPlugin):
                     where=uri,
                 ) from None
             records_before += len(records)
-            yield records
+            yield _Records(records)
 
     @staticmethod
-    def _batch(records: list[dict[str, Any]], first: int, convert: Any, out: BatchBuilder, json_text: Any) -> Iterator[tuple[Batch, int]]:
-        """Records `first`.. converted at once into a batch; the ones that do not convert go to the error output."""
-        rows, positions, bad = convert(records)
+    def _batch(pieces: list[Any], first: int, convert: Any, out: BatchBuilder) -> Iterator[tuple[Batch, int]]:
+        """Records `first`.. (in pieces of blocks) converted into a batch; the ones that do not convert go to the error output."""
+        from pipelines.engine.avro.values import json_text
+
+        starts = []  # the number of each piece's first record
+        for piece in pieces:
+            starts.append(first)
+            first += len(piece)
 
         def raw(n: int, end: int | None = None) -> str:
-            k = n - first
-            return json_text(records[k])[:RAW_LIMIT] if 0 <= k < len(records) else ""
+            i = bisect_right(starts, n) - 1
+            k = n - starts[i] if i >= 0 else -1
+            return json_text(pieces[i].record(k))[:RAW_LIMIT] if 0 <= k < len(pieces[i]) else ""
 
-        for position, reason in bad:
-            out.errors.add(out.uri, first + position, reason, raw(first + position))
-        line_nos = [first + p for p in positions] if len(positions) != len(records) else list(range(first, first + len(records)))
-        out.extend(rows, line_nos)
+        for piece, start in zip(pieces, starts):
+            rows, positions, bad = piece.rows(convert)
+            for position, reason in bad:
+                out.errors.add(out.uri, start + position, reason, raw(start + position))
+            line_nos = [start + p for p in positions] if len(positions) != len(piece) else list(range(start, start + len(piece)))
+            out.extend(rows, line_nos)
         yield from out.flush(raw)
+
+
+class _Records:
+    """Records of a block (or a run of them) as fastavro reads them, converted with their batch."""
+
+    __slots__ = ("records",)
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def cut(self, start: int, end: int) -> _Records:
+        return _Records(self.records[start:end])
+
+    def rows(self, convert: Any) -> tuple[list[list[Any]], list[int], list[tuple[int, str]]]:
+        return convert(self.records)
+
+    def record(self, k: int) -> dict[str, Any]:
+        return self.records[k]
+
+
+class _BlockRecords:
+    """A block's records as fastavro reads them, read only when asked (for an error report's text)."""
+
+    __slots__ = ("block", "records")
+
+    def __init__(self, block: Any) -> None:
+        self.block = block
+        self.records: list[dict[str, Any]] | None = None
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        if self.records is None:
+            self.records = list(self.block)
+        return self.records[k]
+
+
+class _Rows:
+    """Rows the compiled reader made of a block's records (or of a run of them, from record `start` of the block)."""
+
+    __slots__ = ("block", "converted", "start")
+
+    def __init__(self, converted: list[list[Any]], block: _BlockRecords, start: int = 0) -> None:
+        self.converted = converted
+        self.block = block
+        self.start = start
+
+    def __len__(self) -> int:
+        return len(self.converted)
+
+    def cut(self, start: int, end: int) -> _Rows:
+        return _Rows(self.converted[start:end], self.block, self.start + start)
+
+    def rows(self, convert: Any) -> tuple[list[list[Any]], list[int], list[tuple[int, str]]]:
+        return self.converted, list(range(len(self.converted))), []
+
+    def record(self, k: int) -> dict[str, Any]:
+        return self.block[self.start + k]
+
+
+def _take(pieces: list[Any], n: int) -> list[Any]:
+    """The first `n` records of `pieces` (the last one cut if need be), taken out of it."""
+    taken: list[Any] = []
+    count = 0
+    while count < n:
+        piece = pieces[0]
+        if count + len(piece) <= n:
+            taken.append(pieces.pop(0))
+            count += len(piece)
+        else:
+            taken.append(piece.cut(0, n - count))
+            pieces[0] = piece.cut(n - count, len(piece))
+            count = n
+    return taken
 
 
 def _describe(exc: BaseException, limit: int = 300) -> str:

@@ -2,6 +2,10 @@
 records (dicts, as fastavro reads them) to rows in column order, each value to its column's type
 by the reader table (`_reader`: Avro kind x column type). Values already of the column's type pass
 through untouched.
+
+`compiled_plan` says how pipelines/native/_avroread.c reads records of a writer schema straight
+into the same rows, for the schemas it can (simple fields, and the conversions of
+`COMPILED_CONVERSIONS`); None for the others, which fastavro and RowConverter read.
 """
 
 from __future__ import annotations
@@ -179,3 +183,81 @@ class RowConverter:
 def row_converter(columns: Sequence[Any], avro_schema: dict[str, Any], where: str = "Avro schema") -> RowConverter:
     """See RowConverter."""
     return RowConverter(columns, avro_schema, where)
+
+
+# How pipelines/native/_avroread.c numbers the Avro types of its plan's fields (int and long alike),
+# and the conversions it makes.
+PLAN_TYPES = {"null": 0, "boolean": 1, "int": 2, "long": 2, "float": 3, "double": 4, "string": 5, "bytes": 6}
+PLAN_TIMESTAMPS = {"timestamp-millis": 7, "timestamp-micros": 8}
+AS_IS, TO_TEXT, TO_LONG, TO_DOUBLE, FINITE, TO_BOOLEAN = range(6)
+PLAN_MAX_FIELDS = 1024
+_COLUMN_TYPES = ("string", "long", "double", "boolean", "timestamp", "json")
+
+# (kind, column type) -> the conversion _avroread.c makes of such a value, giving what `_reader`'s
+# converter gives (tests/test_avro_native.py checks the two tables agree). A pair not here (bytes,
+# text parsed into a number, a boolean or a timestamp, ...) leaves the schema to the Python path.
+COMPILED_CONVERSIONS: dict[tuple[str, str], int] = {
+    **{("null", t): AS_IS for t in _COLUMN_TYPES},
+    **{(kind, "json"): AS_IS for kind in ("string", "int", "long", "float", "double", "boolean", "timestamp")},
+    **{(kind, "string"): TO_TEXT for kind in ("int", "long", "float", "double", "boolean", "timestamp")},
+    ("string", "string"): AS_IS,
+    ("int", "long"): AS_IS,
+    ("long", "long"): AS_IS,
+    ("float", "long"): TO_LONG,
+    ("double", "long"): TO_LONG,
+    ("int", "double"): TO_DOUBLE,
+    ("long", "double"): TO_DOUBLE,
+    ("float", "double"): FINITE,
+    ("double", "double"): FINITE,
+    ("boolean", "boolean"): AS_IS,
+    ("int", "boolean"): TO_BOOLEAN,
+    ("long", "boolean"): TO_BOOLEAN,
+    ("timestamp", "timestamp"): AS_IS,
+}
+
+
+def _plan_type(avro_type: Any) -> tuple[int, int] | None:
+    """(type code, the branch of its union that is null, or -1) of a simple field type, or None."""
+    if isinstance(avro_type, list):
+        if len(avro_type) != 2 or avro_type.count("null") != 1:
+            return None
+        null_branch = avro_type.index("null")
+        inner = _plan_type(avro_type[1 - null_branch])
+        return None if inner is None or inner[1] != -1 else (inner[0], null_branch)
+    if isinstance(avro_type, dict):
+        base, logical = avro_type.get("type"), avro_type.get("logicalType")
+        if base == "long" and logical in PLAN_TIMESTAMPS:
+            return PLAN_TIMESTAMPS[logical], -1
+        if logical is not None:  # dates, times, decimals, uuids, local timestamps...
+            return None
+        avro_type = base
+    code = PLAN_TYPES.get(avro_type) if isinstance(avro_type, str) else None
+    return None if code is None else (code, -1)
+
+
+def compiled_plan(columns: Sequence[Any], avro_schema: Any) -> tuple[tuple[int, int, int, int], ...] | None:
+    """How pipelines/native/_avroread.c reads records written with `avro_schema` (read without a
+    reader schema) into the rows of `columns` that fastavro and RowConverter give: for each field
+    in order, (type code, the branch of its union that is null or -1, the column that takes it or
+    -1, the conversion). None when it cannot: a field of another type (record, array, map, enum,
+    fixed, other logical types and unions), a column the schema lacks or whose conversion it does
+    not make, columns of the same name."""
+    try:
+        kinds, _ = field_kinds(avro_schema, "Avro schema", DataError)
+    except DataError:
+        return None
+    fields = avro_schema["fields"]
+    column_of = {c.name: i for i, c in enumerate(columns)}
+    if len(column_of) != len(columns) or len(kinds) != len(fields) or not set(column_of) <= set(kinds) or len(fields) > PLAN_MAX_FIELDS:
+        return None
+    plan = []
+    for field in fields:
+        code = _plan_type(field["type"])
+        column = column_of.get(field["name"], -1)
+        conversion = AS_IS if column < 0 else COMPILED_CONVERSIONS.get((kinds[field["name"]][0], columns[column].type))
+        if code is None or conversion is None:
+            return None
+        plan.append((code[0], code[1], column, conversion))
+    if all(code == PLAN_TYPES["null"] and null_branch < 0 for code, null_branch, _, _ in plan):
+        return None  # records of no bytes at all
+    return tuple(plan)
