@@ -1,13 +1,15 @@
-"""The compiled parts: the hot loops in C, in two optional extensions.
+"""The compiled parts: the hot loops in C, in four optional extensions.
 
-- pipelines/native/_fastrows.c: CSV text to typed rows, rows to CSV text, flat JSON values to typed rows;
+- pipelines/native/_fastrows.c: CSV text to typed rows (or straight to Kafka records with JSON or Avro values), rows to
+  CSV text and to JSON lines, flat JSON values to typed rows;
 - pipelines/native/_fastkafka.c: rows to produced JSON records, consumed batches to values;
 - pipelines/native/_avrowrite.c: rows to Kafka records with Avro values (the Confluent wire format);
 - pipelines/native/_avroread.c: Avro records (Confluent wire-format values, container blocks) to typed rows;
-- pipelines/native/_isoformat.h: the datetime text both write; _common.h: the byte buffer and number text both use.
+- pipelines/native/_isoformat.h: the datetime text they write; _common.h: the byte buffer, number text and Avro
+  numbers they share; _jsonwrite.h: a value's JSON text, as orjson writes it.
 
 Without a C compiler the build goes on without them, and the same work is done by Python loops
-with the same results (tests/test_native.py runs both and compares).
+with the same results (tests/test_native.py, test_avro_values.py and test_avro_native.py run both and compare).
 
 _fastkafka reads confluent_kafka's private object layout, so it is built for one confluent-kafka
 version: the pin in container/constraints.txt (the image's, which the tests check it against),
