@@ -335,14 +335,15 @@ def container_file(rows: list[list[Any]], native: bool, monkeypatch: pytest.Monk
     return data + formatter.end()
 
 
-@pytest.mark.parametrize("codec", ["null", "deflate", "zstandard"])
-def test_the_formatter_writes_the_records_fastavro_writes(monkeypatch: pytest.MonkeyPatch, codec: str) -> None:
+@pytest.mark.parametrize("codec, level", [("null", None), ("deflate", None), ("deflate", 0), ("deflate", 9), ("zstandard", None)])
+def test_the_formatter_writes_the_records_fastavro_writes(monkeypatch: pytest.MonkeyPatch, codec: str, level: int | None) -> None:
     import io
 
     import fastavro
 
     rows = audience_rows() * 50
-    files = {native: container_file(rows, native, monkeypatch, codec=codec, block_bytes=1024) for native in (True, False)}
+    settings = {"codec": codec, "block_bytes": 1024, "codec_compression_level": level}
+    files = {native: container_file(rows, native, monkeypatch, **settings) for native in (True, False)}
     read = {native: fastavro.reader(io.BytesIO(data)) for native, data in files.items()}
     assert read[True].writer_schema == read[False].writer_schema
     records = {native: list(reader) for native, reader in read.items()}

@@ -113,7 +113,7 @@ class CompiledBlocks:
     """The container file's blocks, for a schema pipelines.native.avro_values plans: their records
     written by avro_records (pipelines/native/_avrowrite.c) a batch at a time, and each row it leaves
     by fastavro, in its place. The header is fastavro's Writer's, with the same sync marker; each block
-    is compressed and framed by fastavro's own block writer for the codec, as its Writer does. A block
+    is compressed and framed as its Writer does (codecs.block_writer: deflate with ISA-L). A block
     ends with the first batch that takes it past block_bytes."""
 
     def __init__(self, function: Any, plan: Any, parsed: Any, to_records: Any, where: str) -> None:
@@ -132,10 +132,10 @@ class CompiledBlocks:
         return None if plan is None else cls(function, plan, parsed, to_records, where)
 
     def begin(self, sync: bytes, codec: str, level: int | None, block_bytes: int) -> None:
-        from fastavro._write import BLOCK_WRITERS
+        from pipelines.engine.avro.codecs import block_writer
 
         self.sync, self.level, self.block_bytes = sync, level, block_bytes
-        self.write_block = BLOCK_WRITERS[codec]
+        self.write_block = block_writer(codec)
         self.block, self.count = bytearray(), 0
 
     def rows(self, rows: list[list[Any]]) -> bytes:
