@@ -191,12 +191,14 @@ def jsonl_rows(n: int) -> list[dict[str, Any]]:
     return rows
 
 
-def import_avro(tmp_path: Path, stack: Any, topic: str, native: str, avsc: dict[str, Any]) -> tuple[dict[str, Any], list[Any], list[dict[str, Any]]]:
-    folder = tmp_path / native
-    (folder / "in").mkdir(parents=True)
-    (folder / "in" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in jsonl_rows(3000)))
+def run_avro_import(
+    folder: Path, stack: Any, topic: str, native: str, parser: dict[str, Any], avsc: dict[str, Any], filters: list[Any] = ()
+) -> tuple[dict[str, Any], list[Any], list[dict[str, Any]]]:
+    """An import of the files in folder/in by `parser` (and `filters`) into `topic` as Avro values of
+    `avsc`, with the compiled loops on or off: (summary, records in partition and offset order, error rows)."""
     config = {
-        "in": {"type": "file", "path_prefix": f"{folder / 'in'}/", "parser": {"type": "jsonl", "columns": COLUMNS}},
+        "in": {"type": "file", "path_prefix": f"{folder / 'in'}/", "parser": parser},
+        "filters": list(filters),
         "out": {
             "type": "kafka",
             "brokers": [stack.kafka_bootstrap],
@@ -214,7 +216,14 @@ def import_avro(tmp_path: Path, stack: Any, topic: str, native: str, avsc: dict[
     records, markers = rows_and_markers(consume_all(stack.kafka_bootstrap, topic))
     assert len(markers) == 6
     errors = [json.loads(line) for f in (folder / "errors").glob("*.jsonl") for line in f.read_text().splitlines()]
-    return summary_of(result), records, errors
+    return summary_of(result), sorted(records, key=lambda m: (m.partition(), m.offset())), errors
+
+
+def import_avro(tmp_path: Path, stack: Any, topic: str, native: str, avsc: dict[str, Any]) -> tuple[dict[str, Any], list[Any], list[dict[str, Any]]]:
+    folder = tmp_path / native
+    (folder / "in").mkdir(parents=True)
+    (folder / "in" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in jsonl_rows(3000)))
+    return run_avro_import(folder, stack, topic, native, {"type": "jsonl", "columns": COLUMNS}, avsc)
 
 
 def test_the_kafka_output_writes_the_same_topic_with_and_without_the_compiled_loops(stack: Any, tmp_path: Path) -> None:
@@ -226,8 +235,7 @@ def test_the_kafka_output_writes_the_same_topic_with_and_without_the_compiled_lo
         summary, records, errors = import_avro(tmp_path, stack, topic, native, avsc)
         assert (summary["rows_written"], summary["rows_skipped"]) == (2998, 2)
         assert sorted((e["line"], "Avro int" in e["reason"] or "empty" in e["reason"]) for e in errors) == [(11, True), (21, True)]
-        in_order = sorted(records, key=lambda m: (m.partition(), m.offset()))
-        got[native] = [(m.partition(), m.key(), m.value()[5:]) for m in in_order]
+        got[native] = [(m.partition(), m.key(), m.value()[5:]) for m in records]
     assert got["1"] == got["0"]
 
 
@@ -277,29 +285,12 @@ def import_csv_avro(tmp_path: Path, stack: Any, native: str, avsc: dict[str, Any
     (folder / "in" / "rows.csv").write_text("\n".join(csv_lines(5000)) + "\n")
     topic = f"avro-fused-{native}-{uuid.uuid4().hex[:6]}"
     create_topic(stack.kafka_bootstrap, topic, 6)
-    config = {
-        "in": {"type": "file", "path_prefix": f"{folder / 'in'}/", "parser": {"type": "csv", "skip_header_lines": 1, "columns": CSV_COLUMNS}},
-        "filters": [
-            {"type": "validate", "columns": [{"name": "user_id", "required": True}]},
-            {"type": "add_columns", "columns": [{"name": "segment_id", "type": "long", "value": "7"}]},
-        ],
-        "out": {
-            "type": "kafka",
-            "brokers": [stack.kafka_bootstrap],
-            "topic": topic,
-            "key_column_name": "user_id",
-            "serialize_format": "avro",
-            "schema_registry_url": stack.schema_registry_url,
-            "avsc": avsc,
-        },
-        "exec": {"error_output": f"{folder / 'errors'}/", "work_dir": str(folder / "work"), "max_errors": 10},
-    }
-    (folder / "job.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    result = run_cli("run", str(folder / "job.yml"), "--job-id", f"fused-{native}", env={"PIPELINES_NATIVE": native})
-    assert result.returncode == 0, result.stderr
-    records, _ = rows_and_markers(consume_all(stack.kafka_bootstrap, topic))
-    errors = [json.loads(line) for f in (folder / "errors").glob("*.jsonl") for line in f.read_text().splitlines()]
-    return summary_of(result), sorted(records, key=lambda m: (m.partition(), m.offset())), errors
+    parser = {"type": "csv", "skip_header_lines": 1, "columns": CSV_COLUMNS}
+    filters = [
+        {"type": "validate", "columns": [{"name": "user_id", "required": True}]},
+        {"type": "add_columns", "columns": [{"name": "segment_id", "type": "long", "value": "7"}]},
+    ]
+    return run_avro_import(folder, stack, topic, native, parser, avsc, filters)
 
 
 @pytest.mark.parametrize("score_type", ["double", "float"])

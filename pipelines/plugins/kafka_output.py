@@ -149,17 +149,24 @@ class KafkaOutput(OutputPlugin):
                 self._empty_key(batch, errors, batch.line_nos[position])
             self.out.served()
             return
-        rows, line_nos, keys, empty = keyed_rows(batch.rows, batch.line_nos, self.key_index)
+        keys, values = self._python_values(batch, batch.rows, batch.line_nos, errors)
+        self.out.produce_values(values, keys)
+
+    def _python_values(
+        self, batch: Batch, rows: list[list[Any]], line_nos: list[int], errors: ErrorSink
+    ) -> tuple[list[str] | None, list[bytes | None]]:
+        """The keys and values of rows (of `batch`) on the Python path: a row with an empty key is
+        left out, and one whose Avro value does not fit has None; both go to the error output."""
+        rows, line_nos, keys, empty = keyed_rows(rows, line_nos, self.key_index)
         for line in empty:
             self._empty_key(batch, errors, line)
-        if self.serializer is not None:
-            values, bad = avro_values(rows, self.to_records, self.serializer)
-            for position, reason in bad:
-                line = line_nos[position]
-                errors.add(batch.source, line, reason, batch.raw_line(line))
-        else:
-            values = json_values(rows, self.value_names, self.value_indexes, self.whole_row)
-        self.out.produce_values(values, keys)
+        if self.serializer is None:
+            return keys, json_values(rows, self.value_names, self.value_indexes, self.whole_row)
+        values, bad = avro_values(rows, self.to_records, self.serializer)
+        for position, reason in bad:
+            line = line_nos[position]
+            errors.add(batch.source, line, reason, batch.raw_line(line))
+        return keys, values
 
     def _write_avro_records(self, batch: Batch, errors: ErrorSink) -> None:
         """Avro values through the compiled produce loop: the runs of rows the compiled encoder
@@ -182,12 +189,7 @@ class KafkaOutput(OutputPlugin):
         from pipelines.native.avro_values import record_bytes
         from pipelines.native.fused import EncodedRecords
 
-        rows, line_nos, keys, empty = keyed_rows(batch.rows[start:end], batch.line_nos[start:end], self.key_index)
-        for line in empty:
-            self._empty_key(batch, errors, line)
-        values, bad = avro_values(rows, self.to_records, self.serializer)
-        for position, reason in bad:
-            errors.add(batch.source, line_nos[position], reason, batch.raw_line(line_nos[position]))
+        keys, values = self._python_values(batch, batch.rows[start:end], batch.line_nos[start:end], errors)
         assert keys is not None
         records = [record_bytes(key, value) for key, value in zip(keys, values) if value is not None]
         if records:
