@@ -1,4 +1,4 @@
-"""CSV rows straight to Kafka records: the import's parser, filters and output fused in C.
+"""Rows straight to Kafka records: the import's parser, filters and output fused in C.
 
 For the common import (a csv parser, `validate` with `required` rules and `add_columns`, a Kafka
 output writing keyed JSON values through the compiled produce loop), most rows need no Python
@@ -8,6 +8,9 @@ in one C call (`produce_records`, pipelines/native/_fastkafka.c). Any record out
 quote, a wrong number of fields, a value that does not convert or is written differently, an empty
 key or required value, text that is not ASCII) goes the usual way, through rows, the filters and the
 error output, in its place in line order.
+
+`record_layout` says what every parser's encoder writes (the key, the required columns, the value's
+parts); `record_encoder` picks the parser's encoder, which its `read_batches` takes.
 
 `FusedImport.choose(job, output)` is the Kafka output's `fused_path` (pipelines.engine.spi): chosen
 once per shard, after the output is open, or None when any piece of the job is not one it
@@ -53,9 +56,9 @@ class RecordEncoder:
 
 
 class FusedImport(FusedPath):
-    """A shard's CSV text read by its parser with a RecordEncoder, the records going to the Kafka output."""
+    """A shard's objects read by its parser with an encoder (record_encoder), the records going to the Kafka output."""
 
-    def __init__(self, parser: Any, encoder: RecordEncoder, output: Any) -> None:
+    def __init__(self, parser: Any, encoder: Any, output: Any) -> None:
         self.parser, self.encoder, self.output = parser, encoder, output
 
     @classmethod
@@ -80,19 +83,46 @@ class FusedImport(FusedPath):
         self.output.write_encoded(records)
 
 
+@dataclass(frozen=True)
+class RecordLayout:
+    """What a fused encoder writes for each row of the parser's columns, whatever the parser: the key
+    (the string column `key_index`), the columns `required` (neither null nor empty, by the validate
+    filter), and the value's `parts`: for a JSON value, ('"name":' bytes, with ',' before all but the
+    first; a column index or the constant's JSON bytes); for an Avro value (`avro` = (wire-format
+    header, one (code, null branch, value branch) a part)), (b"", a column index or the constant's
+    Avro bytes) in the record schema's order."""
+
+    key_index: int
+    required: tuple[int, ...]
+    parts: tuple[Any, ...]
+    avro: tuple[bytes, tuple[tuple[int, int, int], ...]] | None = None
+
+
 def record_encoder(
     parser: Any, filters: list[Any], key_index: int, value_indexes: list[int], value_names: list[str], avro: Any = None
-) -> RecordEncoder | None:
+) -> Any:
     """What gives what `parser`, then `filters`, then a Kafka output keyed by the column `key_index` with
     the JSON values {value_names[j]: row[value_indexes[j]]} give (with `avro`, a
-    pipelines.native.avro_values.AvroRecords: the Avro values it writes); None when any of them does
-    something encode_records does not reproduce, or without the extension."""
+    pipelines.native.avro_values.AvroRecords: the Avro values it writes), for the parser's
+    `read_batches`; None when any of them does something the parser's encoder does not reproduce,
+    or without the extension."""
+    layout = record_layout(parser.schema().columns, filters, key_index, value_indexes, value_names, avro)
+    if layout is None:
+        return None
     from pipelines.plugins.csv_parser import CsvParser
 
-    if type(parser) is not CsvParser or parser.split_rows is None or compiled("pipelines.native._fastrows", "encode_records") is None:
-        return None
-    columns = parser.settings.columns
-    if any(c.type not in COLUMN_KINDS or (c.type == "timestamp" and c.format) for c in columns):
+    if type(parser) is CsvParser:
+        return csv_encoder(parser, layout)
+    return None
+
+
+def record_layout(
+    columns: Any, filters: list[Any], key_index: int, value_indexes: list[int], value_names: list[str], avro: Any = None
+) -> RecordLayout | None:
+    """The RecordLayout of rows of `columns` (pipelines.engine.records.Column) through `filters` into
+    the Kafka output's records (see record_encoder); None when a filter or a column is not one the
+    fused encoders reproduce."""
+    if any(c.type not in COLUMN_KINDS for c in columns):
         return None
     if key_index >= len(columns) or columns[key_index].type != "string":
         return None
@@ -101,12 +131,23 @@ def record_encoder(
         return None
     required, constants = filtered
     if avro is None:
-        return RecordEncoder(_encoder_args(parser, key_index, required, _value_parts(value_indexes, value_names, constants, len(columns))))
+        return RecordLayout(key_index, required, _value_parts(value_indexes, value_names, constants, len(columns)))
     avro_parts = _avro_parts(avro, constants, len(columns))
     if avro_parts is None:
         return None
     parts, codes = avro_parts
-    return RecordEncoder(_encoder_args(parser, key_index, required, parts) + ((avro.header, codes),))
+    return RecordLayout(key_index, required, parts, (avro.header, codes))
+
+
+def csv_encoder(parser: Any, layout: RecordLayout) -> RecordEncoder | None:
+    """encode_records bound to the CSV parser's settings and `layout`; None for a parser it does not read."""
+    if parser.split_rows is None or compiled("pipelines.native._fastrows", "encode_records") is None:
+        return None
+    columns = parser.settings.columns
+    if any(c.type == "timestamp" and c.format for c in columns):
+        return None
+    args = _encoder_args(parser, layout.key_index, layout.required, layout.parts)
+    return RecordEncoder(args if layout.avro is None else args + (layout.avro,))
 
 
 def _filter_effects(filters: list[Any], ncols: int) -> tuple[tuple[int, ...], list[Any]] | None:
