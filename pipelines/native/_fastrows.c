@@ -1678,6 +1678,208 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
     return encode_text(&e, text, pos, final, limit, line);
 }
 
+/* ---- JSON lines straight to Kafka records, as encode_records does for CSV ---- */
+
+/* A JSON line's field for a column that is null or missing: a byte no JSON string holds raw. */
+static const char JSON_NULL_FIELD[] = "\x01";
+
+/* encode_json_records's settings: the records' (an Encoding whose null text is JSON_NULL_FIELD), and
+ * the columns' UTF-8 names. */
+typedef struct {
+    Encoding e;
+    const char **names;
+    Py_ssize_t *name_lens;
+} JsonEncoding;
+
+/* The column named key[0:len], or -1. */
+static Py_ssize_t json_column(const JsonEncoding *j, const unsigned char *key, Py_ssize_t len) {
+    for (Py_ssize_t i = 0; i < j->e.ncols; i++)
+        if (j->name_lens[i] == len && memcmp(j->names[i], key, (size_t)len) == 0)
+            return i;
+    return -1;
+}
+
+/* The scalar at c->p, skipped, as the text a CSV field of its column would hold: a string's content
+ * (no escapes), a number's or true's/false's text, NULL for null. 1 with *text and *len; 0 odd (an
+ * escape, a nested value, a value of the wrong JSON type for a column of `kind`, or for kind -1 (no
+ * column) anything but a scalar). */
+static int json_token(Cursor *c, int kind, const unsigned char **text, Py_ssize_t *len) {
+    int escaped, is_float;
+    unsigned char ch = *c->p;
+    *text = NULL;
+    *len = 1;
+    if (ch == '"') {
+        if (!scan_string(c, text, len, &escaped) || escaped)
+            return 0;
+        return kind < 0 || kind == ENC_STRING || (kind == ENC_TIMESTAMP && *len > 0);
+    }
+    if (ch == 'n' || ch == 't' || ch == 'f') {
+        const unsigned char *start = c->p;
+        if (!literal(c))
+            return 0;
+        if (ch != 'n')
+            *text = start, *len = c->p - start;
+        return ch == 'n' || kind < 0 || kind == ENC_BOOLEAN;
+    }
+    const unsigned char *end = number_end(c->p, c->end, &is_float);
+    if (!end)
+        return 0;
+    *text = c->p, *len = end - c->p;
+    c->p = end;
+    return kind < 0 || kind == ENC_LONG || kind == ENC_DOUBLE;
+}
+
+/* One "name": value member of the line's object: its value's text into the column's field. 1, 0 odd. */
+static int json_member(Cursor *c, const JsonEncoding *j, const unsigned char **fields, Py_ssize_t *lens) {
+    const unsigned char *key, *text;
+    Py_ssize_t key_len, len;
+    int escaped;
+    skip_space(c);
+    if (c->p >= c->end || *c->p != '"' || !scan_string(c, &key, &key_len, &escaped) || escaped || !take(c, ':'))
+        return 0;
+    skip_space(c);
+    if (c->p >= c->end)
+        return 0;
+    Py_ssize_t column = json_column(j, key, key_len);
+    if (!json_token(c, column < 0 ? -1 : j->e.kinds[column], &text, &len))
+        return 0;
+    if (column >= 0)
+        fields[column] = text, lens[column] = len; /* a key given twice: the last, as in a dict */
+    return 1;
+}
+
+/* The flat JSON object on the line c holds (nothing but white space around it): each column's text
+ * into fields/lens (NULL: null or missing). 1, 0 odd. */
+static int json_line_fields(Cursor *c, const JsonEncoding *j, const unsigned char **fields, Py_ssize_t *lens) {
+    for (Py_ssize_t i = 0; i < j->e.ncols; i++)
+        fields[i] = NULL, lens[i] = 1;
+    if (!take(c, '{'))
+        return 0;
+    if (!take(c, '}')) {
+        do {
+            if (!json_member(c, j, fields, lens))
+                return 0;
+        } while (take(c, ','));
+        if (!take(c, '}'))
+            return 0;
+    }
+    skip_space(c);
+    return c->p == c->end;
+}
+
+/* The line's fields laid out in `scratch` as a split CSV record (a null one as JSON_NULL_FIELD),
+ * then encoded into out by encode_record: 1, 0 odd, -1 error. */
+static int encode_json_line(Buffer *out, Buffer *scratch, const JsonEncoding *j, const unsigned char *s, Py_ssize_t n) {
+    Py_ssize_t ncols = j->e.ncols, starts[ncols], ends[ncols], lens[ncols];
+    const unsigned char *fields[ncols];
+    Cursor c = {s, s + n};
+    if (!json_line_fields(&c, j, fields, lens))
+        return 0;
+    scratch->len = 0;
+    for (Py_ssize_t i = 0; i < ncols; i++) {
+        starts[i] = (Py_ssize_t)scratch->len;
+        if (add(scratch, fields[i] ? (const char *)fields[i] : JSON_NULL_FIELD, (size_t)lens[i]) < 0)
+            return -1;
+        ends[i] = (Py_ssize_t)scratch->len;
+    }
+    return encode_record(out, &j->e, scratch->data, starts, ends);
+}
+
+/* Whether s[0:n] is nothing but JSON white space (a blank line: no row). */
+static int blank_json_line(const unsigned char *s, Py_ssize_t n) {
+    Cursor c = {s, s + n};
+    skip_space(&c);
+    return c.p == c.end;
+}
+
+/* encode_json_records's loop: the lines of data[at->pos:n] into out until `limit` records, the
+ * data's end, or a line it leaves: DONE_FULL, DONE_END, DONE_ODD, or -1 with an error. */
+static int encode_json_lines(const JsonEncoding *j, const unsigned char *data, Py_ssize_t n, Py_ssize_t limit, Buffer *out,
+                             EncodeProgress *at) {
+    Buffer scratch = {NULL, 0, 0};
+    int done = DONE_END;
+    while (at->pos < n) {
+        if (at->count >= limit) {
+            done = DONE_FULL;
+            break;
+        }
+        const unsigned char *line = data + at->pos, *eol = memchr(line, '\n', (size_t)(n - at->pos));
+        Py_ssize_t len = eol ? eol - line : n - at->pos;
+        int ok = blank_json_line(line, len) ? 2 : encode_json_line(out, &scratch, j, line, len);
+        if (ok <= 0) {
+            done = ok < 0 ? -1 : DONE_ODD;
+            break;
+        }
+        at->count += ok == 1;
+        at->line++;
+        at->pos += len + (eol != NULL);
+    }
+    PyMem_Free(scratch.data);
+    return done;
+}
+
+/* names (a tuple of bytes, one a column) into j's names and lengths: 0, or -1 with a TypeError. */
+static int read_json_names(PyObject *names, JsonEncoding *j) {
+    for (Py_ssize_t i = 0; i < j->e.ncols; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        if (!PyBytes_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "encode_json_records: names are bytes");
+            return -1;
+        }
+        j->names[i] = PyBytes_AS_STRING(name);
+        j->name_lens[i] = PyBytes_GET_SIZE(name);
+    }
+    return 0;
+}
+
+/*
+ * encode_json_records(data, pos, limit, line, kinds, names, key_index, required, parts[, avro])
+ *     -> (done, pos, line, count, records)
+ *
+ * encode_records for JSON lines: each line of data[pos:] (UTF-8 bytes, lines ended by "\n", the
+ * last maybe not) holding a flat JSON object becomes the record the jsonl parser's row (orjson,
+ * then the columns' converters; a missing key or null is None), the validate and add_columns
+ * filters and the Kafka output would make of it. names are the columns' UTF-8 names; kinds,
+ * key_index, required, parts and avro as encode_records's. A blank line is skipped (counted).
+ *
+ * Only lines that come out exactly as on the Python path are written. A line holding an escape,
+ * a nested value, a value of another JSON type than its column's (a number in a string column, a
+ * string in a long one, an empty string in a timestamp one), an empty key or required value, or
+ * a value out of the ordinary ends the call: done 2, pos at the line's start, line before it; the
+ * caller reads it the usual way. Otherwise done 0: count reached limit; 1: data is read.
+ */
+static PyObject *encode_json_records(PyObject *self, PyObject *args) {
+    PyObject *kinds_obj, *names, *required_obj, *parts_obj, *avro = Py_None;
+    const char *data;
+    Py_ssize_t n, pos, limit, line, key_index;
+    if (!PyArg_ParseTuple(args, "y#nnnO!O!nO!O!|O:encode_json_records", &data, &n, &pos, &limit, &line, &PyTuple_Type, &kinds_obj,
+                          &PyTuple_Type, &names, &key_index, &PyTuple_Type, &required_obj, &PyTuple_Type, &parts_obj, &avro))
+        return NULL;
+    Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_obj), nparts = PyTuple_GET_SIZE(parts_obj);
+    if (ncols < 1 || PyTuple_GET_SIZE(names) != ncols || key_index < 0 || key_index >= ncols || pos < 0 || pos > n) {
+        PyErr_SetString(PyExc_ValueError, "encode_json_records: bad column settings");
+        return NULL;
+    }
+    int kinds[ncols], required[ncols], in_value[ncols], typed;
+    Part parts[nparts > 0 ? nparts : 1];
+    const char *name_text[ncols];
+    Py_ssize_t name_len[ncols];
+    static const Word words[] = {{"true", 4, 1}, {"false", 5, 0}};
+    JsonEncoding j = {{ncols, key_index, 2, nparts, kinds, required, in_value, words, parts, JSON_NULL_FIELD, 1, 0, -1},
+                      name_text, name_len};
+    if (read_kinds(kinds_obj, kinds, ncols, &typed) < 0 || read_required(required_obj, ncols, required) < 0 ||
+        read_parts(parts_obj, ncols, parts, in_value) < 0 || read_json_names(names, &j) < 0 || read_avro(avro, parts, nparts, &j.e) < 0)
+        return NULL;
+    Buffer out = {NULL, 0, 0};
+    EncodeProgress at = {pos, line, 0};
+    int how = encode_json_lines(&j, (const unsigned char *)data, n, limit, &out, &at);
+    PyObject *result = NULL;
+    if (how >= 0)
+        result = Py_BuildValue("innny#", how, at.pos, at.line, at.count, out.data ? out.data : "", (Py_ssize_t)out.len);
+    PyMem_Free(out.data);
+    return result;
+}
+
 /*
  * json_lines(rows, names, fallback) -> bytes
  *
@@ -1726,6 +1928,7 @@ static PyMethodDef methods[] = {
     {"format_rows", format_rows, METH_VARARGS, "rows as CSV text (see the source)"},
     {"json_rows", json_rows, METH_VARARGS, "JSON objects as typed rows (see the source)"},
     {"encode_records", encode_records, METH_VARARGS, "CSV text as Kafka keys and JSON values (see the source)"},
+    {"encode_json_records", encode_json_records, METH_VARARGS, "JSON lines as Kafka keys and values (see the source)"},
     {"json_lines", json_lines, METH_VARARGS, "rows as JSON lines (see the source)"},
     {NULL, NULL, 0, NULL},
 };

@@ -111,8 +111,12 @@ def record_encoder(
         return None
     from pipelines.plugins.csv_parser import CsvParser
 
+    from pipelines.plugins.jsonl_parser import JsonlParser
+
     if type(parser) is CsvParser:
         return csv_encoder(parser, layout)
+    if type(parser) is JsonlParser:
+        return jsonl_encoder(parser, layout)
     return None
 
 
@@ -148,6 +152,31 @@ def csv_encoder(parser: Any, layout: RecordLayout) -> RecordEncoder | None:
         return None
     args = _encoder_args(parser, layout.key_index, layout.required, layout.parts)
     return RecordEncoder(args if layout.avro is None else args + (layout.avro,))
+
+
+class JsonRecordEncoder:
+    """encode_json_records bound to one job's columns and layout: the jsonl parser's encoder
+    (data, pos, limit, line) -> (how it ended, pos, line, EncodedRecords or None)."""
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        self.encode = compiled("pipelines.native._fastrows", "encode_json_records")
+        self.args = args  # encode_json_records's arguments after (data, pos, limit, line)
+
+    def __call__(self, data: bytes, pos: int, limit: int, line: int) -> tuple[int, int, int, EncodedRecords | None]:
+        done, pos, line, count, records = self.encode(data, pos, limit, line, *self.args)
+        return done, pos, line, (EncodedRecords(records, count) if count else None)
+
+
+def jsonl_encoder(parser: Any, layout: RecordLayout) -> JsonRecordEncoder | None:
+    """encode_json_records bound to the jsonl parser's columns and `layout`; None for columns it does
+    not read (a timestamp with a format), or without the extension."""
+    columns = parser.settings.columns
+    if compiled("pipelines.native._fastrows", "encode_json_records") is None or any(c.format for c in columns):
+        return None
+    kinds = tuple(COLUMN_KINDS[c.type] for c in columns)
+    names = tuple(c.name.encode() for c in columns)
+    args = (kinds, names, layout.key_index, layout.required, layout.parts)
+    return JsonRecordEncoder(args if layout.avro is None else args + (layout.avro,))
 
 
 def _filter_effects(filters: list[Any], ncols: int) -> tuple[tuple[int, ...], list[Any]] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from pipelines.engine.batches import BatchBuilder
 from pipelines.engine.columns import ColumnSettings, record_converter, schema_of
@@ -41,8 +41,17 @@ class JsonlParser(ParserPlugin):
     def batches(
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
     ) -> Iterator[tuple[Batch, int]]:
-        """Each chunk of whole lines read by the compiled decoder (pipelines.kafka.decode.compiled_json_rows,
-        the Kafka input's) when it can read every line of it as it is, else line by line in Python."""
+        return self.read_batches(stream, source, errors, batch_rows, header, split)
+
+    def read_batches(
+        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool, split: bool,
+        encoder: Any = None,
+    ) -> Iterator[tuple[Any, int]]:
+        """`batches`: each chunk of whole lines read by the compiled decoder (pipelines.kafka.decode.compiled_json_rows,
+        the Kafka input's) when it can read every line of it as it is, else line by line in Python.
+        With an `encoder` (a fused path, pipelines.native.fused.JsonRecordEncoder), each chunk is
+        offered to it first: the records it makes come in line order between the batches of rows,
+        and from a line it leaves, the rest of that chunk is read into rows."""
         from pipelines.kafka.decode import compiled_json_rows
 
         chunks = TextChunks(stream, self.charset, source, errors)
@@ -50,18 +59,27 @@ class JsonlParser(ParserPlugin):
         fast = compiled_json_rows(self.settings.columns)
         line_no = 1
         for chunk in chunks:
-            values = chunk.encode().split(b"\n")  # "\n" is never part of a UTF-8 sequence: the same lines
-            if values[-1] == b"":
-                values.pop()
-            rows = fast(values) if fast is not None and "\r" not in chunk else None
-            if rows is not None:
-                out.extend(rows, list(range(line_no, line_no + len(rows))))
-            else:
-                self._read_lines(chunk.split("\n")[: len(values)], line_no, out)
-            line_no += len(values)
+            data, pos = chunk.encode(), 0  # "\n" is never part of a UTF-8 sequence: the same lines
+            if encoder is not None:
+                pos, line_no = yield from _encoded(encoder, data, line_no, out)
+                if pos >= len(data):
+                    continue
+            line_no = self._read_rows(data[pos:] if pos else data, line_no, fast, out)
             if len(out.rows) >= batch_rows:
                 yield from out.flush()
         yield from out.finish()
+
+    def _read_rows(self, data: bytes, line_no: int, fast: Any, out: BatchBuilder) -> int:
+        """The lines of `data` (numbered from `line_no`) into rows in `out`: returns the next line's number."""
+        values = data.split(b"\n")
+        if values[-1] == b"":
+            values.pop()
+        rows = fast(values) if fast is not None and b"\r" not in data else None
+        if rows is not None:
+            out.extend(rows, list(range(line_no, line_no + len(rows))))
+        else:
+            self._read_lines(data.decode().split("\n")[: len(values)], line_no, out)
+        return line_no + len(values)
 
     def _read_lines(self, lines: list[str], line_no: int, out: BatchBuilder) -> None:
         """Lines (numbered from `line_no`) read one by one: rows into `out`, bad lines to its error output."""
@@ -80,3 +98,18 @@ class JsonlParser(ParserPlugin):
                 out.errors.add(out.uri, line_no, f"invalid JSON: {exc}", line.rstrip("\r"))
             except ValueError as exc:
                 out.errors.add(out.uri, line_no, str(exc), line.rstrip("\r"))
+
+
+def _encoded(encoder: Any, data: bytes, line_no: int, out: BatchBuilder) -> Iterator[tuple[Any, int]]:
+    """The encoder's records of `data`'s lines from line `line_no` on, after the rows read before;
+    returns (where it stopped: the end, or a line it leaves; that line's number)."""
+    pos = 0
+    while True:
+        if out.rows:  # rows read before come first
+            yield from out.flush()
+        done, pos, line, records = encoder(data, pos, out.batch_rows, line_no - 1)
+        line_no = line + 1
+        if records is not None:
+            yield from out.hand_over(records, records.count)
+        if done != 0:  # not a full batch: the end of the data, or a line left for rows
+            return pos, line_no
