@@ -107,3 +107,70 @@ def test_an_unquoted_null_is_yaml_null_not_the_plugin(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "out.type: expected a plugin type name" in result.stderr, result.stderr
     assert result.stderr.rstrip().endswith("got None"), result.stderr
+
+
+JSONL_PARSER = "    type: jsonl\n    columns:\n" + COLUMNS
+
+
+def write_filtered_config(tmp_path: Path, jsonl: bool) -> Path:
+    """write_config's job with a required user_id and an added column (the filters the fused path reproduces)."""
+    config = write_config(tmp_path, max_errors=1000)
+    text = config.read_text()
+    if jsonl:
+        text = text.replace("  decoders: [{type: gzip}]\n", "").replace(
+            "    type: csv\n    skip_header_lines: 1\n    columns:\n" + COLUMNS, JSONL_PARSER)
+    filters = ("filters:\n  - {type: validate, columns: [{name: user_id, required: true}]}\n"
+               "  - {type: add_columns, columns: [{name: segment, value: s1}]}\n")
+    config.write_text(text.replace("out: ", filters + "out: "))
+    return config
+
+
+def write_odd_jsonl(tmp_path: Path, rows: int) -> None:
+    """rows JSON lines, every 7th out of the ordinary (an escape, a missing key, a bad value, not an object)."""
+    odd = ['{"user_id": "u\\u0031", "score": 1.5}', '{"score": 2}', '{"user_id": "", "score": 2}',
+           '{"user_id": "x", "score": "high"}', "[1]", "", '{"user_id": "y", "opted_in": "maybe"}']
+    lines = [odd[(i // 7) % len(odd)] if i % 7 == 3 else
+             f'{{"user_id": "u{i}", "country": "JP", "score": {i % 97 / 10}, "opted_in": true, "updated_at": "2026-11-01T12:00:00Z"}}'
+             for i in range(rows)]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "audience.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_the_fused_count_is_what_the_rows_path_counts(tmp_path: Path) -> None:
+    """CSV and JSON lines with odd rows: the compiled count (FusedCount) and the Python rows give the
+    same counts and the same error output."""
+    bad = {i: text for i, text in enumerate(["u3,JP,x,true,2026-11-01T12:00:00Z", "u7,JP", ",JP,1.5,true,2026-11-01T12:00:00Z",
+                                              'u9,"J""P",1,true,2026-11-01T12:00:00Z', "u11,JP,1.5,maybe,2026-11-01T12:00:00Z"] * 40, 5)}
+    for fmt in ("csv", "jsonl"):
+        case = tmp_path / fmt
+        case.mkdir()
+        write_odd_jsonl(case, 3000) if fmt == "jsonl" else write_audience(case, 3000, {i * 11: t for i, t in bad.items()})
+        config = write_filtered_config(case, fmt == "jsonl")
+        results = []
+        for native in ("1", "0"):
+            result = run_cli("run", str(config), env={"PIPELINES_NATIVE": native})
+            assert result.returncode == 0, result.stderr
+            summary = summary_of(result)
+            errors = sorted(Path(summary["error_outputs"][0]).read_text().splitlines())
+            results.append((counts(summary), [(e["line"], e["reason"]) for e in map(json.loads, errors)]))
+            (case / "errors").rename(case / f"errors-{native}")
+            (case / "work").rename(case / f"work-{native}")
+        assert results[0] == results[1]
+        assert results[0][0][2] > 100
+
+
+def test_the_null_output_counts_csv_and_jsonl_in_c(tmp_path: Path, monkeypatch) -> None:
+    """FusedCount is the null output's path for csv and jsonl parsers, not without the extension."""
+    import pytest
+
+    pytest.importorskip("pipelines.native._fastrows", reason="the C extensions are not built")
+    from pipelines.engine.config import load_job
+    from pipelines.native.fused import FusedCount
+
+    for jsonl in (False, True):
+        case = tmp_path / str(jsonl)
+        case.mkdir()
+        job = load_job(write_filtered_config(case, jsonl), {})
+        job.output.open("j", 0)
+        monkeypatch.setenv("PIPELINES_NATIVE", "1")
+        assert isinstance(job.output.fused_path(job), FusedCount)

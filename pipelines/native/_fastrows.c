@@ -1554,8 +1554,11 @@ static int others_convert(Buffer *out, const Encoding *e, const char *data, cons
 
 /* The split record appended to out: a native uint32 key length, a uint32 value length, the key,
  * the value. 1; 0 odd (an empty or null key, a missing required value, a value the Python path
- * writes otherwise), out as it was; -1 error. */
+ * writes otherwise), out as it was; -1 error. With no key (key_index -1), nothing is written: 1 when
+ * the record would be a row that passes the filters. */
 static int encode_record(Buffer *out, const Encoding *e, const char *data, const Py_ssize_t *starts, const Py_ssize_t *ends) {
+    if (e->key_index < 0) /* counted only: checked as the parser and the filters check it, nothing written */
+        return misses_required(e, data, starts, ends) ? 0 : others_convert(out, e, data, starts, ends);
     const char *key = data + starts[e->key_index];
     Py_ssize_t key_len = ends[e->key_index] - starts[e->key_index];
     if (empty_or_null(e, key, key_len) || misses_required(e, data, starts, ends))
@@ -1642,6 +1645,10 @@ static PyObject *encode_text(const Encoding *e, PyObject *text, Py_ssize_t pos, 
  * the caller reads it the usual way. Otherwise as split_rows: 0 count reached limit, 1 every
  * complete record is read; 5 the text is not ASCII (nothing read).
  *
+ * With key_index -1 (and no parts), records are only counted: those that would be rows passing the
+ * filters (every field converts, no required one is missing) are, and nothing is written (the null
+ * output's path).
+ *
  * With `avro` = (header, codes), the values are Avro records in the Confluent wire format instead:
  * `header` (magic byte and schema id), then each part in the record schema's order, its name
  * unused: a constant's Avro bytes, or the column's value written as codes[j] = (avro_code,
@@ -1657,7 +1664,7 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
                           &PyTuple_Type, &required_obj, &PyTuple_Type, &parts_obj, &avro))
         return NULL;
     Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_obj), nparts = PyTuple_GET_SIZE(parts_obj), nwords = PyTuple_GET_SIZE(booleans);
-    if (ncols < 1 || key_index < 0 || key_index >= ncols || PyUnicode_GET_LENGTH(delimiter_obj) != 1 ||
+    if (ncols < 1 || key_index < -1 || key_index >= ncols || PyUnicode_GET_LENGTH(delimiter_obj) != 1 ||
         PyUnicode_GET_LENGTH(quote_obj) > 1) {
         PyErr_SetString(PyExc_ValueError, "encode_records: bad column settings");
         return NULL;
@@ -1856,7 +1863,7 @@ static PyObject *encode_json_records(PyObject *self, PyObject *args) {
                           &PyTuple_Type, &names, &key_index, &PyTuple_Type, &required_obj, &PyTuple_Type, &parts_obj, &avro))
         return NULL;
     Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_obj), nparts = PyTuple_GET_SIZE(parts_obj);
-    if (ncols < 1 || PyTuple_GET_SIZE(names) != ncols || key_index < 0 || key_index >= ncols || pos < 0 || pos > n) {
+    if (ncols < 1 || PyTuple_GET_SIZE(names) != ncols || key_index < -1 || key_index >= ncols || pos < 0 || pos > n) {
         PyErr_SetString(PyExc_ValueError, "encode_json_records: bad column settings");
         return NULL;
     }

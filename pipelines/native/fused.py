@@ -98,6 +98,41 @@ class RecordLayout:
     avro: tuple[bytes, tuple[tuple[int, int, int], ...]] | None = None
 
 
+class FusedCount(FusedPath):
+    """A shard's objects read by its parser with an encoder that only counts the rows that would reach
+    the output (the null output's path: nothing is made of them)."""
+
+    def __init__(self, parser: Any, encoder: Any, output: Any) -> None:
+        self.parser, self.encoder, self.output = parser, encoder, output
+
+    @classmethod
+    def choose(cls, job: Job, output: Any) -> FusedCount | None:
+        """For a job whose parser is a csv or jsonl one and whose filters the encoders reproduce: the path, or None."""
+        from pipelines.plugins.csv_parser import CsvParser
+        from pipelines.plugins.jsonl_parser import JsonlParser
+
+        columns = job.parser.schema().columns
+        filtered = _filter_effects(job.filters, len(columns)) if all(c.type in COLUMN_KINDS for c in columns) else None
+        if filtered is None:
+            return None
+        layout = RecordLayout(-1, filtered[0], ())  # no key, no value: counted only
+        if type(job.parser) is CsvParser:
+            encoder: Any = csv_encoder(job.parser, layout)
+        elif type(job.parser) is JsonlParser:
+            encoder = jsonl_encoder(job.parser, layout)
+        else:
+            return None
+        return None if encoder is None else cls(job.parser, encoder, output)
+
+    def batches(
+        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool, split: bool
+    ) -> Iterator[tuple[Any, int]]:
+        return self.parser.read_batches(stream, source, errors, batch_rows, header, split, self.encoder)
+
+    def write(self, records: EncodedRecords) -> None:
+        self.output.rows += records.count
+
+
 def record_encoder(
     parser: Any, filters: list[Any], key_index: int, value_indexes: list[int], value_names: list[str], avro: Any = None
 ) -> Any:
