@@ -461,6 +461,15 @@ def _add_workflow_commands() -> None:
 _add_workflow_commands()
 
 
+def _add_guess_command() -> None:
+    from pipelines.cli.guess import guess
+
+    cli.add_command(guess)
+
+
+_add_guess_command()
+
+
 def main() -> None:
     from pipelines.engine.errors import Terminated
 
