@@ -325,6 +325,20 @@ def test_template_seed_written_as_plain_yaml_is_rendered(tmp_path: Path) -> None
     assert read_back(tmp_path / "plain.yml")[0] == ["u1", 1]
 
 
+def test_a_rendered_seed_never_writes_its_secrets(tmp_path: Path) -> None:
+    """Written as rendered, a seed whose template puts a secret in (a --var password) would hold it in
+    clear: refused, and the secret is in no output."""
+    path = drop(tmp_path, "aud.csv", b"user_id,score\nu1,1\nu2,2\n")
+    seed = tmp_path / "seed.yml.liquid"
+    seed.write_text('in:\n  type: file\n  path_prefix: "{{ env.DROP }}"\nout:\n  type: stdout\n'
+                    'exec:\n  note: {password: "{{ env.DB_PASSWORD }}"}\n')
+    result = invoke("guess", seed, "-o", tmp_path / "plain.yml", "--var", f"DROP={path}", "--var", "DB_PASSWORD=hunter2-secret")
+    assert result.exit_code != 0
+    assert "would hold the seed's secrets in clear" in result.stderr
+    assert "hunter2-secret" not in result.stderr + result.stdout
+    assert not (tmp_path / "plain.yml").exists()
+
+
 def test_printed_without_output(tmp_path: Path) -> None:
     path = drop(tmp_path, "aud.csv", b"user_id,score\nu1,1\nu2,2\n")
     result = invoke("guess", file_seed(tmp_path, path))

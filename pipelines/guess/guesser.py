@@ -122,6 +122,7 @@ def compose(seed: Seed, guess: Guess, target: Path, variables: Mapping[str, str]
         text = writer.splice(seed.text, in_added, out_added, drop_parser="parser" in seed.data["in"])
         reason = "its in: or out: is not a block of keys" if text is None else _differs(text, target, variables, data)
     if reason is not None:
+        _refuse_rendered_secrets(seed, variables, reason)
         text = writer.rendered(seed.data, guess, in_added, out_added, reason)
         problem = _differs(text, target, variables, data)
         if problem is not None:
@@ -131,6 +132,18 @@ def compose(seed: Seed, guess: Guess, target: Path, variables: Mapping[str, str]
     except ConfigError as exc:  # the seed's other options against the guessed columns (an Avro schema, a filter)
         raise ConfigError(f"the guessed config does not validate: {exc.message}", where=exc.where) from None
     return text, job, reason
+
+
+def _refuse_rendered_secrets(seed: Seed, variables: Mapping[str, str], reason: str) -> None:
+    """A seed written as rendered would hold its secrets in clear (a password from a --var, say): refused."""
+    from pipelines.engine.redact import secret_values
+
+    if secret_values(seed.data, variables):
+        raise ConfigError(
+            f"the guess cannot keep the seed's template ({reason}), and written as rendered it would hold the seed's "
+            "secrets in clear: write it to a *.yml.liquid file, or keep the secrets out of the seed",
+            where=str(seed.path),
+        )
 
 
 def _differs(text: str, target: Path, variables: Mapping[str, str], data: dict[str, Any]) -> str | None:
