@@ -152,6 +152,12 @@ def record_encoder(
         return csv_encoder(parser, layout)
     if type(parser) is JsonlParser:
         return jsonl_encoder(parser, layout)
+    from pipelines.plugins.avro_parser import AvroParser
+
+    if type(parser) is AvroParser:
+        from pipelines.native.fused_avro import avro_encoder
+
+        return avro_encoder(parser, layout)
     return None
 
 

@@ -16,7 +16,9 @@ from a complete file (Avro has no end marker).
 Without a reader schema, blocks are read by the compiled reader (pipelines/native/_avroread.c)
 when it is built and reads the file's schema (pipelines.engine.avro.reading.compiled_plan): rows
 straight from the block's bytes. A block it hands back (anything out of the ordinary, a value
-that does not convert) is read by fastavro and RowConverter, and reported as before.
+that does not convert) is read by fastavro and RowConverter, and reported as before. A fused
+path (pipelines.native.fused_avro) may offer each block to its encoder first: a block it encodes
+goes to the Kafka output as records, with no rows; the others are read into rows as above.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pipelines.engine.errors import ConfigError, DataError, PipelineError
 from pipelines.engine.records import Batch, Schema, Source
 from pipelines.engine.spi import ParserPlugin
 from pipelines.engine.textio import Readable
+from pipelines.native.fused import EncodedRecords
 
 RAW_LIMIT = 4096  # characters of a bad record's JSON text kept in the error output
 
@@ -113,13 +116,30 @@ class AvroParser(ParserPlugin):
     def batches(
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
     ) -> Iterator[tuple[Batch, int]]:
+        return self.read_batches(stream, source, errors, batch_rows, header, split)
+
+    def read_batches(
+        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool, split: bool,
+        encoder: Any = None,
+    ) -> Iterator[tuple[Any, int]]:
+        """`batches`; with an `encoder` (a fused path, pipelines.native.fused_avro), bound to the file's
+        writer schema, each block is offered to it first, and the records it makes come in record
+        order between the batches of rows."""
+        uri = source.uri
+        blocks, convert = self._open(stream, uri)
+        encode = None if encoder is None else encoder.bind(blocks.writer_schema)
+        out = BatchBuilder(uri, lambda *lines: "", errors, batch_rows)
+        yield from self._read(self._blocks(blocks, uri, self._compiled_reader(blocks), encode), convert, out)
+
+    def _open(self, stream: IO[bytes], uri: str) -> tuple[Any, Any]:
+        """fastavro's block reader of the file (its header read) and the RowConverter of its schema; a
+        DataError naming the file when either cannot be made."""
         import fastavro
 
         from pipelines.engine.avro.codecs import ensure_zstandard_codec
         from pipelines.engine.avro.reading import RowConverter
 
         ensure_zstandard_codec()
-        uri = source.uri
         try:
             blocks = fastavro.block_reader(PositionStream(stream), self.reader_schema)
         except PipelineError:
@@ -132,17 +152,28 @@ class AvroParser(ParserPlugin):
             raise
         except Exception as exc:  # noqa: BLE001
             raise DataError(f"cannot use the file's Avro schema: {exc}", where=uri) from None
+        return blocks, convert
 
-        out = BatchBuilder(uri, lambda *lines: "", errors, batch_rows)
+    def _read(self, pieces: Iterator[Any], convert: Any, out: BatchBuilder) -> Iterator[tuple[Any, int]]:
+        """The blocks' pieces as batches of `out.batch_rows` records, numbered from 1; a block's
+        EncodedRecords handed over as they are, after the records pending before them."""
         pending: list[Any] = []  # blocks' records (_Records) and rows (_Rows) not in a batch yet
         count, first = 0, 1  # the records pending, the number of the first
-        for piece in self._blocks(blocks, uri, self._compiled_reader(blocks)):
+        for piece in pieces:
+            if type(piece) is EncodedRecords:
+                if count:
+                    yield from self._batch(pending, first, convert, out)
+                    pending, first, count = [], first + count, 0
+                first += piece.count
+                if piece.count:
+                    yield from out.hand_over(piece, piece.count)
+                continue
             pending.append(piece)
             count += len(piece)
-            while count >= batch_rows:
-                yield from self._batch(_take(pending, batch_rows), first, convert, out)
-                first += batch_rows
-                count -= batch_rows
+            while count >= out.batch_rows:
+                yield from self._batch(_take(pending, out.batch_rows), first, convert, out)
+                first += out.batch_rows
+                count -= out.batch_rows
         if count:
             yield from self._batch(pending, first, convert, out)
 
@@ -160,55 +191,36 @@ class AvroParser(ParserPlugin):
             return None
 
         def read(block: Any) -> list[list[Any]] | None:
-            data = block.bytes_
-            if not isinstance(data, BytesIO) or data.tell() != 0:
-                return None
-            return block_rows(data.getbuffer(), block.num_records, plan, ncols)
+            data = _block_data(block)
+            return None if data is None else block_rows(data, block.num_records, plan, ncols)
 
         return read
 
     @staticmethod
-    def _blocks(blocks: Any, uri: str, read: Callable[[Any], list[list[Any]] | None] | None) -> Iterator[Any]:
-        """Each block in turn: its rows (_Rows) from `read` when it reads them, else its records
-        (_Records); a DataError naming the block where the file breaks."""
-        from fastavro._read_common import SchemaResolutionError
-
+    def _blocks(
+        blocks: Any, uri: str, read: Callable[[Any], list[list[Any]] | None] | None, encode: Callable[[Any, int], Any] | None = None
+    ) -> Iterator[Any]:
+        """Each block in turn: its records as `encode` makes them (EncodedRecords) when it does, else
+        its rows (_Rows) from `read` when it reads them, else its records (_Records); a DataError
+        naming the block where the file breaks."""
         it = iter(blocks)
         block_no, records_before = 0, 0
         while True:
             block_no += 1
-            try:
-                block = next(it)
-            except StopIteration:
+            block = _next_block(it, blocks, block_no, records_before, uri)
+            if block is None:
                 return
-            except PipelineError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - EOFError, ValueError (sync marker), zlib.error, ...
-                codec = getattr(blocks, "codec", None)
-                if block_no == 1 and ("you need to install" in str(exc) or "Unrecognized codec" in str(exc)):
-                    raise DataError(f"cannot read the file's codec '{codec}': {exc}", where=uri) from None
-                raise DataError(
-                    f"block {block_no} (after record {records_before}) is truncated or corrupt: {_describe(exc)}", where=uri
-                ) from None
+            encoded = None if encode is None else _encoded(block, encode)
+            if encoded is not None:
+                records_before += encoded.count
+                yield encoded
+                continue
             rows = None if read is None else read(block)
             if rows is not None:
                 records_before += len(rows)
                 yield _Rows(rows, _BlockRecords(block))
                 continue
-            try:
-                records = list(block)
-            except PipelineError:
-                raise
-            except SchemaResolutionError as exc:
-                raise DataError(
-                    f"the file's schema cannot be read through the reader schema (avsc): {_describe(exc)}", where=uri
-                ) from None
-            except Exception as exc:  # noqa: BLE001
-                raise DataError(
-                    f"block {block_no} (records {records_before + 1}-{records_before + block.num_records}) is corrupt: "
-                    f"cannot decode its records: {_describe(exc)}",
-                    where=uri,
-                ) from None
+            records = _decoded(block, block_no, records_before, uri)
             records_before += len(records)
             yield _Records(records)
 
@@ -309,6 +321,57 @@ def _take(pieces: list[Any], n: int) -> list[Any]:
             pieces[0] = piece.cut(n - count, len(piece))
             count = n
     return taken
+
+
+def _next_block(it: Iterator[Any], blocks: Any, block_no: int, records_before: int, uri: str) -> Any:
+    """The file's next block (number `block_no`), or None at its end; a DataError where the file breaks."""
+    try:
+        return next(it)
+    except StopIteration:
+        return None
+    except PipelineError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - EOFError, ValueError (sync marker), zlib.error, ...
+        codec = getattr(blocks, "codec", None)
+        if block_no == 1 and ("you need to install" in str(exc) or "Unrecognized codec" in str(exc)):
+            raise DataError(f"cannot read the file's codec '{codec}': {exc}", where=uri) from None
+        raise DataError(
+            f"block {block_no} (after record {records_before}) is truncated or corrupt: {_describe(exc)}", where=uri
+        ) from None
+
+
+def _decoded(block: Any, block_no: int, records_before: int, uri: str) -> list[dict[str, Any]]:
+    """The block's records as fastavro reads them; a DataError when they do not decode."""
+    from fastavro._read_common import SchemaResolutionError
+
+    try:
+        return list(block)
+    except PipelineError:
+        raise
+    except SchemaResolutionError as exc:
+        raise DataError(
+            f"the file's schema cannot be read through the reader schema (avsc): {_describe(exc)}", where=uri
+        ) from None
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(
+            f"block {block_no} (records {records_before + 1}-{records_before + block.num_records}) is corrupt: "
+            f"cannot decode its records: {_describe(exc)}",
+            where=uri,
+        ) from None
+
+
+def _encoded(block: Any, encode: Callable[[Any, int], Any]) -> Any:
+    """What `encode` makes of the block's bytes (the view of them released on return), or None."""
+    data = _block_data(block)
+    return None if data is None else encode(data, block.num_records)
+
+
+def _block_data(block: Any) -> memoryview | None:
+    """A block's decompressed bytes as fastavro holds them (a BytesIO not read yet), or None."""
+    data = block.bytes_
+    if not isinstance(data, BytesIO) or data.tell() != 0:
+        return None
+    return data.getbuffer()
 
 
 def _describe(exc: BaseException, limit: int = 300) -> str:
