@@ -1,6 +1,7 @@
 # The shard tasks: one Fargate task per shard, started by the state machine's Distributed Map
 # (ecs:runTask.sync) with the command `run configs/<pipeline>.yml.liquid --plan URI --shard N` and
-# PIPELINES_JOB_ID, PIPELINES_PARAMS as container overrides.
+# PIPELINES_JOB_ID, PIPELINES_PARAMS as container overrides. A shard adds its counts to its job's
+# item in the jobs table when it commits (the job's live progress).
 
 resource "aws_ecs_cluster" "this" {
   name = local.cluster_name

@@ -216,7 +216,7 @@ resource "aws_iam_role_policy" "task_execution" {
 
 resource "aws_iam_role" "task" {
   name               = "${var.name}-task"
-  description        = "ECS task role of the ${var.name} shard tasks: the bucket and Kafka"
+  description        = "ECS task role of the ${var.name} shard tasks: the bucket, Kafka and their job's progress"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
   tags               = var.tags
 }
@@ -225,6 +225,38 @@ resource "aws_iam_role_policy" "task_data" {
   name   = "data-access"
   role   = aws_iam_role.task.id
   policy = data.aws_iam_policy_document.data_access.json
+}
+
+# A shard adds its counts to its job's item as it commits (pipelines/aws/progress.py: one conditional
+# UpdateItem per committed shard), so the job's progress shows while it runs.
+data "aws_iam_policy_document" "task_jobs" {
+  statement {
+    sid       = "AddShardProgress"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.jobs.arn]
+  }
+
+  # The table's customer managed key, through DynamoDB only.
+  statement {
+    sid = "UseTheTableKeyThroughDynamoDB"
+    actions = [
+      "kms:Decrypt",
+      "kms:GenerateDataKey",
+    ]
+    resources = [aws_kms_key.this.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["dynamodb.${local.region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "task_jobs" {
+  name   = "job-progress"
+  role   = aws_iam_role.task.id
+  policy = data.aws_iam_policy_document.task_jobs.json
 }
 
 resource "aws_iam_role_policy" "task_kafka_scram" {

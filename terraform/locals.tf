@@ -37,15 +37,19 @@ locals {
 
   # The engine's environment (pipelines/aws/deployment.py; tests/test_terraform.py checks these names):
   # ENGINE_ENV in the ECS container and the Lambda, LAMBDA_ENV in the Lambda only. PER_RUN_ENV
-  # (PIPELINES_PARAMS) is set per task by the state machine; OPTIONAL_ENV is left out on purpose.
+  # (PIPELINES_PARAMS, PIPELINES_JOB_ID) is set per task by the state machine; OPTIONAL_ENV is left
+  # out on purpose. A config without exec.work_dir / exec.error_output uses the bucket's prefixes;
+  # the shard tasks add their counts to their job's item in the jobs table (its live progress).
   engine_environment = {
-    KAFKA_BOOTSTRAP       = join(",", var.kafka_bootstrap_servers)
-    KAFKA_AUTH            = var.kafka_auth
-    KAFKA_SASL_SECRET_ARN = var.kafka_auth == "scram" ? var.kafka_sasl_secret_arn : ""
-    SCHEMA_REGISTRY_URL   = var.schema_registry_url
+    KAFKA_BOOTSTRAP        = join(",", var.kafka_bootstrap_servers)
+    KAFKA_AUTH             = var.kafka_auth
+    KAFKA_SASL_SECRET_ARN  = var.kafka_auth == "scram" ? var.kafka_sasl_secret_arn : ""
+    SCHEMA_REGISTRY_URL    = var.schema_registry_url
+    PIPELINES_WORK_DIR     = "s3://${var.bucket_name}/${trimsuffix(local.jobs_prefix, "/")}"
+    PIPELINES_ERROR_OUTPUT = "s3://${var.bucket_name}/${local.errors_prefix}"
+    PIPELINES_JOBS_TABLE   = local.jobs_table_name
   }
   lambda_only_environment = {
-    PIPELINES_JOBS_TABLE        = local.jobs_table_name
     PIPELINES_EVENT_BUS         = var.event_bus_name
     PIPELINES_STATE_MACHINE_ARN = local.state_machine_arn
   }

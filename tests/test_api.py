@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -353,3 +354,90 @@ def test_api_serve_without_settings_fails_clearly(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("PIPELINES_STATE_MACHINE_ARN", raising=False)
     result = CliRunner().invoke(api, ["serve", "--port", "0"])
     assert result.exit_code == 2 and "PIPELINES_STATE_MACHINE_ARN is not set" in result.stderr
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def test_get_job_shows_its_progress(store: JobStore) -> None:
+    from pipelines.aws.progress import record_plan, record_shard
+    from pipelines.engine.run import ShardReport
+
+    job_id = post(store, FakeStart(), {"pipeline": PIPELINE, "params": PARAMS})[1]["job_id"]
+    assert get(store, f"/jobs/{job_id}")[1]["progress"] is None  # not planned yet
+    store.transition(job_id, RUNNING)
+    record_plan(job_id, 4, 4096, table=store.table, client=store.dynamodb)
+    record_shard(ShardReport(job_id, 1, 1, 1001, 1000, 1, 2048, 0.1, 1), table=store.table, client=store.dynamodb)
+
+    status, answer = get(store, f"/jobs/{job_id}")
+    assert status == 200 and answer["status"] == RUNNING and answer["rows_written"] is None  # final counts come at the end
+    progress = answer["progress"]
+    assert {k: progress[k] for k in ("shards_done", "shards_total", "rows_read", "rows_written", "rows_skipped", "bytes_read", "bytes_total")} == {
+        "shards_done": 1, "shards_total": 4, "rows_read": 1001, "rows_written": 1000, "rows_skipped": 1, "bytes_read": 2048, "bytes_total": 4096,
+    }
+    assert progress["elapsed_seconds"] >= 0
+    assert progress["rows_per_second"] is None or progress["rows_per_second"] > 0  # None only within the plan's instant
+    assert progress["eta_seconds"] is not None and progress["eta_seconds"] >= 0  # 3 shards left at the pace of the first
+
+
+def test_jobs_watch_prints_json_lines_until_the_end(server: tuple[str, FakeStart], store: JobStore) -> None:
+    """Not on a terminal (CliRunner's stdout is not a TTY): one JSON line per change on stdout; exit by the end status."""
+    from pipelines.aws.progress import record_plan, record_shard
+    from pipelines.engine.run import ShardReport
+
+    url, _ = server
+    ended = {}
+    for end in ("SUCCEEDED", "FAILED"):
+        job_id = post(store, FakeStart(), {"pipeline": PIPELINE, "params": PARAMS})[1]["job_id"]
+        store.transition(job_id, RUNNING)
+
+        def advance(job_id: str = job_id, end: str = end) -> None:
+            time.sleep(0.3)
+            record_plan(job_id, 2, 10, table=store.table, client=store.dynamodb)
+            for shard in range(2):
+                time.sleep(0.3)
+                record_shard(ShardReport(job_id, shard, 1, 5, 5, 0, 5, 0.1, 1), table=store.table, client=store.dynamodb)
+            time.sleep(0.3)
+            counts = {"rows_read": 10, "rows_written": 10, "rows_skipped": 0}
+            store.transition(job_id, end, **({"counts": counts} if end == "SUCCEEDED" else {"error": {"Error": "RunError", "Cause": "boom"}}))
+
+        thread = threading.Thread(target=advance)
+        thread.start()
+        result = jobs_cli("watch", job_id, "--interval", "0.1", "--api", url)
+        thread.join()
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        ended[end] = (result.exit_code, lines)
+
+    code, lines = ended["SUCCEEDED"]
+    assert code == 0, lines
+    assert [(line["status"], line["shards_done"], line["rows_written"]) for line in lines] == [
+        ("RUNNING", None, None), ("RUNNING", 0, 0), ("RUNNING", 1, 5), ("RUNNING", 2, 10), ("SUCCEEDED", 2, 10)
+    ]
+    assert all(line["shards_total"] == 2 for line in lines[1:]) and lines[2]["eta_seconds"] is not None
+    code, lines = ended["FAILED"]
+    assert code == 1 and lines[-1]["status"] == "FAILED" and lines[-1]["error"] == {"Error": "RunError", "Cause": "boom"}
+
+
+def test_jobs_watch_on_a_terminal_redraws_one_line() -> None:
+    import io
+
+    from pipelines.cli.watch import ProgressLine
+
+    stream = io.StringIO()
+    view = ProgressLine(stream)
+    answers = [
+        {"job_id": "j", "status": "QUEUED", "progress": None},
+        {"job_id": "j", "status": "RUNNING", "progress": {"shards_done": 2, "shards_total": 5, "rows_written": 40_000, "rows_per_second": 8000.0, "eta_seconds": 7.4, "elapsed_seconds": 5.0}},
+        {"job_id": "j", "status": "SUCCEEDED", "rows_written": 100_000, "rows_skipped": 3,
+         "progress": {"shards_done": 5, "shards_total": 5, "rows_written": 100_000, "rows_per_second": 8000.0, "eta_seconds": None, "elapsed_seconds": 12.5}},
+    ]
+    for answer in answers:
+        view.show(answer)
+    view.end(answers[-1])
+    drawn = stream.getvalue().split("\r")[1:]
+    assert drawn[0].rstrip() == "j QUEUED  (not planned yet)"
+    assert drawn[1].rstrip() == "j RUNNING [##########--------------] 2/5 shards  40,000 rows  8,000 rows/s  ETA 0:07"
+    assert [line.rstrip() for line in drawn[2].splitlines()] == [
+        "j SUCCEEDED [########################] 5/5 shards  100,000 rows  8,000 rows/s",
+        "j SUCCEEDED: 100,000 rows written, 3 skipped in 0:12",
+    ]

@@ -756,3 +756,46 @@ def test_bad_params_in_the_environment_are_a_config_error(tmp_path: Path, monkey
 
     assert result.exit_code == 2
     assert result.stderr.startswith("error: $PIPELINES_PARAMS: ")
+
+
+# ---------------------------------------------------------------- exec defaults from the deployment
+
+
+@pytest.mark.parametrize(
+    ("exec_", "env", "expected"),
+    [
+        ("", {}, ("pipelines-work", "pipelines-errors/")),  # no config value, no deployment: the local defaults
+        ("", {"PIPELINES_WORK_DIR": "s3://b/_jobs", "PIPELINES_ERROR_OUTPUT": "s3://b/_errors/"}, ("s3://b/_jobs", "s3://b/_errors/")),
+        ("", {"PIPELINES_WORK_DIR": "  ", "PIPELINES_ERROR_OUTPUT": ""}, ("pipelines-work", "pipelines-errors/")),  # blank: unset
+        ("exec:\n  max_threads: 2\n", {"PIPELINES_WORK_DIR": "s3://b/_jobs"}, ("s3://b/_jobs", "pipelines-errors/")),
+        (
+            "exec:\n  work_dir: s3://mine/work\n  error_output: s3://mine/bad/\n",
+            {"PIPELINES_WORK_DIR": "s3://b/_jobs", "PIPELINES_ERROR_OUTPUT": "s3://b/_errors/"},
+            ("s3://mine/work", "s3://mine/bad/"),  # the config wins
+        ),
+        ("exec:\n  error_output: bad-rows/\n", {"PIPELINES_WORK_DIR": "s3://b/_jobs", "PIPELINES_ERROR_OUTPUT": "s3://b/_errors/"}, ("s3://b/_jobs", "bad-rows/")),
+    ],
+)
+def test_work_dir_and_error_output_default_to_the_deployments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exec_: str, env: dict[str, str], expected: tuple[str, str]
+) -> None:
+    for name in ("PIPELINES_WORK_DIR", "PIPELINES_ERROR_OUTPUT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    job = load_job(write(tmp_path, "c.yml", config_text(exec_=exec_)))
+    assert (job.exec.work_dir, job.exec.error_output) == expected
+    assert job.exec.error_policy.location == expected[1]
+
+
+def test_the_defaults_are_read_when_the_config_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not when the module is imported: the Lambda and the shard tasks load configs with the environment they have."""
+    from pipelines.engine.config import ExecSettings
+    from pipelines.engine.run import default_plan_uri
+
+    path = write(tmp_path, "c.yml", config_text())
+    monkeypatch.setenv("PIPELINES_WORK_DIR", "s3://first/_jobs")
+    first = load_job(path)
+    monkeypatch.setenv("PIPELINES_WORK_DIR", "s3://second/_jobs")
+    assert (first.exec.work_dir, load_job(path).exec.work_dir, ExecSettings().work_dir) == ("s3://first/_jobs", "s3://second/_jobs", "s3://second/_jobs")
+    assert default_plan_uri(first, "job-1") == "s3://first/_jobs/job-1/plan.json"

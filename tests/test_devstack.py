@@ -101,16 +101,21 @@ def test_env_includes_the_workflow_once_created() -> None:
     assert "PIPELINES_JOBS_TABLE" not in _sample_info().env()
     assert info.env()["PIPELINES_STATE_MACHINE_ARN"].endswith(":stateMachine:x") and info.env()["KAFKA_BOOTSTRAP"] == "127.0.0.1:19092"
     assert "export PIPELINES_JOBS_TABLE=t" in info.shell_lines().splitlines()
+    # The workflow's default work dir and error output are its tasks' only: a shell's `pipelines run` keeps the local ones.
+    assert not {"PIPELINES_WORK_DIR", "PIPELINES_ERROR_OUTPUT"} & set(info.env()) and "PIPELINES_WORK_DIR" not in info.shell_lines()
 
 
 def test_emulator_env_has_what_the_workflow_needs(tmp_path: Path) -> None:
     from pipelines.devstack.resources import JOBS_TABLE, state_machine_arn
 
-    base = {"PATH": "/usr/bin", "PIPELINES_SHARD_BYTES": "1", "PIPELINES_JOBS_TABLE": "someone-elses", "PYTHONPATH": "/x"}
+    base = {"PATH": "/usr/bin", "PIPELINES_SHARD_BYTES": "1", "PIPELINES_JOBS_TABLE": "someone-elses", "PYTHONPATH": "/x",
+            "PIPELINES_WORK_DIR": "elsewhere"}
     env = stack.emulator_env(15000, "127.0.0.1:19092", tmp_path, base)
 
     assert env["KAFKA_BOOTSTRAP"] == "127.0.0.1:19092" and env["MOTO_PORT"] == "15000"
     assert env["PIPELINES_JOBS_TABLE"] == JOBS_TABLE and env["PIPELINES_STATE_MACHINE_ARN"] == state_machine_arn()
+    # The workflow's defaults for configs without exec.work_dir / exec.error_output, as Terraform's.
+    assert (env["PIPELINES_WORK_DIR"], env["PIPELINES_ERROR_OUTPUT"]) == ("s3://audiences/_jobs", "s3://audiences/_errors/")
     assert env["PIPELINES_WORKFLOW_LOGS"] == str(tmp_path / "workflow-logs")
     repo = Path(stack.__file__).resolve().parent.parent.parent
     assert env["PIPELINES_REPO"] == str(repo) and env["PYTHONPATH"].split(":") == [str(repo), "/x"]

@@ -140,6 +140,7 @@ def test_create_stores_a_queued_job_and_publishes_it(env: Env) -> None:
         "rows_read": None,
         "rows_skipped": None,
         "error": None,
+        "progress": None,  # until the Plan step records the shard count
         "created_at": job.created_at,
         "updated_at": job.created_at,
     }

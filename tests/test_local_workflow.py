@@ -320,3 +320,174 @@ def test_the_scheduled_export_runs_through_the_workflow(local, stack):
         text = gzip.decompress(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).decode()
         exported += [row["user_id"] for row in csv.DictReader(io.StringIO(text))]
     assert sorted(exported) == expected
+
+
+# --------------------------------------------------------------------- defaults and progress (issue 16)
+
+MINIMAL = "send_audience_to_kafka_minimal"
+
+
+def workflow_defaults_here(monkeypatch) -> dict[str, str]:
+    """The default work dir and error output the emulator gives the workflow's tasks, also in this process."""
+    from pipelines.devstack.aws_emulator import workflow_defaults
+
+    defaults = workflow_defaults()
+    for name, value in defaults.items():
+        monkeypatch.setenv(name, value)
+    return defaults
+
+
+def read_s3_json(local: SimpleNamespace, uri: str) -> dict:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return json.loads(client("s3", local.endpoint).get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def start_watch(local: SimpleNamespace, job_id: str):
+    """`pipelines jobs watch JOB_ID`, its stdout a pipe (not a terminal): JSON lines."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "pipelines", "jobs", "watch", job_id, "--interval", "0.2", "--api", local.api]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_PROXY": "127.0.0.1"})
+
+
+def rerun_shard(local: SimpleNamespace, job_id: str, params: dict, plan_uri: str, shard: int, *extra: str):
+    """Shard `shard` run again as its Fargate task runs it (the state machine's command and overrides)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {**os.environ, "PIPELINES_JOB_ID": job_id, "PIPELINES_PARAMS": json.dumps(params), "PIPELINES_JOBS_TABLE": local.env["PIPELINES_JOBS_TABLE"]}
+    command = [sys.executable, "-m", "pipelines", "run", f"configs/{MINIMAL}.yml.liquid", "--plan", plan_uri, "--shard", str(shard), *extra]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_config_without_exec_runs_on_the_workflows_defaults_and_shows_its_progress(local, stack, monkeypatch, capsys):
+    """configs/send_audience_to_kafka_minimal.yml.liquid has no `exec:` at all (as `pipelines guess` writes
+    a config). It is shipped rather than written by the test because the workflow server (bridge b, c)
+    and an image built from the repository read the configs folder, not a test's folder. The shared
+    emulator's environment cannot change per test, so for several shards the test writes the plan
+    (one shard per object) where the workflow's default work dir puts it, and the Plan step finds it
+    there: had the default not applied, the Plan step would have failed ("needs its work dir on S3").
+
+    While it runs, `pipelines jobs watch` (stdout a pipe: JSON lines) follows it; at the end the counts
+    the shards added as they committed equal the job summary's. Then shards are run again as a retried
+    task would (report file gone: recovered from Kafka's committed record; and --force): each is
+    refused as counted already, and the counts do not move."""
+    from pipelines.aws.pipeline_configs import config_path
+    from pipelines.engine.config import load_job
+    from pipelines.engine.run import default_plan_uri, write_plan
+
+    defaults = workflow_defaults_here(monkeypatch)
+    bucket, topic = f"data-{uuid.uuid4().hex[:10]}", f"audience-{uuid.uuid4().hex[:10]}"
+    create_topic(stack.kafka_bootstrap, topic, 6)
+    s3 = client("s3", local.endpoint)
+    s3.create_bucket(Bucket=bucket)
+    counts = [20_000, 30_000, 40_000]
+    for n, rows in enumerate(counts):
+        s3.put_object(Bucket=bucket, Key=f"in/{n}.csv.gz", Body=gzip_audience(rows, f"m{n}"))
+    params = {"S3_BUCKET": bucket, "S3_KEY": "in/", "KAFKA_TOPIC": topic}
+    job_id = f"minimal-{uuid.uuid4().hex[:12]}"
+    job = load_job(config_path(MINIMAL), params)
+    plan_uri = default_plan_uri(job, job_id)
+    assert plan_uri == f"{defaults['PIPELINES_WORK_DIR']}/{job_id}/plan.json"
+    assert len(write_plan(job, job_id, plan_uri, shard_bytes=1).shards) == 3
+
+    status, answer = api(local, "POST", "/imports", {"pipeline": MINIMAL, "params": params, "job_id": job_id})
+    assert status == 202, answer
+    watch = start_watch(local, job_id)
+    final = wait_for_job(local, job_id)
+    out, err = watch.communicate(timeout=30)
+
+    assert (final["status"], final["rows_written"], final["error"]) == ("SUCCEEDED", sum(counts), None), final
+    entered = execution_states(local, answer["execution_arn"])
+    assert "Shards" in entered and "RunInLambda" not in entered, entered
+    summary = read_s3_json(local, plan_uri.replace("plan.json", "summary.json"))  # in the default work dir
+    progress = final["progress"]
+    assert (progress["shards_done"], progress["shards_total"]) == (3, 3)
+    assert {k: progress[k] for k in ("rows_read", "rows_written", "rows_skipped", "bytes_read")} == {
+        k: summary[k] for k in ("rows_read", "rows_written", "rows_skipped", "bytes_read")
+    }
+    assert progress["rows_per_second"] > 0 and progress["elapsed_seconds"] > 0 and progress["eta_seconds"] is None
+
+    check_watch_lines(watch.returncode, out, err, job_id, progress)
+    check_reruns_are_not_counted(local, job_id, params, plan_uri, progress, s3)
+    with capsys.disabled():
+        print(f"\n`pipelines jobs watch {job_id}` (not a terminal) during the 3-shard import:\n{out}", end="")
+
+
+def execution_states(local: SimpleNamespace, execution_arn: str) -> list[str]:
+    history = client("stepfunctions", local.endpoint).get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+
+
+def check_watch_lines(code: int, out: str, err: str, job_id: str, progress: dict) -> None:
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and err == "", (code, err)
+    assert lines and all(line["job_id"] == job_id for line in lines)
+    assert lines[-1]["status"] == "SUCCEEDED" and lines[-1]["shards_done"] == 3 and lines[-1]["rows_written"] == progress["rows_written"]
+    assert any(line["status"] == "RUNNING" for line in lines), lines
+    done = [line["shards_done"] or 0 for line in lines]
+    assert done == sorted(done), "shards are only ever added"
+    seen = [(line["shards_done"], line["rows_written"]) for line in lines if line["shards_done"]]
+    assert all(rows > 0 for _, rows in seen)
+
+
+def check_reruns_are_not_counted(local: SimpleNamespace, job_id: str, params: dict, plan_uri: str, progress: dict, s3) -> None:
+    bucket, _, key = plan_uri.removeprefix("s3://").partition("/")
+    s3.delete_object(Bucket=bucket, Key=key.replace("plan.json", "shards/00001.json"))  # as if killed before writing it
+    recovered = rerun_shard(local, job_id, params, plan_uri, 1)
+    assert recovered.returncode == 0 and "done already" in recovered.stderr, recovered.stderr
+    forced = rerun_shard(local, job_id, params, plan_uri, 0, "--force")  # commits shard 0 a second time
+    assert forced.returncode == 0 and json.loads(forced.stdout.splitlines()[-1])["status"] == "succeeded", forced.stderr
+    for run in (recovered, forced):
+        events = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+        assert [e["event"] for e in events if e["event"].startswith("job_progress")] == ["job_progress_counted_already"], run.stderr
+    _, after = api(local, "GET", f"/jobs/{job_id}")
+    unchanged = ("shards_done", "rows_read", "rows_written", "rows_skipped", "bytes_read")
+    assert {k: after["progress"][k] for k in unchanged} == {k: progress[k] for k in unchanged}
+
+
+def test_the_lambdas_shard_and_a_bad_row_on_the_workflows_defaults(local, stack, monkeypatch):
+    """A small job (one shard, RunInLambda) of the config without `exec:`: its progress comes from the
+    Lambda's run_shard task, and invoking that task again (a Lambda retry) adds nothing. Then a drop
+    with one bad row: the shard fails (max_errors 0 by default), nothing is counted, and the bad row is
+    in the workflow's default error output, s3://audiences/_errors/."""
+    defaults = workflow_defaults_here(monkeypatch)
+    bucket, topic = f"small-{uuid.uuid4().hex[:10]}", f"audience-{uuid.uuid4().hex[:10]}"
+    create_topic(stack.kafka_bootstrap, topic, 6)
+    s3 = client("s3", local.endpoint)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="ok/a.csv.gz", Body=gzip_audience(700, "small"))
+    bad = gzip.decompress(gzip_audience(50, "bad")).replace(b"\nubad-", b"\nubad-x,FR,not-a-number,true,2026-11-01T00:00:00Z\nubad-", 1)
+    s3.put_object(Bucket=bucket, Key="bad/a.csv", Body=bad)
+
+    job_id = submit_and_wait(local, {"S3_BUCKET": bucket, "S3_KEY": "ok/", "KAFKA_TOPIC": topic}, "SUCCEEDED")
+    job = local.store.get(job_id)
+    assert (job.progress.shards_done, job.progress.shards_total, job.progress.rows_written) == (1, 1, 700)
+    plan_uri = f"{defaults['PIPELINES_WORK_DIR']}/{job_id}/plan.json"
+    payload = {"task": "run_shard", "job_id": job_id, "pipeline": MINIMAL, "params": job.params, "plan_uri": plan_uri, "shard": 0}
+    again = client("lambda", local.endpoint).invoke(FunctionName=FUNCTION_NAME, Payload=json.dumps(payload).encode())
+    assert "FunctionError" not in again and json.loads(again["Payload"].read())["skipped"] is True
+    assert local.store.get(job_id).progress == job.progress
+
+    failed_id = submit_and_wait(local, {"S3_BUCKET": bucket, "S3_KEY": "bad/", "KAFKA_TOPIC": topic}, "FAILED")
+    failed = local.store.get(failed_id)
+    error_file = f"{defaults['PIPELINES_ERROR_OUTPUT']}{failed_id}.shard-00000.errors.jsonl"
+    assert error_file in failed.error["Cause"], failed.error
+    bucket_name, _, key = error_file.removeprefix("s3://").partition("/")
+    (row,) = [json.loads(line) for line in client("s3", local.endpoint).get_object(Bucket=bucket_name, Key=key)["Body"].read().splitlines()]
+    assert row["raw"].startswith("ubad-x,FR,not-a-number") and row["source"] == f"s3://{bucket}/bad/a.csv"
+    assert (failed.progress.shards_total, failed.progress.shards_done) == (1, 0)  # a failed shard adds nothing
+
+
+def submit_and_wait(local: SimpleNamespace, params: dict, expected: str) -> str:
+    status, answer = api(local, "POST", "/imports", {"pipeline": MINIMAL, "params": params})
+    assert status == 202, answer
+    final = wait_for_job(local, answer["job_id"])
+    assert final["status"] == expected, final
+    assert "RunInLambda" in execution_states(local, answer["execution_arn"])
+    return answer["job_id"]

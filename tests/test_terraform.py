@@ -617,6 +617,11 @@ def test_engine_roles_allow_what_the_engine_calls(module: Module) -> None:
     assert not missing, f"the Lambda role does not allow {sorted(missing)}"
     assert resources_for(module, roles["lambda"], "states:StartExecution") == ["${local.state_machine_arn}"]
     assert resources_for(module, roles["lambda"], "dynamodb:UpdateItem") == ["${aws_dynamodb_table.jobs.arn}"]
+    # A shard adds its counts to its job's item (pipelines/aws/progress.py), and does nothing else with the table.
+    task_dynamodb = {a for a in allowed_actions(module, roles["task"]) if a.startswith("dynamodb:")}
+    assert task_dynamodb == {"dynamodb:UpdateItem"}, task_dynamodb
+    assert resources_for(module, roles["task"], "dynamodb:UpdateItem") == ["${aws_dynamodb_table.jobs.arn}"]
+    assert "${aws_kms_key.this.arn}" in resources_for(module, roles["task"], "kms:GenerateDataKey")
     # Kafka credentials: the same documents for both roles, attached per kafka_auth.
     policies = {name: body for (rtype, name), body in module.resources.items() if rtype == "aws_iam_role_policy"}
     for role in ("task", "lambda"):

@@ -76,6 +76,7 @@ def test_two_shards_run_as_fargate_tasks_end_to_end(workflow, stack, bucket, top
     assert sum('"status": "succeeded"' in log for log in logs) == 2, logs
     job = JobStore(workflow.table).get(job_id)
     assert (job.status, job.rows_read, job.rows_written, job.rows_skipped, job.error) == ("SUCCEEDED", 4000, 4000, 0, None)
+    assert (job.progress.shards_done, job.progress.shards_total, job.progress.rows_written) == (2, 2, 4000)  # the tasks' own additions
 
     rows, markers = rows_and_markers(consume_all(stack.kafka_bootstrap, topic))
     keys = Counter(msg.key() for msg in rows)
@@ -135,6 +136,8 @@ def test_a_shard_killed_mid_run_is_retried_and_every_row_lands_once(workflow, st
     keys = Counter(m.key() for m in rows)
     assert len(keys) == 1_000_300 and set(keys.values()) == {1}, "every row once"
     assert sum(m["partition_rows"] for m in markers.values()) == 1_000_300
+    progress = JobStore(workflow.table).get(job_id).progress  # what the shards added as they committed: once each
+    assert (progress.shards_done, progress.shards_total, progress.rows_written) == (2, 2, 1_000_300)
 
 
 def wait_for_process(marker: bytes, timeout: float) -> int:

@@ -6,7 +6,8 @@
                                  template variable, ...), bad JSON
                              409 the job id exists already ({"error", "job_id", "status"})
                              502 the execution could not be started (the job is marked FAILED with the cause)
-    GET  /jobs/{id}       -> 200 JobRecord.to_api() and "params" | 404
+    GET  /jobs/{id}       -> 200 JobRecord.to_api() and "params" | 404 ("progress": the shards' counts as
+                             they commit, rows/s, seconds left; pipelines/aws/progress.py)
     GET  /jobs?status=S&limit=N   -> 200 {"jobs": [...]}, newest first (limit 1..1000, default 50)
 
 Answers are JSON objects; errors are ``{"error": message}``. Params whose names look secret

@@ -8,17 +8,20 @@ run as `$PIPELINES_PARAMS`, set per task by the state machine.
 
 from __future__ import annotations
 
-# Read by the configs (configs/_kafka.yml.liquid and the pipelines) wherever the engine runs.
+# Read wherever the engine runs: by the configs (configs/_kafka.yml.liquid and the pipelines), and by
+# the engine for the defaults of exec.work_dir and exec.error_output and for a shard's progress.
 ENGINE_ENV: dict[str, str] = {
     "KAFKA_BOOTSTRAP": "the brokers, host:port[,host:port...]",
     "KAFKA_AUTH": "none, scram (SASL/SCRAM-SHA-512 over TLS) or msk_iam (SASL/OAUTHBEARER with MSK IAM over TLS)",
     "KAFKA_SASL_SECRET_ARN": "with scram: the Secrets Manager secret holding {\"username\", \"password\"}, read at run time",
     "SCHEMA_REGISTRY_URL": "the Confluent-compatible schema registry, for Avro pipelines",
+    "PIPELINES_WORK_DIR": "exec.work_dir of a config that sets none: s3://<the module's bucket>/_jobs (plans, shard reports, summaries)",
+    "PIPELINES_ERROR_OUTPUT": "exec.error_output of a config that sets none: s3://<the module's bucket>/_errors/",
+    "PIPELINES_JOBS_TABLE": "the DynamoDB table of job statuses; a workflow's shard adds its counts to its job's item there",
 }
 
-# Read only by the Lambda's handler: job status, events, and starting executions (API and triggers).
+# Read only by the Lambda's handler: status events, and starting executions (API and triggers).
 LAMBDA_ENV: dict[str, str] = {
-    "PIPELINES_JOBS_TABLE": "the DynamoDB table of job statuses",
     "PIPELINES_EVENT_BUS": "the EventBridge bus status changes are published to",
     "PIPELINES_STATE_MACHINE_ARN": "the state machine the API and the triggers start",
 }
@@ -26,6 +29,7 @@ LAMBDA_ENV: dict[str, str] = {
 # Set per run by the state machine (the ECS task's container override), never in the task definition.
 PER_RUN_ENV: dict[str, str] = {
     "PIPELINES_PARAMS": "the job's params as one JSON object",
+    "PIPELINES_JOB_ID": "the job the shard belongs to: its counts go to this job's progress in PIPELINES_JOBS_TABLE",
 }
 
 # Read by the engine when set, with defaults that fit a deployment: left out of Terraform on purpose.

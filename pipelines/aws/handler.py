@@ -12,6 +12,7 @@
 Each returns a small JSON object: the state machine's payloads stay far below 256 KB whatever
 the job's size (file lists live in the plan in S3). Errors propagate as exceptions, so their class
 name (ConfigError, RunError, TransientRunError) is what the state machine's Retry and Catch match.
+The plan and run_shard tasks also record the job's live progress (pipelines/aws/progress.py).
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def shard_bytes() -> int:
 
 def plan_task(event: dict[str, Any]) -> dict[str, Any]:
     """Writes the plan (or finds the one a retried Plan step already wrote) and the Map's item list."""
+    from pipelines.aws.progress import record_plan
     from pipelines.engine import storage
+    from pipelines.engine.config import WORK_DIR_ENV
     from pipelines.engine.plan import shard_task_timeout
     from pipelines.engine.run import default_plan_uri, read_plan, write_plan
 
@@ -62,11 +65,15 @@ def plan_task(event: dict[str, Any]) -> dict[str, Any]:
     job = load(event)
     plan_uri = default_plan_uri(job, job_id)
     if not plan_uri.startswith("s3://"):
-        raise ConfigError(f"the workflow needs exec.work_dir on S3 (the Map reads the shard list there), not {job.exec.work_dir!r}")
+        raise ConfigError(
+            f"the workflow needs its work dir on S3 (the Map reads the shard list there), not {job.exec.work_dir!r}: "
+            f"set {WORK_DIR_ENV} in the deployment (Terraform does) or exec.work_dir in the config"
+        )
     plan = read_plan(plan_uri) if storage.read_text(plan_uri) is not None else write_plan(job, job_id, plan_uri, shard_bytes())
     shards_uri = storage.join(storage.parent(plan_uri), "shards.json")
     items = [{"shard": s.index, "timeout_seconds": shard_task_timeout(s)} for s in plan.shards]
     storage.write_text(shards_uri, json.dumps(items))
+    record_plan(job_id, len(plan.shards), plan.estimated_bytes)
     bucket, _, key = shards_uri.removeprefix("s3://").partition("/")
     return {
         "plan_uri": plan_uri,
@@ -78,6 +85,9 @@ def plan_task(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_shard_task(event: dict[str, Any]) -> dict[str, Any]:
+    """A small job's shard, in the Lambda; its counts go to the job's progress (once, also when a
+    retry finds it committed)."""
+    from pipelines.aws.progress import record_shard
     from pipelines.engine.progress import RunStats
     from pipelines.engine.run import done_report, make_error_sink, read_plan, run_shard
 
@@ -88,6 +98,8 @@ def run_shard_task(event: dict[str, Any]) -> dict[str, Any]:
     skipped = report is not None
     if report is None:
         report = run_shard(job, plan, plan_uri, int(shard), RunStats(), make_error_sink(job, plan.job_id, int(shard)))
+    if event.get("job_id") == report.job_id:
+        record_shard(report)
     return {"shard": report.shard, "rows_written": report.rows_written, "rows_skipped": report.rows_skipped, "skipped": skipped}
 
 

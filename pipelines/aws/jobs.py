@@ -12,7 +12,9 @@ The item: ``job_id`` (hash key), ``pipeline``, ``params`` (a JSON string), ``sta
 ``created_at``, ``updated_at``, ``<status>_at`` for each status reached, the counts
 (``rows_read``, ``rows_written``, ``rows_skipped``, ``end_markers``) and ``error``
 (``{"Error", "Cause"}``, as a Step Functions Catch hands it over). Timestamps are ISO 8601 UTC
-with microseconds, so they sort as strings.
+with microseconds, so they sort as strings. While the workflow runs the job, the Plan step and
+each committed shard add its live progress to the same item (``shards_total``, ``shards_done``,
+``committed_*``: see pipelines/aws/progress.py); transitions leave those attributes alone.
 
 boto3 is imported inside functions: the CLI imports this module lazily and stays fast without it.
 """
@@ -27,6 +29,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+from pipelines.aws.progress import JobProgress
 from pipelines.engine.errors import ConfigError, RunError, TransientRunError, aws_error_code
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"
@@ -94,6 +97,7 @@ class JobRecord:
     running_at: str | None = None
     succeeded_at: str | None = None
     failed_at: str | None = None
+    progress: JobProgress | None = None  # what its committed shards added so far (pipelines/aws/progress.py)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> JobRecord:
@@ -111,12 +115,17 @@ class JobRecord:
             created_at=plain["created_at"],
             updated_at=plain["updated_at"],
             error=plain.get("error"),
+            progress=JobProgress.from_plain(plain),
             **counts,
             **times,
         )
 
-    def to_api(self) -> dict[str, Any]:
-        """What ``GET /jobs/{id}`` answers."""
+    def to_api(self, now: datetime | None = None) -> dict[str, Any]:
+        """What ``GET /jobs/{id}`` answers: the final counts once it succeeded, and its progress (the
+        committed shards' counts, rows/s and, while it runs, the seconds left) once planned."""
+        progress = None
+        if self.progress is not None:
+            progress = self.progress.to_api(self.status == RUNNING, self.succeeded_at or self.failed_at, now)
         return {
             "job_id": self.job_id,
             "pipeline": self.pipeline,
@@ -125,6 +134,7 @@ class JobRecord:
             "rows_read": self.rows_read,
             "rows_skipped": self.rows_skipped,
             "error": self.error,
+            "progress": progress,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }

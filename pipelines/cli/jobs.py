@@ -1,8 +1,9 @@
-"""`pipelines jobs submit|status|list` (operators, over the HTTP API) and `pipelines api serve`.
+"""`pipelines jobs submit|status|list|watch` (operators, over the HTTP API) and `pipelines api serve`.
 
 The jobs commands speak HTTP with urllib only and print the API's JSON answer on stdout. A non-2xx
 answer prints ``error: <message>`` on stderr and exits 1 (2 when the API answered 400: the
-request was wrong, nothing was created). Imports are lazy: `pipelines --help` stays fast.
+request was wrong, nothing was created). `watch` follows a job to its end and exits 0 if it
+SUCCEEDED, 1 if it FAILED. Imports are lazy: `pipelines --help` stays fast.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def jobs() -> None:
     """Submit imports and see jobs, over the HTTP API (`pipelines api serve` locally, API Gateway on AWS).
 
     \b
-    Exit codes: 0 ok; 1 the API answered an error or could not be reached; 2 the request was
-    wrong (the API answered 400: unknown pipeline, undefined variable, bad job id, ...).
+    Exit codes: 0 ok (for watch: the job SUCCEEDED); 1 the API answered an error or could not be
+    reached (for watch: or the job FAILED); 2 the request was wrong (the API answered 400: unknown
+    pipeline, undefined variable, bad job id, ...).
     """
 
 
@@ -111,6 +113,35 @@ def list_jobs(status_filter: str | None, limit: int, api_url: str) -> None:
 
     query = {"limit": limit, **({"status": status_filter.upper()} if status_filter else {})}
     _print(call_api(api_url, "GET", f"/jobs?{urlencode(query)}"))
+
+
+ENDED = {"SUCCEEDED": 0, "FAILED": 1}  # a job's end status -> watch's exit code
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Seconds between two looks at the job.")
+@api_option
+def watch(job_id: str, interval: float, api_url: str) -> None:
+    """Follow JOB_ID until it ends: its shards and rows as they commit, rows/s and the time left.
+
+    On a terminal, a progress bar on stderr; otherwise (stdout is a pipe or a file) one JSON line on
+    stdout per change, the last one with the end status. Exit 0 if the job SUCCEEDED, 1 if it FAILED.
+    """
+    import time
+    from urllib.parse import quote
+
+    from pipelines.cli.watch import JsonLines, ProgressLine
+
+    view = ProgressLine(sys.stderr) if sys.stdout.isatty() else JsonLines(sys.stdout)
+    path = f"/jobs/{quote(job_id, safe='')}"
+    while True:
+        answer = call_api(api_url, "GET", path)
+        view.show(answer)
+        if answer.get("status") in ENDED:
+            view.end(answer)
+            sys.exit(ENDED[answer["status"]])
+        time.sleep(interval)
 
 
 @click.group()

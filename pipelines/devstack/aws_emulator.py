@@ -21,7 +21,9 @@ def _package_root() -> Path:
 
 def emulator_env(port: int, kafka_bootstrap: str, state_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     """The AWS emulator's environment: the caller's (so e.g. ``PIPELINES_SHARD_BYTES`` passes
-    through to the Plan step it runs) plus what the workflow running inside it needs."""
+    through to the Plan step it runs) plus what the workflow running inside it needs, as Terraform
+    gives the deployed tasks: among them the default work dir and error output in the local bucket
+    (only the workflow's tasks get these; `pipelines dev up` does not export them to the shell)."""
     from pipelines.devstack.resources import EVENT_BUS, JOBS_TABLE, state_machine_arn
 
     base = dict(os.environ if base is None else base)
@@ -33,11 +35,20 @@ def emulator_env(port: int, kafka_bootstrap: str, state_dir: Path, base: dict[st
         "PYTHONPATH": python_path,  # the emulator and its shard subprocesses import this very package
         "KAFKA_BOOTSTRAP": kafka_bootstrap,  # shard subprocesses and the Lambda handler reach Kafka
         "PIPELINES_REPO": base.get("PIPELINES_REPO") or str(root),  # cwd of shard subprocesses
+        **workflow_defaults(),
         "PIPELINES_JOBS_TABLE": JOBS_TABLE,
         "PIPELINES_EVENT_BUS": EVENT_BUS,
         "PIPELINES_STATE_MACHINE_ARN": state_machine_arn(),  # the trigger task starts executions
         "PIPELINES_WORKFLOW_LOGS": str(state_dir / "workflow-logs"),
     }
+
+
+def workflow_defaults() -> dict[str, str]:
+    """The workflow tasks' default exec.work_dir and exec.error_output: the local bucket's ``_jobs``
+    and ``_errors/`` prefixes, as Terraform sets them to the module bucket's."""
+    from pipelines.devstack.resources import WORK_BUCKET
+
+    return {"PIPELINES_WORK_DIR": f"s3://{WORK_BUCKET}/_jobs", "PIPELINES_ERROR_OUTPUT": f"s3://{WORK_BUCKET}/_errors/"}
 
 
 def start_moto(port: int, moto_dir: Path, *, kafka_bootstrap: str, state_dir: Path, image: str | None = None) -> Service:

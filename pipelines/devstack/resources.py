@@ -14,6 +14,8 @@ every run:
 - an ECS cluster and a Fargate task definition (the bridge runs ``python -m pipelines`` instead);
 - an IAM role and the Lambda function (dummy code: the bridge runs ``pipelines.aws.handler.handler``);
 - the state machine (``statemachine.json``, MaxConcurrency 2, one shard up to 8 MiB in the Lambda);
+- the bucket of the workflow's default work dir and error output (``audiences``: ``_jobs``,
+  ``_errors/``; the emulator's environment names them, as Terraform does the module's bucket);
 - the drop bucket (``audiences``) with EventBridge notifications on, and the S3-drop rule on the
   default bus (``send_audience_to_kafka`` for ``drops/*.csv.gz``) targeting the Lambda with the
   rendered InputTransformer, as Terraform wires it.
@@ -54,6 +56,7 @@ CONTAINER_NAME = "engine"
 
 EXPORT_PIPELINE = "export_audience_to_s3"  # a bounded snapshot of the audience topic into gzip CSV in S3, with a manifest
 EXPORT_BUCKET = DROP_BUCKET  # the local stack's one bucket: drops, work files and exports
+WORK_BUCKET = DROP_BUCKET  # the workflow tasks' default work dir and error output are there (_jobs, _errors/)
 EXPORT_SCHEDULE_NAME = f"{NAME}-nightly-export"
 EXPORT_SCHEDULE = "cron(0 3 * * ? *)"
 
@@ -105,6 +108,7 @@ def create_local_workflow(
         "small_job_bytes": str(small_job_bytes),
     }
     machine = _state_machine(client("stepfunctions"), values, role, region)
+    _work_bucket(client("s3"))
     _drop_bucket(client("s3"), bucket)
     _drop_rule(client("events"), function, bucket=bucket, pipeline=pipeline, prefix=prefix, suffix=suffix)
     _schedule(client("scheduler"), function, role)
@@ -114,6 +118,13 @@ def create_local_workflow(
         "PIPELINES_EVENT_BUS": EVENT_BUS,
         "PIPELINES_API_URL": api_url,
     }
+
+
+def _work_bucket(s3: Any) -> None:
+    """The bucket of the workflow's default work dir and error output (``aws_emulator.workflow_defaults``),
+    created when missing: the module's bucket on AWS."""
+    if WORK_BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=WORK_BUCKET)
 
 
 def _drop_bucket(s3: Any, bucket: str) -> None:

@@ -14,6 +14,7 @@ patches one moto function, with a docstring saying what moto lacks and what the 
     d. ``bridge_map_failures``        a Distributed Map fails once an item failed beyond tolerance
        ``bridge_fail_state_error_names``  a Fail state may re-raise a ``States.*`` error
     e. ``bridge_events_to_sfn``       an EventBridge rule target that is a state machine starts it
+    f. ``bridge_dynamodb_atomic_writes``  one DynamoDB write at a time, each atomic as DynamoDB's
 
 With ``--image TAG`` (``pipelines dev up --image TAG``), bridges b and c run the image instead of
 the checkout, as AWS would: each ECS task is a container of the image with the task's command and
@@ -520,6 +521,33 @@ def _json_path(path: str, data: Any) -> Any:
     return value
 
 
+# ---------------------------------------------------------------------- f. dynamodb
+
+DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items")
+
+
+def bridge_dynamodb_atomic_writes() -> None:
+    """moto's DynamoDB checks a ConditionExpression and applies the update without a lock, and the
+    server is threaded: two shards committing at once (MaxConcurrency 2), each adding its counts to
+    its job's item with a conditional ``ADD``, could both read the old numbers and one addition be
+    lost. Real DynamoDB applies each write atomically. This runs moto's write requests one at a
+    time (reads are left concurrent), which restores that guarantee per request and nothing more."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.Lock()
+
+    def one_at_a_time(method: Any) -> Any:
+        @functools.wraps(method)
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(self, *args, **kwargs)
+
+        return write
+
+    for name in DYNAMODB_WRITES:
+        setattr(DynamoHandler, name, one_at_a_time(getattr(DynamoHandler, name)))
+
+
 # ------------------------------------------------------------------------ server
 
 BRIDGES = (
@@ -531,6 +559,7 @@ BRIDGES = (
     bridge_map_failures,
     bridge_fail_state_error_names,
     bridge_events_to_sfn,
+    bridge_dynamodb_atomic_writes,
 )
 
 

@@ -20,14 +20,29 @@ from pipelines.engine.records import Schema
 from pipelines.engine.settings import SettingsBuilder, option
 
 TOP_LEVEL_KEYS = ("in", "filters", "out", "exec")
+WORK_DIR_ENV = "PIPELINES_WORK_DIR"  # the deployment's default exec.work_dir (Terraform: s3://<bucket>/_jobs)
+ERROR_OUTPUT_ENV = "PIPELINES_ERROR_OUTPUT"  # the deployment's default exec.error_output (s3://<bucket>/_errors/)
+DEFAULT_WORK_DIR = "pipelines-work"
+
+
+def default_work_dir() -> str:
+    """exec.work_dir when the config gives none: $PIPELINES_WORK_DIR, else ``pipelines-work``."""
+    return os.environ.get(WORK_DIR_ENV, "").strip() or DEFAULT_WORK_DIR
+
+
+def default_error_output() -> str:
+    """exec.error_output when the config gives none: $PIPELINES_ERROR_OUTPUT, else ``pipelines-errors/``."""
+    return os.environ.get(ERROR_OUTPUT_ENV, "").strip() or DEFAULT_LOCATION
 
 
 @dataclass(frozen=True)
 class ExecSettings:
     max_threads: int = 1  # shards run at once, each in its own process
-    work_dir: str = "pipelines-work"  # where `run` keeps plans, shard reports and summaries (folder or s3:// prefix)
+    # Where `run` keeps plans, shard reports and summaries (folder or s3:// prefix), and where bad rows go.
+    # The config's value wins; without one, the deployment's ($PIPELINES_WORK_DIR, $PIPELINES_ERROR_OUTPUT).
+    work_dir: str = option(factory=default_work_dir)
     batch_rows: int = 10_000
-    error_output: str = DEFAULT_LOCATION
+    error_output: str = option(factory=default_error_output)
     max_errors: int | None = None
     max_error_rate: float | None = None
     preview_rows: int = option(20)

@@ -161,7 +161,22 @@ def done_report(job: Job, plan: Plan, plan_uri: str, index: int) -> ShardReport 
         return None
     report = ShardReport.from_json(record, f"the committed record of shard {index}")
     storage.write_text(where, report.to_json())
+    record_progress(report)  # it may have been killed before it did
     return report
+
+
+JOB_ID_ENV = "PIPELINES_JOB_ID"
+
+
+def record_progress(report: ShardReport) -> None:
+    """A committed shard's counts, added to its job's live progress in the jobs table when the
+    workflow runs it (the state machine sets $PIPELINES_JOB_ID on each shard task): once per shard,
+    best effort, never failing the shard (pipelines.aws.progress). Elsewhere, nothing."""
+    if os.environ.get(JOB_ID_ENV) != report.job_id:
+        return
+    from pipelines.aws.progress import record_shard
+
+    record_shard(report)
 
 
 def next_attempt(plan_uri: str, index: int) -> int:
@@ -248,6 +263,7 @@ def run_shard(
         if progress:
             progress.finish()
     stats.rows_written = result.rows_written
+    record_progress(report)  # before the report file: a shard that has one was counted (or tried to be)
     storage.write_text(report_uri(plan_uri, index), report.to_json())
     return report
 

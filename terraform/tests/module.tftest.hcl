@@ -121,7 +121,7 @@ run "defaults" {
     error_message = "The container logs with awslogs."
   }
   assert {
-    condition     = [for e in jsondecode(aws_ecs_task_definition.shard.container_definitions)[0].environment : e.name] == ["KAFKA_AUTH", "KAFKA_BOOTSTRAP", "KAFKA_SASL_SECRET_ARN", "SCHEMA_REGISTRY_URL"]
+    condition     = [for e in jsondecode(aws_ecs_task_definition.shard.container_definitions)[0].environment : e.name] == ["KAFKA_AUTH", "KAFKA_BOOTSTRAP", "KAFKA_SASL_SECRET_ARN", "PIPELINES_ERROR_OUTPUT", "PIPELINES_JOBS_TABLE", "PIPELINES_WORK_DIR", "SCHEMA_REGISTRY_URL"]
     error_message = "The container's environment must be pipelines.aws.deployment.task_environment()."
   }
   assert {
@@ -129,7 +129,19 @@ run "defaults" {
     error_message = "KAFKA_BOOTSTRAP is the brokers, comma-joined."
   }
   assert {
-    condition     = join(",", sort(keys(aws_lambda_function.engine.environment[0].variables))) == "KAFKA_AUTH,KAFKA_BOOTSTRAP,KAFKA_SASL_SECRET_ARN,PIPELINES_EVENT_BUS,PIPELINES_JOBS_TABLE,PIPELINES_STATE_MACHINE_ARN,SCHEMA_REGISTRY_URL"
+    condition     = { for e in jsondecode(aws_ecs_task_definition.shard.container_definitions)[0].environment : e.name => e.value }["PIPELINES_WORK_DIR"] == "s3://acme-audiences/_jobs" && aws_lambda_function.engine.environment[0].variables["PIPELINES_WORK_DIR"] == "s3://acme-audiences/_jobs"
+    error_message = "PIPELINES_WORK_DIR (the default exec.work_dir) is the bucket's _jobs prefix, in the container and the Lambda."
+  }
+  assert {
+    condition     = { for e in jsondecode(aws_ecs_task_definition.shard.container_definitions)[0].environment : e.name => e.value }["PIPELINES_ERROR_OUTPUT"] == "s3://acme-audiences/_errors/" && aws_lambda_function.engine.environment[0].variables["PIPELINES_ERROR_OUTPUT"] == "s3://acme-audiences/_errors/"
+    error_message = "PIPELINES_ERROR_OUTPUT (the default exec.error_output) is the bucket's _errors/ prefix, in the container and the Lambda."
+  }
+  assert {
+    condition     = { for e in jsondecode(aws_ecs_task_definition.shard.container_definitions)[0].environment : e.name => e.value }["PIPELINES_JOBS_TABLE"] == aws_dynamodb_table.jobs.name
+    error_message = "The shard tasks know the jobs table, to add their progress to their job."
+  }
+  assert {
+    condition     = join(",", sort(keys(aws_lambda_function.engine.environment[0].variables))) == "KAFKA_AUTH,KAFKA_BOOTSTRAP,KAFKA_SASL_SECRET_ARN,PIPELINES_ERROR_OUTPUT,PIPELINES_EVENT_BUS,PIPELINES_JOBS_TABLE,PIPELINES_STATE_MACHINE_ARN,PIPELINES_WORK_DIR,SCHEMA_REGISTRY_URL"
     error_message = "The Lambda's environment must be pipelines.aws.deployment.lambda_environment()."
   }
   assert {
