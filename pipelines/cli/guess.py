@@ -59,7 +59,7 @@ def guess(seed: Path, output: Path | None, variables: tuple[tuple[str, str], ...
     is written as `# check:` comments and repeated on stderr, followed by a preview of the first rows
     parsed with the written config.
     """
-    from pipelines.cli.main import fail, with_params
+    from pipelines.cli.shared import fail, with_params
     from pipelines.engine.errors import PipelineError
     from pipelines.guess.guesser import guess_config
 
@@ -77,7 +77,7 @@ def guess(seed: Path, output: Path | None, variables: tuple[tuple[str, str], ...
 
 def _report(guessed: Guessed, rows: int) -> None:
     """On stderr: the checks, then the first rows as the written config parses them."""
-    from pipelines.cli.main import fail
+    from pipelines.cli.shared import fail
     from pipelines.engine.errors import PipelineError
     from pipelines.engine.read import format_table
     from pipelines.guess.guesser import preview

@@ -26,6 +26,7 @@ Examples:
 """
 
 
+from pipelines.cli.shared import fail, with_params  # noqa: E402
 from pipelines.cli.types import KeyValue as VarType  # noqa: E402  (KEY=VALUE, for --var)
 
 
@@ -37,16 +38,6 @@ var_option = click.option(
     multiple=True,
     help="A template variable, as var.KEY; it also overrides env.KEY for this run. Repeatable.",
 )
-
-
-def fail(exc: Exception) -> None:
-    """Prints a PipelineError as one line on stderr and exits with its code."""
-    from pipelines.engine.errors import PipelineError
-
-    if isinstance(exc, PipelineError):
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    raise exc
 
 
 _stopped: list[Exception] = []  # the Terminated error of the SIGTERM `run` received, once one came
@@ -127,18 +118,6 @@ def _reported(exc: BaseException) -> Exception | None:
     if _stopped:
         return _stopped[0]
     return exc if isinstance(exc, PipelineError) else None
-
-
-def with_params(variables: tuple[tuple[str, str], ...]) -> dict[str, str]:
-    """$PIPELINES_PARAMS (a JSON object) overlaid with the --var values."""
-    from pipelines.engine.config import params_from_env
-    from pipelines.engine.errors import PipelineError
-
-    try:
-        return {**params_from_env(), **dict(variables)}
-    except PipelineError as exc:
-        fail(exc)
-        raise
 
 
 def load(config: Path, variables: tuple[tuple[str, str], ...]) -> Any:
