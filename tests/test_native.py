@@ -505,3 +505,18 @@ def test_encoded_records_take_ordinary_rows(monkeypatch: pytest.MonkeyPatch) -> 
     (records, errors, consumed), encoded = import_records(odd, True, monkeypatch)
     assert (len(records), errors, consumed) == (5000, [], 5000) and 0 < encoded < 5000
     assert records == import_records(odd, False, monkeypatch)[0][0]
+
+
+def test_floats_are_written_as_orjson_writes_them() -> None:
+    """The compiled JSON writer (_jsonwrite.h's json_float, used by json_lines and the Kafka output's
+    produce loop) writes every double as orjson does: the bug was 1e-5 <= |d| < 1e-4, written
+    2.5e-5 (repr's digits) where orjson writes 0.000025."""
+    import math
+    import struct
+
+    rng = random.Random(11)
+    values = [2.5e-5, -2.5e-5, 1e-5, 9.999999999999999e-05, 1.2345678901234567e-05, 9.999999999999999e-06, 1e-4, 1e-7, 1e16, 5e-324]
+    values += [rng.choice([1, -1]) * 10 ** rng.uniform(-12, 20) for _ in range(20000)]
+    values += [v for v in (struct.unpack("<d", rng.randbytes(8))[0] for _ in range(20000)) if math.isfinite(v)]
+    rows = [[v] for v in values]
+    assert fastrows.json_lines(rows, (b'"x":',), orjson.dumps) == b"".join(orjson.dumps({"x": v}) + b"\n" for v in values)

@@ -522,21 +522,12 @@ static int short_real(Buffer *b, double d) {
     return 0;
 }
 
-/* A float's JSON as orjson writes it (short_real, else json_float): 1, or 0 where json_float and
- * orjson differ (orjson writes 1e-5 <= |d| < 1e-4 without an exponent, 0.00001; json_float as
- * repr does, 1e-5), -1 error. */
+/* A float's JSON as orjson writes it (short_real, else json_float): 1, or -1 with an error. */
 static int json_real(Buffer *b, double d) {
     int done = short_real(b, d);
     if (done)
         return done;
-    size_t start = b->len;
-    if (json_float(b, d) < 0)
-        return -1;
-    if (b->len - start > 3 && memcmp(b->data + b->len - 3, "e-5", 3) == 0) {
-        b->len = start;
-        return 0;
-    }
-    return 1;
+    return json_float(b, d) < 0 ? -1 : 1;
 }
 
 /* A value's JSON, as orjson writes the row's value: 1, 0 odd, -1 error. */

@@ -40,8 +40,22 @@ static inline int json_string(Buffer *b, const char *s, Py_ssize_t n) {
     return 0;
 }
 
+/* repr's "[-]d[.ddd]e-05" at b->data[start:] written as orjson writes numbers from 1e-5 to 1e-4:
+ * "[-]0.0000dddd". 0, or -1 with an error. */
+static inline int json_float_e5(Buffer *b, size_t start, const char *e) {
+    char digits[32];
+    size_t n = 0;
+    int negative = b->data[start] == '-';
+    for (const char *p = b->data + start + negative; p < e && n < sizeof digits; p++)
+        if (*p != '.')
+            digits[n++] = *p;
+    b->len = start;
+    return negative && add(b, "-", 1) < 0 ? -1 : (add(b, "0.0000", 6) < 0 || add(b, digits, n) < 0 ? -1 : 0);
+}
+
 /* A float as orjson writes it: null when not finite, else repr with the exponent's leading zero
- * dropped (Python writes 1e-07, orjson 1e-7). 0, or -1 with an error. */
+ * dropped (Python writes 1e-07, orjson 1e-7), and without an exponent from 1e-5 up (Python writes
+ * 2.5e-05, orjson 0.000025). 0, or -1 with an error. */
 static inline int json_float(Buffer *b, double v) {
     if (!isfinite(v))
         return add(b, "null", 4);
@@ -49,6 +63,8 @@ static inline int json_float(Buffer *b, double v) {
     if (add_repr(b, v) < 0)
         return -1;
     char *end = b->data + b->len, *e = memchr(b->data + start, 'e', b->len - start);
+    if (e && end - e == 4 && memcmp(e, "e-05", 4) == 0)
+        return json_float_e5(b, start, e);
     if (e && end - e > 3 && (e[1] == '-' || e[1] == '+') && e[2] == '0') {
         memmove(e + 2, e + 3, (size_t)(end - (e + 3)));
         b->len--;
