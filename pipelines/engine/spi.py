@@ -128,6 +128,12 @@ class ParserPlugin(Plugin):
         """
         raise NotImplementedError
 
+    def fused_encoder(self, layout: Any) -> Any:
+        """An encoder that turns this parser's input straight into records by `layout` (a
+        pipelines.native.encoded.RecordLayout; key_index -1: rows only counted), which its
+        `read_batches(..., encoder)` takes (see pipelines.native.fused); None by default."""
+        return None
+
 
 class FormatterPlugin(Plugin):
     """Rows to the bytes of one file, for file and object outputs: `begin`, `rows` per batch, `end`.

@@ -10,7 +10,9 @@ key or required value, text that is not ASCII) goes the usual way, through rows,
 error output, in its place in line order.
 
 `record_layout` says what every parser's encoder writes (the key, the required columns, the value's
-parts); `record_encoder` picks the parser's encoder, which its `read_batches` takes.
+parts: pipelines.native.encoded.RecordLayout); `record_encoder` asks the parser for its encoder
+(ParserPlugin.fused_encoder: pipelines.native.text_encoders for csv and jsonl,
+pipelines.native.fused_avro for avro), which its `read_batches` takes.
 
 `FusedImport.choose(job, output)` is the Kafka output's `fused_path` (pipelines.engine.spi): chosen
 once per shard, after the output is open, or None when any piece of the job is not one it
@@ -21,38 +23,18 @@ made to its `write`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from pipelines.engine.spi import FusedPath
-from pipelines.native.compiled import COLUMN_KINDS, compiled
+from pipelines.native.compiled import COLUMN_KINDS
+from pipelines.native.encoded import EncodedRecords, RecordLayout
+
+__all__ = ["EncodedRecords", "FusedCount", "FusedImport", "RecordLayout", "record_encoder", "record_layout"]
 
 if TYPE_CHECKING:
     from pipelines.engine.config import Job
     from pipelines.engine.error_output import ErrorSink
     from pipelines.engine.records import Source
-
-
-@dataclass(frozen=True)
-class EncodedRecords:
-    """Records made from a run of CSV rows: `count` records in `data`, each a native uint32 key length,
-    a uint32 value length, the key, the value (what produce_records reads)."""
-
-    data: bytes
-    count: int
-
-
-class RecordEncoder:
-    """encode_records bound to one job's columns, filters and value layout: the CSV parser's encoder
-    (text, pos, final, limit, line) -> (how it ended, pos, line, EncodedRecords or None)."""
-
-    def __init__(self, args: tuple[Any, ...]) -> None:
-        self.encode_records = compiled("pipelines.native._fastrows", "encode_records")
-        self.args = args  # encode_records's arguments after (text, pos, final, limit, line)
-
-    def __call__(self, text: str, pos: int, final: bool, limit: int, line: int) -> tuple[int, int, int, EncodedRecords | None]:
-        done, pos, line, count, data = self.encode_records(text, pos, final, limit, line, *self.args)
-        return done, pos, line, (EncodedRecords(data, count) if count else None)
 
 
 class FusedImport(FusedPath):
@@ -83,21 +65,6 @@ class FusedImport(FusedPath):
         self.output.write_encoded(records)
 
 
-@dataclass(frozen=True)
-class RecordLayout:
-    """What a fused encoder writes for each row of the parser's columns, whatever the parser: the key
-    (the string column `key_index`), the columns `required` (neither null nor empty, by the validate
-    filter), and the value's `parts`: for a JSON value, ('"name":' bytes, with ',' before all but the
-    first; a column index or the constant's JSON bytes); for an Avro value (`avro` = (wire-format
-    header, one (code, null branch, value branch) a part)), (b"", a column index or the constant's
-    Avro bytes) in the record schema's order."""
-
-    key_index: int
-    required: tuple[int, ...]
-    parts: tuple[Any, ...]
-    avro: tuple[bytes, tuple[tuple[int, int, int], ...]] | None = None
-
-
 class FusedCount(FusedPath):
     """A shard's objects read by its parser with an encoder that only counts the rows that would reach
     the output (the null output's path: nothing is made of them)."""
@@ -107,21 +74,13 @@ class FusedCount(FusedPath):
 
     @classmethod
     def choose(cls, job: Job, output: Any) -> FusedCount | None:
-        """For a job whose parser is a csv or jsonl one and whose filters the encoders reproduce: the path, or None."""
-        from pipelines.plugins.csv_parser import CsvParser
-        from pipelines.plugins.jsonl_parser import JsonlParser
-
+        """For a job whose parser counts rows in C (its `fused_encoder` with no key) and whose filters
+        the encoders reproduce: the path, or None."""
         columns = job.parser.schema().columns
         filtered = _filter_effects(job.filters, len(columns)) if all(c.type in COLUMN_KINDS for c in columns) else None
         if filtered is None:
             return None
-        layout = RecordLayout(-1, filtered[0], ())  # no key, no value: counted only
-        if type(job.parser) is CsvParser:
-            encoder: Any = csv_encoder(job.parser, layout)
-        elif type(job.parser) is JsonlParser:
-            encoder = jsonl_encoder(job.parser, layout)
-        else:
-            return None
+        encoder = job.parser.fused_encoder(RecordLayout(-1, filtered[0], ()))  # no key, no value: counted only
         return None if encoder is None else cls(job.parser, encoder, output)
 
     def batches(
@@ -142,23 +101,7 @@ def record_encoder(
     `read_batches`; None when any of them does something the parser's encoder does not reproduce,
     or without the extension."""
     layout = record_layout(parser.schema().columns, filters, key_index, value_indexes, value_names, avro)
-    if layout is None:
-        return None
-    from pipelines.plugins.csv_parser import CsvParser
-
-    from pipelines.plugins.jsonl_parser import JsonlParser
-
-    if type(parser) is CsvParser:
-        return csv_encoder(parser, layout)
-    if type(parser) is JsonlParser:
-        return jsonl_encoder(parser, layout)
-    from pipelines.plugins.avro_parser import AvroParser
-
-    if type(parser) is AvroParser:
-        from pipelines.native.fused_avro import avro_encoder
-
-        return avro_encoder(parser, layout)
-    return None
+    return None if layout is None else parser.fused_encoder(layout)
 
 
 def record_layout(
@@ -182,42 +125,6 @@ def record_layout(
         return None
     parts, codes = avro_parts
     return RecordLayout(key_index, required, parts, (avro.header, codes))
-
-
-def csv_encoder(parser: Any, layout: RecordLayout) -> RecordEncoder | None:
-    """encode_records bound to the CSV parser's settings and `layout`; None for a parser it does not read."""
-    if parser.split_rows is None or compiled("pipelines.native._fastrows", "encode_records") is None:
-        return None
-    columns = parser.settings.columns
-    if any(c.type == "timestamp" and c.format for c in columns):
-        return None
-    args = _encoder_args(parser, layout.key_index, layout.required, layout.parts)
-    return RecordEncoder(args if layout.avro is None else args + (layout.avro,))
-
-
-class JsonRecordEncoder:
-    """encode_json_records bound to one job's columns and layout: the jsonl parser's encoder
-    (data, pos, limit, line) -> (how it ended, pos, line, EncodedRecords or None)."""
-
-    def __init__(self, args: tuple[Any, ...]) -> None:
-        self.encode = compiled("pipelines.native._fastrows", "encode_json_records")
-        self.args = args  # encode_json_records's arguments after (data, pos, limit, line)
-
-    def __call__(self, data: bytes, pos: int, limit: int, line: int) -> tuple[int, int, int, EncodedRecords | None]:
-        done, pos, line, count, records = self.encode(data, pos, limit, line, *self.args)
-        return done, pos, line, (EncodedRecords(records, count) if count else None)
-
-
-def jsonl_encoder(parser: Any, layout: RecordLayout) -> JsonRecordEncoder | None:
-    """encode_json_records bound to the jsonl parser's columns and `layout`; None for columns it does
-    not read (a timestamp with a format), or without the extension."""
-    columns = parser.settings.columns
-    if compiled("pipelines.native._fastrows", "encode_json_records") is None or any(c.format for c in columns):
-        return None
-    kinds = tuple(COLUMN_KINDS[c.type] for c in columns)
-    names = tuple(c.name.encode() for c in columns)
-    args = (kinds, names, layout.key_index, layout.required, layout.parts)
-    return JsonRecordEncoder(args if layout.avro is None else args + (layout.avro,))
 
 
 def _filter_effects(filters: list[Any], ncols: int) -> tuple[tuple[int, ...], list[Any]] | None:
@@ -272,12 +179,3 @@ def _avro_parts(avro: Any, constants: list[Any], ncols: int) -> tuple[tuple[Any,
         parts.append((b"", data[8:]))  # after the record's two lengths (no key)
         codes.append((code, null_branch, value_branch))
     return tuple(parts), tuple(codes)
-
-
-def _encoder_args(parser: Any, key_index: int, required: tuple[int, ...], parts: tuple[Any, ...]) -> tuple[Any, ...]:
-    from pipelines.engine.columns import BOOLEANS
-
-    s = parser.settings
-    booleans = tuple((word, value) for word, value in BOOLEANS.items() if word.isascii())
-    kinds = tuple(COLUMN_KINDS[c.type] for c in s.columns)
-    return (kinds, booleans, s.null_string, s.delimiter, s.quote or "", key_index, required, parts)

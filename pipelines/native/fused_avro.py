@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipelines.native.compiled import compiled
-from pipelines.native.fused import EncodedRecords, RecordLayout
+from pipelines.native.encoded import EncodedRecords, RecordLayout
 
 # A file's block encoder: (a block's decompressed bytes, its record count) -> its records, or None.
 BlockEncoder = Callable[[Any, int], EncodedRecords | None]

@@ -36,7 +36,7 @@ from pipelines.engine.errors import ConfigError, DataError, PipelineError
 from pipelines.engine.records import Batch, Schema, Source
 from pipelines.engine.spi import ParserPlugin
 from pipelines.engine.textio import Readable
-from pipelines.native.fused import EncodedRecords
+from pipelines.native.encoded import EncodedRecords
 
 RAW_LIMIT = 4096  # characters of a bad record's JSON text kept in the error output
 
@@ -112,6 +112,12 @@ class AvroParser(ParserPlugin):
 
     def schema(self) -> Schema:
         return self._schema
+
+    def fused_encoder(self, layout: Any) -> Any:
+        """block_records by `layout` (pipelines.native.fused_avro); not for counting alone."""
+        from pipelines.native.fused_avro import avro_encoder
+
+        return None if layout.key_index < 0 else avro_encoder(self, layout)
 
     def batches(
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False

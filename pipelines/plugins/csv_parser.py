@@ -131,6 +131,11 @@ class CsvParser(ParserPlugin):
         else:
             yield from _CompiledLoop(self, chunks, out, split, encoder).batches(skip)
 
+    def fused_encoder(self, layout: Any) -> Any:
+        from pipelines.native.text_encoders import csv_encoder
+
+        return csv_encoder(self, layout)
+
     def row_of(self, fields: list[Any], start: int, end: int, out: BatchBuilder) -> list[Any] | None:
         """The csv module's fields of lines start..end as a typed row; None for a blank line, or for a
         bad record (sent to the error output)."""

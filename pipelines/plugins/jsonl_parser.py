@@ -43,13 +43,18 @@ class JsonlParser(ParserPlugin):
     ) -> Iterator[tuple[Batch, int]]:
         return self.read_batches(stream, source, errors, batch_rows, header, split)
 
+    def fused_encoder(self, layout: Any) -> Any:
+        from pipelines.native.text_encoders import jsonl_encoder
+
+        return jsonl_encoder(self, layout)
+
     def read_batches(
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool, split: bool,
         encoder: Any = None,
     ) -> Iterator[tuple[Any, int]]:
         """`batches`: each chunk of whole lines read by the compiled decoder (pipelines.kafka.decode.compiled_json_rows,
         the Kafka input's) when it can read every line of it as it is, else line by line in Python.
-        With an `encoder` (a fused path, pipelines.native.fused.JsonRecordEncoder), each chunk is
+        With an `encoder` (a fused path, pipelines.native.text_encoders.JsonRecordEncoder), each chunk is
         offered to it first: the records it makes come in line order between the batches of rows,
         and from a line it leaves, the rest of that chunk is read into rows."""
         from pipelines.kafka.decode import compiled_json_rows

@@ -172,7 +172,7 @@ class KafkaOutput(OutputPlugin):
         """Avro values through the compiled produce loop: the runs of rows the compiled encoder
         (pipelines.native.avro_values) writes, and each row it leaves (or every row, without it)
         encoded on the Python path, in their order."""
-        from pipelines.native.fused import EncodedRecords
+        from pipelines.native.encoded import EncodedRecords
 
         rows, start = batch.rows, 0
         while start < len(rows):
@@ -187,7 +187,7 @@ class KafkaOutput(OutputPlugin):
     def _write_avro_python(self, batch: Batch, start: int, end: int, errors: ErrorSink) -> None:
         """Rows start..end of the batch as Avro records made on the Python path, produced by the compiled loop."""
         from pipelines.native.avro_values import record_bytes
-        from pipelines.native.fused import EncodedRecords
+        from pipelines.native.encoded import EncodedRecords
 
         keys, values = self._python_values(batch, batch.rows[start:end], batch.line_nos[start:end], errors)
         assert keys is not None
