@@ -259,3 +259,17 @@ def command_lines_until(process: subprocess.Popen) -> set[bytes]:
                 pass
         time.sleep(0.01)
     return seen
+
+
+class Errors:
+    """An error sink that keeps (line, reason, raw) of each bad row: the parsers' comparison tests."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, ...]] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.seen)
+
+    def add(self, uri: str, line: int, reason: str, raw: str) -> None:
+        self.seen.append((line, reason, raw))

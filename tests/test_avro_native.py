@@ -15,6 +15,7 @@ from typing import Any
 import fastavro
 import pytest
 
+from conftest import Errors
 from pipelines.engine.avro.reading import (
     AS_IS,
     COMPILED_CONVERSIONS,
@@ -124,18 +125,6 @@ class FakeRegistry:
         if schema_id not in self.schemas:
             raise SchemaNotFound(f"no schema id {schema_id}", where="schema registry fake")
         return self.schemas[schema_id]
-
-
-class Errors:
-    def __init__(self) -> None:
-        self.seen: list[tuple[Any, ...]] = []
-
-    @property
-    def count(self) -> int:
-        return len(self.seen)
-
-    def add(self, uri: str, line: int, reason: str, raw: str) -> None:
-        self.seen.append((line, reason, raw))
 
 
 def outcome(run: Callable[[], Any]) -> str:

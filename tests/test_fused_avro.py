@@ -22,7 +22,7 @@ import fastavro
 import orjson
 import pytest
 import yaml
-from conftest import consume_all, create_topic, rows_and_markers, run_cli, summary_of
+from conftest import Errors, consume_all, create_topic, rows_and_markers, run_cli, summary_of
 
 from pipelines.engine.columns import ColumnSettings
 from pipelines.engine.errors import DataError
@@ -48,18 +48,6 @@ MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
 MICROS = {"type": "long", "logicalType": "timestamp-micros"}
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
 SCHEMA_ID = 7
-
-
-class Errors:
-    def __init__(self) -> None:
-        self.seen: list[tuple[Any, ...]] = []
-
-    @property
-    def count(self) -> int:
-        return len(self.seen)
-
-    def add(self, uri: str, line: int, reason: str, raw: str) -> None:
-        self.seen.append((line, reason, raw))
 
 
 # ---------------------------------------------------------------- random files and jobs

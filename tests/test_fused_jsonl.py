@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from conftest import Errors
 from pipelines.engine import textio
 from pipelines.engine.columns import ColumnSettings
 from pipelines.engine.records import Source
@@ -38,18 +39,6 @@ VALUES = {
            '"2026-02-29T00:00:00Z"', '"2026-11-01T12:00:00.5Z"', '"2026-11-01 12:00:00"', '"2026-11-01T12:00:00+02:00"',
            '""', "null", "1700000000"],
 }
-
-
-class Errors:
-    def __init__(self) -> None:
-        self.seen: list[tuple[Any, ...]] = []
-
-    @property
-    def count(self) -> int:
-        return len(self.seen)
-
-    def add(self, uri: str, line: int, reason: str, raw: str) -> None:
-        self.seen.append((line, reason, raw))
 
 
 def ordinary_line(rng: random.Random) -> str:

@@ -18,7 +18,7 @@ from pipelines.kafka.murmur2 import murmur2, partition_for
 from pipelines.plugins.csv_parser import CsvParser, CsvParserSettings
 from pipelines.engine.records import Source
 
-from conftest import config_with, consume_all, create_topic, job_vars, put_audiences, run_cli, summary_of
+from conftest import Errors, config_with, consume_all, create_topic, job_vars, put_audiences, run_cli, summary_of
 
 fastrows = pytest.importorskip("pipelines.native._fastrows", reason="the C extensions are not built (no C compiler at install)")
 
@@ -36,18 +36,6 @@ def fastkafka() -> Any:
     from pipelines.native import _fastkafka
 
     return _fastkafka
-
-
-class Errors:
-    def __init__(self) -> None:
-        self.seen: list[tuple[Any, ...]] = []
-
-    @property
-    def count(self) -> int:
-        return len(self.seen)
-
-    def add(self, uri: str, line: int, reason: str, raw: str) -> None:
-        self.seen.append((line, reason, raw))
 
 
 def parse(data: bytes, native: bool, monkeypatch: pytest.MonkeyPatch, columns: list[dict[str, Any]], **options: Any) -> tuple:
