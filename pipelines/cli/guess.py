@@ -33,7 +33,7 @@ Example:
 """
 
 
-@click.command(epilog=EXAMPLES)
+@click.command(epilog=EXAMPLES, short_help="Complete a seed config from a sample of its input.")
 @click.argument("seed", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the config here (default: print it).")
 @click.option(

@@ -69,7 +69,7 @@ api_option = click.option(
 )
 
 
-@click.group()
+@click.group(short_help="Submit imports and follow jobs over the HTTP API.")
 def jobs() -> None:
     """Submit imports and see jobs, over the HTTP API (`pipelines api serve` locally, API Gateway on AWS).
 
@@ -80,7 +80,7 @@ def jobs() -> None:
     """
 
 
-@jobs.command()
+@jobs.command(short_help="Start an import of PIPELINE; print its job.")
 @click.argument("pipeline")
 @click.option("--param", "params", type=ParamType(), multiple=True, help="A job param (env.KEY in the config). Repeatable.")
 @click.option("--job-id", help="The job id (default: a new one). Submitting an id again is refused (409).")
@@ -93,7 +93,7 @@ def submit(pipeline: str, params: tuple[tuple[str, str], ...], job_id: str | Non
     _print(call_api(api_url, "POST", "/imports", body))
 
 
-@jobs.command()
+@jobs.command(short_help="Print a job: status, counts, progress, error.")
 @click.argument("job_id")
 @api_option
 def status(job_id: str, api_url: str) -> None:
@@ -103,7 +103,7 @@ def status(job_id: str, api_url: str) -> None:
     _print(call_api(api_url, "GET", f"/jobs/{quote(job_id, safe='')}"))
 
 
-@jobs.command(name="list")
+@jobs.command(name="list", short_help="List the newest jobs, newest first.")
 @click.option("--status", "status_filter", type=click.Choice(["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"], case_sensitive=False), help="Only jobs in this status.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="How many jobs, newest first.")
 @api_option
@@ -118,7 +118,7 @@ def list_jobs(status_filter: str | None, limit: int, api_url: str) -> None:
 ENDED = {"SUCCEEDED": 0, "FAILED": 1}  # a job's end status -> watch's exit code
 
 
-@jobs.command()
+@jobs.command(short_help="Follow a job until it ends (progress bar).")
 @click.argument("job_id")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Seconds between two looks at the job.")
 @api_option
@@ -144,12 +144,12 @@ def watch(job_id: str, interval: float, api_url: str) -> None:
         time.sleep(interval)
 
 
-@click.group()
+@click.group(short_help="The HTTP API (POST /imports, GET /jobs/{id}).")
 def api() -> None:
     """The HTTP API (POST /imports, GET /jobs/{id}, GET /jobs)."""
 
 
-@api.command()
+@api.command(short_help="Serve the HTTP API (default 127.0.0.1:8080).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on (0: a free one).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(

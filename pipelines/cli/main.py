@@ -21,8 +21,10 @@ Exit codes:
 \b
 Examples:
   eval "$(pipelines dev up)"
-  pipelines validate configs/send_audience_to_kafka.yml.liquid --var S3_BUCKET=audiences
-  pipelines run configs/send_audience_to_kafka.yml.liquid --var S3_KEY=drops/2026-11-22.csv.gz
+  pipelines dev sample-audience s3://audiences/drops/2026-11-22.csv.gz --rows 100000
+  pipelines dev create-topic audience-members
+  pipelines validate configs/send_audience_to_kafka.yml.liquid --var S3_BUCKET=audiences --var S3_KEY=drops/2026-11-22.csv.gz
+  pipelines run configs/send_audience_to_kafka.yml.liquid --var S3_BUCKET=audiences --var S3_KEY=drops/2026-11-22.csv.gz
 """
 
 
@@ -175,7 +177,7 @@ shard_size_option = click.option(
 )
 
 
-@cli.command()
+@cli.command(short_help="Run CONFIG; print a JSON summary last.")
 @config_argument
 @var_option
 @click.option("--plan", "plan_uri", help="The plan (local path or s3:// URI): resume it, or make it there if it does not exist.")
@@ -306,7 +308,7 @@ def _warn_skipped(count: int, where: str | None) -> None:
         click.echo(f"warning: {count} bad row(s) skipped, written to {where}", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Split CONFIG's input into shards: write the plan.")
 @config_argument
 @var_option
 @click.option("--out", "plan_uri", required=True, help="Where to write the plan: a local path or s3://bucket/key.json.")
@@ -329,7 +331,7 @@ def plan(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str, jo
     click.echo(json.dumps({"job_id": made.job_id, "plan": plan_uri, "shards": len(made.shards), "bytes": total}))
 
 
-@cli.command()
+@cli.command(short_help="End a job: end markers, then the job summary.")
 @config_argument
 @var_option
 @click.option("--plan", "plan_uri", required=True, help="The job's plan.")
@@ -347,7 +349,7 @@ def finish(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str) 
     click.echo(summary.to_json())
 
 
-@cli.command()
+@cli.command(short_help="After a failed job: let go of what it holds open.")
 @config_argument
 @var_option
 @click.option("--plan", "plan_uri", required=True, help="The failed job's plan.")
@@ -370,7 +372,7 @@ def abort(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str) -
     click.echo(json.dumps(done))
 
 
-@cli.command()
+@cli.command(short_help="Show CONFIG's first rows after its filters.")
 @config_argument
 @var_option
 @click.option("--rows", default=None, type=click.IntRange(min=1), help="How many rows (default exec.preview_rows, 20).")
@@ -387,7 +389,7 @@ def preview(config: Path, variables: tuple[tuple[str, str], ...], rows: int | No
     click.echo(format_table(job.schema.names, [c.type for c in job.schema.columns], found))
 
 
-@cli.command()
+@cli.command(short_help="Print CONFIG as rendered (secrets masked).")
 @config_argument
 @var_option
 def render(config: Path, variables: tuple[tuple[str, str], ...]) -> None:
@@ -411,7 +413,7 @@ def render(config: Path, variables: tuple[tuple[str, str], ...]) -> None:
     click.echo(redact(text, secret_values(data, env)), nl=False)
 
 
-@cli.command()
+@cli.command(short_help="Check CONFIG without reading or writing.")
 @config_argument
 @var_option
 def validate(config: Path, variables: tuple[tuple[str, str], ...]) -> None:

@@ -15,7 +15,7 @@ def _stack_error(exc: Exception) -> None:
     sys.exit(1)
 
 
-@click.group()
+@click.group(short_help="The local stack: Kafka, moto and the workflow.")
 def dev() -> None:
     """The local stack: Apache Kafka (KRaft, from its jars), a moto server running the workflow and a
     schema registry (Apicurio, Confluent-compatible API), on 127.0.0.1.
@@ -37,7 +37,7 @@ state_dir_option = click.option(
 )
 
 
-@dev.command()
+@dev.command(short_help="Start Kafka and moto (with the workflow).")
 @state_dir_option
 @click.option("--kafka-port", default=9092, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--controller-port", default=9093, show_default=True, type=click.IntRange(1, 65535))
@@ -74,7 +74,7 @@ def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, r
     click.echo(dataclasses.replace(info, workflow=workflow).shell_lines())
 
 
-@dev.command()
+@dev.command(short_help="Stop what `pipelines dev up` started.")
 @state_dir_option
 def down(state_dir: Path) -> None:
     """Stop exactly the processes `pipelines dev up` started."""
@@ -87,7 +87,7 @@ def down(state_dir: Path) -> None:
     click.echo("\n".join(f"stopped {s}" for s in stopped) if stopped else "nothing was running", err=True)
 
 
-@dev.command()
+@dev.command(short_help="Whether the local stack answers (JSON).")
 @state_dir_option
 def status(state_dir: Path) -> None:
     """Show whether Kafka, moto (and the schema registry, if started) are running and answering (JSON); exit 1 if not all."""
@@ -101,7 +101,7 @@ def status(state_dir: Path) -> None:
     sys.exit(0 if ok and state else 1)
 
 
-@dev.command()
+@dev.command(short_help="Fetch Kafka's jars and the schema registry.")
 @state_dir_option
 def install(state_dir: Path) -> None:
     """Fetch Kafka's jars and the schema registry with Maven into the cache (done by `up` too)."""
@@ -114,7 +114,7 @@ def install(state_dir: Path) -> None:
         _stack_error(exc)
 
 
-@dev.command("create-topic")
+@dev.command("create-topic", short_help="Create TOPIC on the local broker.")
 @click.argument("topic")
 @click.option("--partitions", default=6, show_default=True, type=click.IntRange(min=1))
 @click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP", required=True, help="Default: $KAFKA_BOOTSTRAP.")
@@ -138,7 +138,7 @@ def create_topic(topic: str, partitions: int, bootstrap: str) -> None:
     click.echo(f"created topic '{topic}' ({partitions} partitions)", err=True)
 
 
-@dev.command("sample-audience")
+@dev.command("sample-audience", short_help="Write a gzip CSV audience (local or s3://).")
 @click.option("--rows", default=1_000_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=7, show_default=True)
 @click.argument("destination")
