@@ -30,6 +30,11 @@ Example:
     topic: audience-members
   $ pipelines guess seed.yml.liquid -o audience.yml.liquid --var S3_BUCKET=audiences --var S3_KEY=drops/a.csv.gz
   $ pipelines validate audience.yml.liquid --var S3_BUCKET=audiences --var S3_KEY=drops/a.csv.gz
+\b
+Exit codes:
+  0  the config is written (or printed)
+  1  nothing to guess from: no object, an empty sample, data that is not CSV, TSV or JSON lines text
+  2  the seed or the command line is wrong, or the guess cannot be written as asked
 """
 
 

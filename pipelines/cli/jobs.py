@@ -64,8 +64,8 @@ api_option = click.option(
     "api_url",
     envvar=API_ENV,
     default=DEFAULT_API,
-    show_default=True,
-    help=f"The API's base URL (default ${API_ENV}, else {DEFAULT_API}).",
+    show_default=f"${API_ENV}, else {DEFAULT_API}",
+    help="The API's base URL.",
 )
 
 
@@ -146,7 +146,12 @@ def watch(job_id: str, interval: float, api_url: str) -> None:
 
 @click.group(short_help="The HTTP API (POST /imports, GET /jobs/{id}).")
 def api() -> None:
-    """The HTTP API (POST /imports, GET /jobs/{id}, GET /jobs)."""
+    """The HTTP API (POST /imports, GET /jobs/{id}, GET /jobs).
+
+    \b
+    Exit codes: 0 stopped (Ctrl-C or SIGTERM); 1 it cannot serve (the port is taken); 2 the command
+    line or the environment is wrong (no state machine or jobs table named).
+    """
 
 
 @api.command(short_help="Serve the HTTP API (default 127.0.0.1:8080).")

@@ -12,13 +12,14 @@ from typing import Any
 
 import click
 
-EPILOG = """\b
+EXIT_CODES = """\b
 Exit codes:
   0  success
   1  the run failed (bad rows past max_errors, truncated input, missing object, ...)
   2  the config or the command line is wrong; nothing was read or written
   75 the run failed for a reason that may pass (broker or S3 not answering): retry it
-\b
+"""
+EPILOG = EXIT_CODES + """\b
 Examples:
   eval "$(pipelines dev up)"
   pipelines dev sample-audience s3://audiences/drops/2026-11-22.csv.gz --rows 100000
@@ -177,7 +178,7 @@ shard_size_option = click.option(
 )
 
 
-@cli.command(short_help="Run CONFIG; print a JSON summary last.")
+@cli.command(epilog=EXIT_CODES, short_help="Run CONFIG; print a JSON summary last.")
 @config_argument
 @var_option
 @click.option("--plan", "plan_uri", help="The plan (local path or s3:// URI): resume it, or make it there if it does not exist.")
@@ -308,7 +309,7 @@ def _warn_skipped(count: int, where: str | None) -> None:
         click.echo(f"warning: {count} bad row(s) skipped, written to {where}", err=True)
 
 
-@cli.command(short_help="Split CONFIG's input into shards: write the plan.")
+@cli.command(epilog=EXIT_CODES, short_help="Split CONFIG's input into shards: write the plan.")
 @config_argument
 @var_option
 @click.option("--out", "plan_uri", required=True, help="Where to write the plan: a local path or s3://bucket/key.json.")
@@ -331,7 +332,7 @@ def plan(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str, jo
     click.echo(json.dumps({"job_id": made.job_id, "plan": plan_uri, "shards": len(made.shards), "bytes": total}))
 
 
-@cli.command(short_help="End a job: end markers, then the job summary.")
+@cli.command(epilog=EXIT_CODES, short_help="End a job: end markers, then the job summary.")
 @config_argument
 @var_option
 @click.option("--plan", "plan_uri", required=True, help="The job's plan.")
@@ -349,7 +350,7 @@ def finish(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str) 
     click.echo(summary.to_json())
 
 
-@cli.command(short_help="After a failed job: let go of what it holds open.")
+@cli.command(epilog=EXIT_CODES, short_help="After a failed job: let go of what it holds open.")
 @config_argument
 @var_option
 @click.option("--plan", "plan_uri", required=True, help="The failed job's plan.")
@@ -372,7 +373,7 @@ def abort(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str) -
     click.echo(json.dumps(done))
 
 
-@cli.command(short_help="Show CONFIG's first rows after its filters.")
+@cli.command(epilog=EXIT_CODES, short_help="Show CONFIG's first rows after its filters.")
 @config_argument
 @var_option
 @click.option("--rows", default=None, type=click.IntRange(min=1), help="How many rows (default exec.preview_rows, 20).")
@@ -389,7 +390,7 @@ def preview(config: Path, variables: tuple[tuple[str, str], ...], rows: int | No
     click.echo(format_table(job.schema.names, [c.type for c in job.schema.columns], found))
 
 
-@cli.command(short_help="Print CONFIG as rendered (secrets masked).")
+@cli.command(epilog=EXIT_CODES, short_help="Print CONFIG as rendered (secrets masked).")
 @config_argument
 @var_option
 def render(config: Path, variables: tuple[tuple[str, str], ...]) -> None:
@@ -413,7 +414,7 @@ def render(config: Path, variables: tuple[tuple[str, str], ...]) -> None:
     click.echo(redact(text, secret_values(data, env)), nl=False)
 
 
-@cli.command(short_help="Check CONFIG without reading or writing.")
+@cli.command(epilog=EXIT_CODES, short_help="Check CONFIG without reading or writing.")
 @config_argument
 @var_option
 def validate(config: Path, variables: tuple[tuple[str, str], ...]) -> None:

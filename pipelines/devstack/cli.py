@@ -24,6 +24,10 @@ def dev() -> None:
     eval "$(pipelines dev up)"    # start them; exports KAFKA_BOOTSTRAP, AWS_ENDPOINT_URL, SCHEMA_REGISTRY_URL, credentials, PIPELINES_*
     pipelines dev status
     pipelines dev down
+
+    \b
+    Exit codes: 0 done; 1 a service did not start or answer (status: not all running); 2 the
+    command line is wrong.
     """
 
 
@@ -39,9 +43,9 @@ state_dir_option = click.option(
 
 @dev.command(short_help="Start Kafka and moto (with the workflow).")
 @state_dir_option
-@click.option("--kafka-port", default=9092, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--controller-port", default=9093, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--moto-port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--kafka-port", default=9092, show_default=True, type=click.IntRange(1, 65535), help="The broker's client port (KAFKA_BOOTSTRAP).")
+@click.option("--controller-port", default=9093, show_default=True, type=click.IntRange(1, 65535), help="The KRaft controller's port.")
+@click.option("--moto-port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="The AWS emulator's port (AWS_ENDPOINT_URL).")
 @click.option("--registry-port", default=8081, show_default=True, type=click.IntRange(0, 65535), help="The schema registry's port (0: no schema registry).")
 @click.option("--api-url", default="http://127.0.0.1:8080", show_default=True, help="Exported as PIPELINES_API_URL (where `pipelines api serve` listens).")
 @click.option(
@@ -116,8 +120,8 @@ def install(state_dir: Path) -> None:
 
 @dev.command("create-topic", short_help="Create TOPIC on the local broker.")
 @click.argument("topic")
-@click.option("--partitions", default=6, show_default=True, type=click.IntRange(min=1))
-@click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP", required=True, help="Default: $KAFKA_BOOTSTRAP.")
+@click.option("--partitions", default=6, show_default=True, type=click.IntRange(min=1), help="Partitions of the new topic.")
+@click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP", required=True, help="The broker, host:port; needed, from $KAFKA_BOOTSTRAP when not given.")
 def create_topic(topic: str, partitions: int, bootstrap: str) -> None:
     """Create TOPIC on the local broker (no error if it exists with that many partitions)."""
     from confluent_kafka import KafkaException
@@ -139,8 +143,8 @@ def create_topic(topic: str, partitions: int, bootstrap: str) -> None:
 
 
 @dev.command("sample-audience", short_help="Write a gzip CSV audience (local or s3://).")
-@click.option("--rows", default=1_000_000, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=7, show_default=True)
+@click.option("--rows", default=1_000_000, show_default=True, type=click.IntRange(min=1), help="How many rows.")
+@click.option("--seed", default=7, show_default=True, help="The random seed: the same seed, the same rows.")
 @click.argument("destination")
 def sample_audience(rows: int, seed: int, destination: str) -> None:
     """Write a gzip CSV audience (user_id,country,score,opted_in,updated_at) to DESTINATION
