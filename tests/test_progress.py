@@ -150,13 +150,16 @@ def test_rows_per_second_and_time_left() -> None:
 
 
 def test_a_shard_records_only_for_the_workflows_job(monkeypatch: pytest.MonkeyPatch) -> None:
-    """run.record_progress: only where the state machine set $PIPELINES_JOB_ID to the shard's job
-    (a `pipelines run` in a shell where `pipelines dev up` exported PIPELINES_JOBS_TABLE records nothing)."""
+    """progress.record_committed, the hook `pipelines run` gives the engine: only where the state
+    machine set $PIPELINES_JOB_ID to the shard's job (a `pipelines run` in a shell where `pipelines
+    dev up` exported PIPELINES_JOBS_TABLE records nothing)."""
     from pipelines.aws import progress
+    from pipelines.engine import run
     from pipelines.engine.run import record_progress
 
     recorded: list[ShardReport] = []
     monkeypatch.setattr(progress, "record_shard", recorded.append)
+    monkeypatch.setattr(run, "shard_commit_hooks", [progress.record_committed])
     monkeypatch.setenv("PIPELINES_JOBS_TABLE", "jobs")
     monkeypatch.delenv("PIPELINES_JOB_ID", raising=False)
     record_progress(report("job-1", 0, 1))
@@ -166,3 +169,18 @@ def test_a_shard_records_only_for_the_workflows_job(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PIPELINES_JOB_ID", "job-1")
     record_progress(report("job-1", 0, 1))
     assert [r.job_id for r in recorded] == ["job-1"]
+
+
+def test_the_run_command_hooks_progress_only_in_the_workflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.aws import progress
+    from pipelines.cli.main import _record_workflow_progress
+    from pipelines.engine import run
+
+    monkeypatch.setattr(run, "shard_commit_hooks", [])
+    monkeypatch.delenv("PIPELINES_JOB_ID", raising=False)
+    _record_workflow_progress()
+    assert run.shard_commit_hooks == []
+    monkeypatch.setenv("PIPELINES_JOB_ID", "job-1")
+    _record_workflow_progress()
+    _record_workflow_progress()
+    assert run.shard_commit_hooks == [progress.record_committed]

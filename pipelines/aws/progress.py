@@ -149,6 +149,18 @@ def record_plan(job_id: str, shard_count: int, bytes_total: int, *, table: str |
     return _update(table, client, plan_update(job_id, shard_count, bytes_total, _now()), where)
 
 
+JOB_ID_ENV = "PIPELINES_JOB_ID"  # set by the state machine on each shard task: the job it belongs to
+
+
+def record_committed(report: CommittedShard) -> None:
+    """A committed shard's counts, added to its job's live progress when the workflow runs it (the
+    state machine sets $PIPELINES_JOB_ID on each shard task): once per shard, best effort, never
+    failing the shard. Elsewhere (a `pipelines run` in a shell), nothing. The `run` command hooks it
+    into the engine (pipelines.engine.run.shard_commit_hooks)."""
+    if os.environ.get(JOB_ID_ENV) == report.job_id:
+        record_shard(report)
+
+
 def record_shard(report: CommittedShard, *, table: str | None = None, client: Any = None) -> str:
     """Best effort: adds a committed shard's counts to its job, once per shard. Returns ADDED,
     COUNTED_ALREADY, NO_JOB or NOT_RECORDED (a warning on stderr says why)."""

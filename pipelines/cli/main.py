@@ -211,6 +211,7 @@ def run(
     if shard is not None and plan_uri is None:
         raise click.UsageError("--shard needs --plan (make one with `pipelines plan CONFIG --out URI`)")
     restore = _stop_on_sigterm(Terminated.SHARD if shard is not None else Terminated.JOB)
+    _record_workflow_progress()
     try:
         job = load(config, variables)
         if shard is not None:
@@ -224,6 +225,20 @@ def run(
         fail(reported)
     finally:
         restore()
+
+
+def _record_workflow_progress() -> None:
+    """In the workflow (the state machine sets $PIPELINES_JOB_ID on each shard task), each committed
+    shard adds its counts to its job's live progress (pipelines.aws.progress)."""
+    import os
+
+    if not os.environ.get("PIPELINES_JOB_ID"):
+        return
+    from pipelines.aws.progress import record_committed
+    from pipelines.engine import run
+
+    if record_committed not in run.shard_commit_hooks:
+        run.shard_commit_hooks.append(record_committed)
 
 
 def _progress(label: str) -> Any:

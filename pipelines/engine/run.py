@@ -165,18 +165,17 @@ def done_report(job: Job, plan: Plan, plan_uri: str, index: int) -> ShardReport 
     return report
 
 
-JOB_ID_ENV = "PIPELINES_JOB_ID"
+# Called with each shard's report once the shard committed (or its report was recovered from the
+# output's committed record): what the entry point adds. The CLI adds the workflow's live progress
+# (pipelines.aws.progress.record_committed) when the state machine runs the shard; the engine itself
+# knows nothing of where it runs.
+shard_commit_hooks: list[Callable[[ShardReport], None]] = []
 
 
 def record_progress(report: ShardReport) -> None:
-    """A committed shard's counts, added to its job's live progress in the jobs table when the
-    workflow runs it (the state machine sets $PIPELINES_JOB_ID on each shard task): once per shard,
-    best effort, never failing the shard (pipelines.aws.progress). Elsewhere, nothing."""
-    if os.environ.get(JOB_ID_ENV) != report.job_id:
-        return
-    from pipelines.aws.progress import record_shard
-
-    record_shard(report)
+    """Hands a committed shard's report to every hook in shard_commit_hooks."""
+    for hook in shard_commit_hooks:
+        hook(report)
 
 
 def next_attempt(plan_uri: str, index: int) -> int:
