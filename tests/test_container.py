@@ -296,12 +296,20 @@ def test_entrypoint_serves_the_lambda_handler(tmp_path):
 # ------------------------------------------------------------------------------------ SIGTERM, real broker
 
 
+def default_sigint() -> None:
+    """SIGINT back to its default in the child: a test run started in the background (`cmd &`, nohup)
+    inherits SIGINT ignored, and Python then never raises KeyboardInterrupt, as it does for a user's
+    Ctrl-C or `docker stop --signal INT`."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(command: list[str], tmp_path: Path, name: str, **env: str) -> tuple[subprocess.Popen, Path]:
     """Starts `command` (ECS environment, plus `env`) with stdout and stderr in files; returns it and its folder."""
     folder = tmp_path / name
     folder.mkdir()
     process = subprocess.Popen(
-        command, stdout=open(folder / "stdout", "w"), stderr=open(folder / "stderr", "w"), env=ecs_env(**env), cwd=REPO
+        command, stdout=open(folder / "stdout", "w"), stderr=open(folder / "stderr", "w"), env=ecs_env(**env), cwd=REPO,
+        preexec_fn=default_sigint,
     )
     return process, folder
 
