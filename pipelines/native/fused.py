@@ -37,11 +37,20 @@ if TYPE_CHECKING:
     from pipelines.engine.records import Source
 
 
-class FusedImport(FusedPath):
-    """A shard's objects read by its parser with an encoder (record_encoder), the records going to the Kafka output."""
+class _ParserPath(FusedPath):
+    """A shard's objects read by its parser's `read_batches` with an encoder, the records going to `output`."""
 
     def __init__(self, parser: Any, encoder: Any, output: Any) -> None:
         self.parser, self.encoder, self.output = parser, encoder, output
+
+    def batches(
+        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool, split: bool
+    ) -> Iterator[tuple[Any, int]]:
+        return self.parser.read_batches(stream, source, errors, batch_rows, header, split, self.encoder)
+
+
+class FusedImport(_ParserPath):
+    """A shard's objects read by its parser with an encoder (record_encoder), the records going to the Kafka output."""
 
     @classmethod
     def choose(cls, job: Job, output: Any) -> FusedImport | None:
@@ -56,21 +65,13 @@ class FusedImport(FusedPath):
             return None
         return None if encoder is None else cls(job.parser, encoder, output)
 
-    def batches(
-        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool, split: bool
-    ) -> Iterator[tuple[Any, int]]:
-        return self.parser.read_batches(stream, source, errors, batch_rows, header, split, self.encoder)
-
     def write(self, records: EncodedRecords) -> None:
         self.output.write_encoded(records)
 
 
-class FusedCount(FusedPath):
+class FusedCount(_ParserPath):
     """A shard's objects read by its parser with an encoder that only counts the rows that would reach
     the output (the null output's path: nothing is made of them)."""
-
-    def __init__(self, parser: Any, encoder: Any, output: Any) -> None:
-        self.parser, self.encoder, self.output = parser, encoder, output
 
     @classmethod
     def choose(cls, job: Job, output: Any) -> FusedCount | None:
@@ -82,11 +83,6 @@ class FusedCount(FusedPath):
             return None
         encoder = job.parser.fused_encoder(RecordLayout(-1, filtered[0], ()))  # no key, no value: counted only
         return None if encoder is None else cls(job.parser, encoder, output)
-
-    def batches(
-        self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool, split: bool
-    ) -> Iterator[tuple[Any, int]]:
-        return self.parser.read_batches(stream, source, errors, batch_rows, header, split, self.encoder)
 
     def write(self, records: EncodedRecords) -> None:
         self.output.rows += records.count
