@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+import struct
 from typing import Any
 
 import pytest
@@ -274,3 +275,16 @@ class Errors:
 
     def add(self, uri: str, line: int, reason: str, raw: str) -> None:
         self.seen.append((line, reason, raw))
+
+
+def split_records(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The (key, value) records of the compiled loops' record layout (EncodedRecords.data, avro_records):
+    each a native uint32 key length, a uint32 value length, the key, the value; nothing after the last."""
+    out, at = [], 0
+    while at < len(data):
+        key_len, value_len = struct.unpack_from("=II", data, at)
+        at += 8
+        assert at + key_len + value_len <= len(data), "a record runs past the data"
+        out.append((data[at : at + key_len], data[at + key_len : at + key_len + value_len]))
+        at += key_len + value_len
+    return out

@@ -6,7 +6,6 @@ every row it leaves, and through the Kafka output, the same topic with the compi
 from __future__ import annotations
 
 import json
-import struct
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import consume_all, create_topic, rows_and_markers, run_cli, summary_of
+from conftest import consume_all, create_topic, rows_and_markers, run_cli, split_records, summary_of
 
 from pipelines.engine.avro.schemas import avro_from_columns
 from pipelines.engine.avro.writing import record_converter
@@ -49,17 +48,6 @@ AVSC = {
         {"name": "user_id", "type": "string"},
     ],
 }
-
-
-def split_records(data: bytes) -> list[tuple[bytes, bytes]]:
-    """The (key, value) records of avro_records's layout."""
-    out, at = [], 0
-    while at < len(data):
-        key_len, value_len = struct.unpack_from("=II", data, at)
-        at += 8
-        out.append((data[at : at + key_len], data[at + key_len : at + key_len + value_len]))
-        at += key_len + value_len
-    return out
 
 
 def python_values(schema: Schema, avsc: dict[str, Any], rows: list[list[Any]]) -> list[bytes | None]:

@@ -22,7 +22,7 @@ import fastavro
 import orjson
 import pytest
 import yaml
-from conftest import Errors, consume_all, create_topic, rows_and_markers, run_cli, summary_of
+from conftest import Errors, consume_all, create_topic, rows_and_markers, run_cli, split_records, summary_of
 
 from pipelines.engine.columns import ColumnSettings
 from pipelines.engine.errors import DataError
@@ -199,17 +199,6 @@ def build(job: RandomJob) -> tuple[AvroParser, list[Any], KafkaOutput]:
         output.to_records = record_converter(schema, avsc, output.value_indexes)
         output.avro_records = AvroRecords.choose(avsc, output.serializer.prefix, output.key_index, schema, output.value_indexes)
     return parser, filters, output
-
-
-def split_records(data: bytes) -> list[tuple[bytes, bytes]]:
-    """The (key, value) records of EncodedRecords.data."""
-    out, at = [], 0
-    while at < len(data):
-        key_len, value_len = struct.unpack_from("=II", data, at)
-        at += 8
-        out.append((data[at : at + key_len], data[at + key_len : at + key_len + value_len]))
-        at += key_len + value_len
-    return out
 
 
 def import_file(data: bytes, job: RandomJob, native: bool, fused: bool, batch_rows: int, monkeypatch: pytest.MonkeyPatch) -> tuple:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from conftest import Errors
+from conftest import Errors, split_records
 from pipelines.engine import textio
 from pipelines.engine.columns import ColumnSettings
 from pipelines.engine.records import Source
@@ -76,17 +76,6 @@ def filters_and_schema(parser: JsonlParser) -> tuple[list[Any], Any]:
     return filters, schema
 
 
-def decoded_records(data: bytes, count: int) -> list[tuple[bytes, bytes]]:
-    """EncodedRecords.data as (key, value) pairs."""
-    records, offset = [], 0
-    for _ in range(count):
-        key_len, value_len = int.from_bytes(data[offset:offset + 4], "little"), int.from_bytes(data[offset + 4:offset + 8], "little")
-        records.append((data[offset + 8:offset + 8 + key_len], data[offset + 8 + key_len:offset + 8 + key_len + value_len]))
-        offset += 8 + key_len + value_len
-    assert offset == len(data)
-    return records
-
-
 def import_records(data: bytes, native: bool, monkeypatch: pytest.MonkeyPatch, avro: bool = False) -> tuple:
     """What the import makes of `data`: (key, value) records in order, the error output's entries,
     the records consumed; natively through encode_json_records wherever it takes the lines."""
@@ -106,7 +95,9 @@ def import_records(data: bytes, native: bool, monkeypatch: pytest.MonkeyPatch, a
         consumed += n
         if isinstance(batch, EncodedRecords):  # records made in C: no rows
             assert batch.count <= 7
-            records += decoded_records(batch.data, batch.count)
+            got = split_records(batch.data)
+            assert len(got) == batch.count
+            records += got
             encoded += batch.count
             continue
         for f in filters:

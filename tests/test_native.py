@@ -18,7 +18,7 @@ from pipelines.kafka.murmur2 import murmur2, partition_for
 from pipelines.plugins.csv_parser import CsvParser, CsvParserSettings
 from pipelines.engine.records import Source
 
-from conftest import Errors, config_with, consume_all, create_topic, job_vars, put_audiences, run_cli, summary_of
+from conftest import Errors, config_with, consume_all, create_topic, job_vars, put_audiences, run_cli, split_records, summary_of
 
 fastrows = pytest.importorskip("pipelines.native._fastrows", reason="the C extensions are not built (no C compiler at install)")
 
@@ -442,12 +442,9 @@ def import_records(data: bytes, native: bool, monkeypatch: pytest.MonkeyPatch, *
         consumed += n
         if isinstance(batch, EncodedRecords):  # records made in C: no rows
             assert batch.count <= 7
-            view, offset = batch.data, 0
-            for _ in range(batch.count):
-                key_len, value_len = int.from_bytes(view[offset:offset + 4], "little"), int.from_bytes(view[offset + 4:offset + 8], "little")
-                records.append((view[offset + 8:offset + 8 + key_len], view[offset + 8 + key_len:offset + 8 + key_len + value_len]))
-                offset += 8 + key_len + value_len
-            assert offset == len(view)
+            got = split_records(batch.data)
+            assert len(got) == batch.count
+            records += got
             encoded += batch.count
             continue
         for f in filters:
