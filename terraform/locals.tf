@@ -48,6 +48,9 @@ locals {
     PIPELINES_WORK_DIR     = "s3://${var.bucket_name}/${trimsuffix(local.jobs_prefix, "/")}"
     PIPELINES_ERROR_OUTPUT = "s3://${var.bucket_name}/${local.errors_prefix}"
     PIPELINES_JOBS_TABLE   = local.jobs_table_name
+    # pipelines/observe: the metrics' namespace (the dashboard's and alarm's, monitoring.tf) and lineage.
+    PIPELINES_METRICS_NAMESPACE = local.metrics_namespace
+    OPENLINEAGE_URL             = var.openlineage_url
   }
   lambda_only_environment = {
     PIPELINES_EVENT_BUS         = var.event_bus_name

@@ -93,3 +93,18 @@ output "log_group_names" {
     api           = aws_cloudwatch_log_group.api.name
   }
 }
+
+output "dashboard_name" {
+  description = "The CloudWatch dashboard of the jobs' metrics (rows, rows/s, jobs by status, skipped rows, shard seconds)."
+  value       = aws_cloudwatch_dashboard.this.dashboard_name
+}
+
+output "failed_jobs_alarm_arn" {
+  description = "The alarm that fires when any job fails (Jobs with status=failed)."
+  value       = aws_cloudwatch_metric_alarm.failed_jobs.arn
+}
+
+output "metrics_namespace" {
+  description = "The CloudWatch namespace the engine's metrics land in."
+  value       = local.metrics_namespace
+}

@@ -468,3 +468,21 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "metrics_namespace" {
+  description = "The CloudWatch namespace of the engine's metrics (EMF lines on stdout) and of the dashboard and failed-jobs alarm; null: AudiencePipelines/<name>."
+  type        = string
+  default     = null
+}
+
+variable "alarm_actions" {
+  description = "ARNs (e.g. an SNS topic) notified when the failed-jobs alarm fires and when it clears."
+  type        = list(string)
+  default     = []
+}
+
+variable "openlineage_url" {
+  description = "An OpenLineage HTTP endpoint (e.g. Marquez): each job sends START, then COMPLETE or FAIL there. Empty: no lineage events."
+  type        = string
+  default     = ""
+}

@@ -18,6 +18,8 @@ ENGINE_ENV: dict[str, str] = {
     "PIPELINES_WORK_DIR": "exec.work_dir of a config that sets none: s3://<the module's bucket>/_jobs (plans, shard reports, summaries)",
     "PIPELINES_ERROR_OUTPUT": "exec.error_output of a config that sets none: s3://<the module's bucket>/_errors/",
     "PIPELINES_JOBS_TABLE": "the DynamoDB table of job statuses; a workflow's shard adds its counts to its job's item there",
+    "PIPELINES_METRICS_NAMESPACE": "the CloudWatch namespace of the EMF metric lines (the module's dashboard and alarm read it)",
+    "OPENLINEAGE_URL": "an OpenLineage HTTP endpoint for each job's START and COMPLETE/FAIL events; empty: none sent",
 }
 
 # Read only by the Lambda's handler: status events, and starting executions (API and triggers).
@@ -43,6 +45,9 @@ OPTIONAL_ENV: dict[str, str] = {
     "KAFKA_CONNECT_TIMEOUT_SECONDS": "how long to wait for the brokers (default 15)",
     "KAFKA_TRANSACTIONAL": "false: no transaction per shard (default true)",
     "AWS_MAX_ATTEMPTS": "the AWS SDK's tries of one S3 request (default 9 here)",
+    "PIPELINES_METRICS": "emf: EMF metric lines on stdout anywhere; off: none (default: on in Lambda and ECS only)",
+    "OPENLINEAGE_NAMESPACE": "the OpenLineage job namespace (default audience-pipelines)",
+    "OPENLINEAGE_API_KEY": "a bearer token for OPENLINEAGE_URL (the openlineage-python client reads it)",
 }
 
 

@@ -86,10 +86,11 @@ def plan_task(event: dict[str, Any]) -> dict[str, Any]:
 
 def run_shard_task(event: dict[str, Any]) -> dict[str, Any]:
     """A small job's shard, in the Lambda; its counts go to the job's progress (once, also when a
-    retry finds it committed)."""
+    retry finds it committed) and, as it ends, to the shard's metrics line."""
     from pipelines.aws.progress import record_shard
     from pipelines.engine.progress import RunStats
     from pipelines.engine.run import done_report, make_error_sink, read_plan, run_shard
+    from pipelines.observe.job_events import shard_ended
 
     plan_uri, shard = require(event, "plan_uri", "shard")
     job = load(event)
@@ -97,7 +98,13 @@ def run_shard_task(event: dict[str, Any]) -> dict[str, Any]:
     report = done_report(job, plan, plan_uri, int(shard))
     skipped = report is not None
     if report is None:
-        report = run_shard(job, plan, plan_uri, int(shard), RunStats(), make_error_sink(job, plan.job_id, int(shard)))
+        stats = RunStats()
+        try:
+            report = run_shard(job, plan, plan_uri, int(shard), stats, make_error_sink(job, plan.job_id, int(shard)))
+        except Exception:
+            shard_ended(job, plan.job_id, int(shard), "failed", stats)
+            raise
+        shard_ended(job, plan.job_id, int(shard), "succeeded", report)
     if event.get("job_id") == report.job_id:
         record_shard(report)
     return {"shard": report.shard, "rows_written": report.rows_written, "rows_skipped": report.rows_skipped, "skipped": skipped}
@@ -113,6 +120,7 @@ def finish_task(event: dict[str, Any]) -> dict[str, Any]:
         "rows_read": summary.rows_read,
         "rows_written": summary.rows_written,
         "rows_skipped": summary.rows_skipped,
+        "bytes_read": summary.bytes_read,
         "end_markers": summary.end_markers,
         "manifest": summary.manifest,
     }
@@ -130,10 +138,14 @@ def abort_task(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def status_task(event: dict[str, Any]) -> dict[str, Any]:
+    """A job's status change; RUNNING starts its lineage run, SUCCEEDED and FAILED end it and write its
+    metrics line (once: a repeated transition is refused before anything is emitted)."""
     from pipelines.aws.jobs import JobStore
+    from pipelines.aws.job_observation import observe_transition
 
     job_id, status = require(event, "job_id", "status")
     job = JobStore.from_env().transition(job_id, status, counts=event.get("counts"), error=event.get("error"))
+    observe_transition(job, event.get("counts"))
     return {"job_id": job_id, "status": job.status}
 
 

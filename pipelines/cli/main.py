@@ -267,6 +267,7 @@ def _run_planned_shard(job: Any, plan: Any, plan_uri: str, shard: int, force: bo
 
     from pipelines.engine.progress import RunStats
     from pipelines.engine.run import done_report, make_error_sink, run_shard
+    from pipelines.observe.job_events import shard_ended
 
     report = None if force else done_report(job, plan, plan_uri, shard)
     if report is not None:
@@ -282,8 +283,10 @@ def _run_planned_shard(job: Any, plan: Any, plan_uri: str, shard: int, force: bo
             raise
         failed = {"job_id": plan.job_id, "shard": shard, "status": "failed", "rows_read": stats.rows_read,
                   "rows_written": stats.rows_written, "rows_skipped": errors.count, "error": str(reported)}
+        shard_ended(job, plan.job_id, shard, "failed", {**failed, "bytes_read": stats.bytes_read, "seconds": stats.seconds})
         click.echo(json.dumps(failed))
         raise
+    shard_ended(job, plan.job_id, shard, "succeeded", report)
     _warn_skipped(report.rows_skipped, report.error_output)
     click.echo(json.dumps({"status": "succeeded", **json.loads(report.to_json())}))
 
@@ -295,27 +298,38 @@ def _run_all_shards(
 
     from pipelines.engine.read import new_job_id
     from pipelines.engine.run import AllShards, default_plan_uri
+    from pipelines.observe.job_events import job_ended, job_started
 
     resume = plan_uri is not None or job_id is not None  # a new job id has no plan to resume
     job_id = job_id or new_job_id()  # for a new plan; an existing plan keeps its own
     plan_uri = plan_uri or default_plan_uri(job, job_id)
     runner = AllShards(
-        job, config, variables, job_id, plan_uri, force=force, shard_bytes=shard_bytes, progress=_progress, resume=resume
+        job, config, variables, job_id, plan_uri, force=force, shard_bytes=shard_bytes, progress=_progress, resume=resume,
+        started=lambda planned_id: job_started(job, planned_id),
     )
     started = time.monotonic()
     try:
         summary = runner.run()
+    except KeyboardInterrupt:
+        _job_failed(job, runner.summary.close(time.monotonic() - started, "interrupted"))
+        click.echo("error: interrupted; the running shard's transaction was aborted", err=True)
+        sys.exit(130)
     except Exception as exc:
         reported = _reported(exc)
         if reported is None:
             raise
-        click.echo(runner.summary.close(time.monotonic() - started, str(reported)).to_json())
+        _job_failed(job, runner.summary.close(time.monotonic() - started, str(reported)))
         raise
-    except KeyboardInterrupt:
-        click.echo(runner.summary.close(time.monotonic() - started, "interrupted").to_json())
-        click.echo("error: interrupted; the running shard's transaction was aborted", err=True)
-        sys.exit(130)
+    job_ended(job, summary.job_id, "succeeded", summary)
     _warn_skipped(summary.rows_skipped, ", ".join(summary.error_outputs))
+    click.echo(summary.to_json())
+
+
+def _job_failed(job: Any, summary: Any) -> None:
+    """A failed `run`: its metrics and lineage, then its summary as the last line of stdout."""
+    from pipelines.observe.job_events import job_ended
+
+    job_ended(job, summary.job_id, "failed", summary, summary.error)
     click.echo(summary.to_json())
 
 

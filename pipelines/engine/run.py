@@ -322,6 +322,7 @@ class AllShards:
     shard_bytes: int = DEFAULT_SHARD_BYTES
     resume: bool = True  # False for a new job id: there is no plan to look for
     progress: Callable[[str], Progress] | None = None
+    started: Callable[[str], None] | None = None  # called with the job id once the plan is made or found
     summary: JobSummary = field(init=False)
 
     def run(self) -> JobSummary:
@@ -341,6 +342,8 @@ class AllShards:
                     self.summary.add(report, skipped=True)
                 else:
                     pending.append(index)
+        if self.started:
+            self.started(plan.job_id)
         threads = self.job.exec.max_threads
         if threads > 1 and len(pending) > 1:
             self._run_in_processes(pending, threads)
