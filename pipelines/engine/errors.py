@@ -1,6 +1,6 @@
 """Exception families and the exit codes they map to.
 
-Exit codes (documented in the README and `pipelines --help`):
+Exit codes (documented in docs/operations.md and `pipelines --help`):
   0  the run succeeded
   1  the run failed (bad data past the threshold, missing object, ...)
   2  the config or the command line is wrong (nothing was read or written)

@@ -76,20 +76,26 @@ module "audience_pipelines" {
   input_prefixes = ["imports/"]
   export_prefix  = "exports/"
 
-  drop_pipelines = [
-    {
-      name     = "audience-csv"
-      pipeline = "send_audience_to_kafka"
-      prefix   = "drops/csv/"
-      suffix   = ".csv.gz"
-    },
-    {
-      name     = "audience-avro"
-      pipeline = "send_audience_to_kafka_avro"
-      prefix   = "drops/avro/"
-      suffix   = ".csv.gz"
-    },
-  ]
+  # The Avro drop pipeline only with a schema registry: send_audience_to_kafka_avro needs
+  # SCHEMA_REGISTRY_URL, and without it every drop under drops/avro/ would fail.
+  drop_pipelines = concat(
+    [
+      {
+        name     = "audience-csv"
+        pipeline = "send_audience_to_kafka"
+        prefix   = "drops/csv/"
+        suffix   = ".csv.gz"
+      },
+    ],
+    var.schema_registry_url == "" ? [] : [
+      {
+        name     = "audience-avro"
+        pipeline = "send_audience_to_kafka_avro"
+        prefix   = "drops/avro/"
+        suffix   = ".csv.gz"
+      },
+    ],
+  )
 
   scheduled_exports = [
     {

@@ -22,3 +22,24 @@ output "failed_triggers_queue_url" {
   description = "Triggers that could not start a job."
   value       = module.audience_pipelines.failed_triggers_queue_url
 }
+
+# For running a one-off task of the engine under the task role (the README's `pipelines check` step).
+output "cluster_arn" {
+  description = "The ECS cluster of the shard tasks."
+  value       = module.audience_pipelines.cluster_arn
+}
+
+output "task_definition_arn" {
+  description = "The shard tasks' task definition (its container is named engine)."
+  value       = module.audience_pipelines.task_definition_arn
+}
+
+output "subnet_ids" {
+  description = "The private subnets the tasks run in, comma-joined."
+  value       = join(",", data.aws_subnets.private.ids)
+}
+
+output "security_group_id" {
+  description = "The tasks' security group."
+  value       = aws_security_group.pipelines.id
+}

@@ -33,7 +33,7 @@ variable "image_tag" {
 }
 
 variable "schema_registry_url" {
-  description = "The schema registry of the Avro pipelines."
+  description = "The schema registry of the Avro pipelines; empty: no Avro drop pipeline (drops/avro/) is deployed."
   type        = string
   default     = ""
 }
