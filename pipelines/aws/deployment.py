@@ -48,6 +48,7 @@ OPTIONAL_ENV: dict[str, str] = {
     "PIPELINES_METRICS": "emf: EMF metric lines on stdout anywhere; off: none (default: on in Lambda and ECS only)",
     "OPENLINEAGE_NAMESPACE": "the OpenLineage job namespace (default audience-pipelines)",
     "OPENLINEAGE_API_KEY": "a bearer token for OPENLINEAGE_URL (the openlineage-python client reads it)",
+    "OPENLINEAGE_DISABLED": "true: no lineage events even with OPENLINEAGE_URL set",
 }
 
 

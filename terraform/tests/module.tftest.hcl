@@ -121,7 +121,7 @@ run "defaults" {
     error_message = "The container logs with awslogs."
   }
   assert {
-    condition     = [for e in jsondecode(aws_ecs_task_definition.shard.container_definitions)[0].environment : e.name] == ["KAFKA_AUTH", "KAFKA_BOOTSTRAP", "KAFKA_SASL_SECRET_ARN", "PIPELINES_ERROR_OUTPUT", "PIPELINES_JOBS_TABLE", "PIPELINES_WORK_DIR", "SCHEMA_REGISTRY_URL"]
+    condition     = [for e in jsondecode(aws_ecs_task_definition.shard.container_definitions)[0].environment : e.name] == ["KAFKA_AUTH", "KAFKA_BOOTSTRAP", "KAFKA_SASL_SECRET_ARN", "OPENLINEAGE_URL", "PIPELINES_ERROR_OUTPUT", "PIPELINES_JOBS_TABLE", "PIPELINES_METRICS_NAMESPACE", "PIPELINES_WORK_DIR", "SCHEMA_REGISTRY_URL"]
     error_message = "The container's environment must be pipelines.aws.deployment.task_environment()."
   }
   assert {
@@ -141,7 +141,7 @@ run "defaults" {
     error_message = "The shard tasks know the jobs table, to add their progress to their job."
   }
   assert {
-    condition     = join(",", sort(keys(aws_lambda_function.engine.environment[0].variables))) == "KAFKA_AUTH,KAFKA_BOOTSTRAP,KAFKA_SASL_SECRET_ARN,PIPELINES_ERROR_OUTPUT,PIPELINES_EVENT_BUS,PIPELINES_JOBS_TABLE,PIPELINES_STATE_MACHINE_ARN,PIPELINES_WORK_DIR,SCHEMA_REGISTRY_URL"
+    condition     = join(",", sort(keys(aws_lambda_function.engine.environment[0].variables))) == "KAFKA_AUTH,KAFKA_BOOTSTRAP,KAFKA_SASL_SECRET_ARN,OPENLINEAGE_URL,PIPELINES_ERROR_OUTPUT,PIPELINES_EVENT_BUS,PIPELINES_JOBS_TABLE,PIPELINES_METRICS_NAMESPACE,PIPELINES_STATE_MACHINE_ARN,PIPELINES_WORK_DIR,SCHEMA_REGISTRY_URL"
     error_message = "The Lambda's environment must be pipelines.aws.deployment.lambda_environment()."
   }
   assert {
