@@ -42,7 +42,9 @@ def test_plan_run_shard_finish(stack, s3, bucket, topic):
     assert handler(event("run_shard", bucket, topic, plan_uri=planned["plan_uri"], shard=0))["skipped"] is True
 
     finished = handler(event("finish", bucket, topic, plan_uri=planned["plan_uri"]))
-    assert finished == {"rows_read": 3000, "rows_written": 3000, "rows_skipped": 0, "end_markers": 6, "manifest": None}
+    assert finished == {
+        "rows_read": 3000, "rows_written": 3000, "rows_skipped": 0, "bytes_read": planned["bytes"], "end_markers": 6, "manifest": None,
+    }  # bytes_read: for the job's metrics line (MarkSucceeded passes these counts on)
     rows, markers = rows_and_markers(consume_all(stack.kafka_bootstrap, topic))
     assert len(rows) == 3000 and sum(m["partition_rows"] for m in markers.values()) == 3000
 
