@@ -44,7 +44,7 @@ class KafkaChecks:
                 name,
                 f"topic '{topic}' does not exist (or the credentials may not describe it)",
                 f"create it (locally: `pipelines dev create-topic {topic}`; on a cluster, with its admin tools), "
-                "or set the topic the config names",
+                "or correct the topic the config names",
             )
         leaderless = sorted(p for p, partition in found.partitions.items() if partition.leader < 0)
         if leaderless:
