@@ -46,8 +46,30 @@ class ApiEndpoint:
         return self._signer
 
 
+class ApiError(Exception):
+    """A request that got no usable answer: its message, the exit code it ends a command with, and
+    whether asking again may pass (a 429 or 5xx answer, no answer at all)."""
+
+    def __init__(self, message: str, exit_code: int = 1, transient: bool = False) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.transient = transient
+
+
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
 def call_api(api: ApiEndpoint, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30) -> Any:
     """The JSON answer of a 2xx; otherwise prints the error on stderr and exits 1 (2 for a 400)."""
+    try:
+        return request_json(api, method, path, body, timeout)
+    except ApiError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+def request_json(api: ApiEndpoint, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30) -> Any:
+    """The JSON answer of a 2xx; ApiError otherwise."""
     import json
     import urllib.error
     import urllib.request
@@ -63,17 +85,16 @@ def call_api(api: ApiEndpoint, method: str, path: str, body: dict[str, Any] | No
         with urllib.request.urlopen(request, timeout=timeout) as response:
             text = response.read().decode("utf-8")
     except urllib.error.HTTPError as exc:
-        click.echo(f"error: {method} {url}: {exc.code}: {_message(exc)}{_hint(exc.code, signer)}", err=True)
-        sys.exit(2 if exc.code == 400 else 1)
+        message = f"{method} {url}: {exc.code}: {_message(exc)}{_hint(exc.code, signer)}"
+        raise ApiError(message, 2 if exc.code == 400 else 1, exc.code in TRANSIENT_STATUSES) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        click.echo(f"error: cannot reach the API at {api.url} ({reason}); is `pipelines api serve` running, or {API_ENV} set?", err=True)
-        sys.exit(1)
+        message = f"cannot reach the API at {api.url} ({reason}); is `pipelines api serve` running, or {API_ENV} set?"
+        raise ApiError(message, transient=True) from None
     try:
         return json.loads(text)
     except ValueError:
-        click.echo(f"error: {method} {url}: the answer is not JSON: {text[:200]!r}", err=True)
-        sys.exit(1)
+        raise ApiError(f"{method} {url}: the answer is not JSON: {text[:200]!r}") from None
 
 
 def _message(exc: Any) -> str:

@@ -74,9 +74,6 @@ def list_jobs(status_filter: str | None, limit: int, api: ApiEndpoint) -> None:
     _print(call_api(api, "GET", f"/jobs?{urlencode(query)}"))
 
 
-ENDED = {"SUCCEEDED": 0, "FAILED": 1}  # a job's end status -> watch's exit code
-
-
 @jobs.command(short_help="Follow a job until it ends (progress bar).")
 @click.argument("job_id")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Seconds between two looks at the job.")
@@ -86,21 +83,22 @@ def watch(job_id: str, interval: float, api: ApiEndpoint) -> None:
 
     On a terminal, a progress bar on stderr; otherwise (stdout is a pipe or a file) one JSON line on
     stdout per change, the last one with the end status. Exit 0 if the job SUCCEEDED, 1 if it FAILED.
+    Once the job was seen, a few answers in a row that may pass (429, 5xx, no answer) are asked
+    again, with a warning on stderr.
     """
-    import time
     from urllib.parse import quote
 
-    from pipelines.cli.watch import JsonLines, ProgressLine
+    from pipelines.cli.api_client import ApiError, request_json
+    from pipelines.cli.watch import JsonLines, ProgressLine, follow
 
     view = ProgressLine(sys.stderr) if sys.stdout.isatty() else JsonLines(sys.stdout)
     path = f"/jobs/{quote(job_id, safe='')}"
-    while True:
-        answer = call_api(api, "GET", path)
-        view.show(answer)
-        if answer.get("status") in ENDED:
-            view.end(answer)
-            sys.exit(ENDED[answer["status"]])
-        time.sleep(interval)
+    try:
+        code = follow(lambda: request_json(api, "GET", path), view, interval, lambda line: click.echo(line, err=True))
+    except ApiError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code)
 
 
 @click.group(short_help="The HTTP API (POST /imports, GET /jobs/{id}).")
