@@ -16,7 +16,10 @@ from pipelines.devstack.stack import SCRAM_PASSWORD, SCRAM_USER
 
 pytestmark = pytest.mark.integration
 
-MAIN_CHECKS = ["template", "config", "input list", "input read", "kafka brokers (out)", "kafka topic (out)", "work dir write", "error output write"]
+MAIN_CHECKS = [
+    "template", "config", "input list", "input read", "kafka brokers (out)", "kafka topic (out)", "kafka transactions (out)",
+    "work dir write", "error output write",
+]
 
 
 def check(*args: str) -> tuple[int, list[tuple[str, str, str]], str]:
@@ -50,7 +53,8 @@ def test_all_ok_and_the_probes_are_gone(s3, audience: str, topic: str) -> None:
     assert checks["kafka topic (out)"][1] == f"topic '{topic}' exists with 6 partitions"
     assert checks["input list"][1].startswith(f"s3://{audience}/in/ lists; first s3://{audience}/in/part-0.csv.gz")
     assert checks["work dir write"][1].startswith(f"s3://{audience}/_jobs/ takes a probe object")
-    assert last == "all 8 checks passed"
+    assert checks["kafka transactions (out)"][1].startswith("a transaction began and aborted (transactional id pipelines-check-")
+    assert last == "all 9 checks passed"
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=audience).get("Contents", [])]
     assert keys == ["in/part-0.csv.gz"]  # the probe objects were deleted
 
@@ -65,7 +69,7 @@ def test_a_missing_topic_fails_its_line_and_is_not_created(stack, audience: str)
     status, detail = checks["kafka topic (out)"]
     assert status == "FAIL" and f"topic '{missing}' does not exist" in detail and f"pipelines dev create-topic {missing}" in detail
     assert all(status == "ok" for name, (status, _) in checks.items() if name != "kafka topic (out)")
-    assert last == "1 of 8 checks failed"
+    assert last == "1 of 9 checks failed"
     assert missing not in AdminClient({"bootstrap.servers": stack.kafka_bootstrap}).list_topics(timeout=10).topics
 
 
@@ -78,7 +82,7 @@ def test_a_missing_bucket_fails_the_input_and_the_writes(topic: str) -> None:
     for name in ("work dir write", "error output write"):
         assert checks[name][0] == "FAIL" and "the bucket does not exist" in checks[name][1]
     assert checks["kafka topic (out)"][0] == "ok"
-    assert last == "3 of 8 checks failed, 1 not checked"
+    assert last == "3 of 9 checks failed, 1 not checked"
 
 
 def test_an_empty_prefix_fails_the_listing(audience: str, topic: str) -> None:
@@ -98,8 +102,8 @@ def test_an_unreachable_broker_fails_the_brokers_line(audience: str, topic: str)
     assert checks["kafka brokers (out)"][0] == "FAIL"
     assert f"Kafka 127.0.0.1:{port}: cannot reach the brokers within 2 s" in checks["kafka brokers (out)"][1]
     assert "KAFKA_BOOTSTRAP" in checks["kafka brokers (out)"][1]
-    assert checks["kafka topic (out)"][0] == "skip"
-    assert last == "1 of 8 checks failed, 1 not checked"
+    assert checks["kafka topic (out)"][0] == checks["kafka transactions (out)"][0] == "skip"
+    assert last == "1 of 9 checks failed, 2 not checked"
 
 
 def test_an_undefined_variable_stops_at_the_template(audience: str) -> None:

@@ -1,6 +1,8 @@
 """Checks of a Kafka input's or output's cluster: the brokers answer and accept the configured
 authentication, and the topic exists (with its partition count). One metadata request of an admin
 client, made as the run's clients are (pipelines.kafka.connection.client_config), answers both.
+For a transactional output, a transaction that writes nothing is begun and aborted, by a producer
+configured as a shard's (its own transactional id, pipelines-check-<random>).
 
 The whole cluster's metadata is asked for, never the topic's alone: a request naming a topic may
 create it on a broker with auto.create.topics.enable, and a check must change nothing.
@@ -51,6 +53,21 @@ class KafkaChecks:
             return failed(name, f"topic '{topic}': partitions {leaderless} have no leader", "check the brokers' health")
         return passed(name, f"topic '{topic}' exists with {len(found.partitions)} partitions")
 
+    def transactions(self) -> CheckResult:
+        name = f"kafka transactions ({self.side})"
+        if self.metadata is None:
+            return skipped(name, "the brokers did not answer")
+        try:
+            transactional_id = probe_transaction(self.settings)
+        except PipelineError as exc:
+            return failed(
+                name,
+                str(exc),
+                "check the brokers' transaction state log (transaction.state.log.replication.factor and min.isr "
+                "within the brokers there are) and that the credentials may use transactional ids",
+            )
+        return passed(name, f"a transaction began and aborted (transactional id {transactional_id}, nothing written)")
+
 
 def cluster_metadata(settings: Any) -> Any:
     """The cluster's metadata (every topic the credentials may describe), or the run's error when the
@@ -73,6 +90,29 @@ def cluster_metadata(settings: Any) -> Any:
     except KafkaException:
         admin.poll(0)  # error events (a failed authentication) reach error_cb only when polled
         raise unreachable(settings, brokers_label(settings), auth_errors[-1] if auth_errors else None) from None
+
+
+def probe_transaction(settings: Any) -> str:
+    """Begins and aborts a transaction that writes nothing, with a shard's producer settings; its id."""
+    import uuid
+
+    from confluent_kafka import KafkaException, Producer
+
+    from pipelines.engine.errors import ConfigError
+    from pipelines.kafka.connection import librdkafka_logger
+    from pipelines.kafka.producer import producer_config
+    from pipelines.kafka.transactions import run_step
+
+    config = producer_config(settings, f"check-{uuid.uuid4().hex[:12]}", None)
+    config["transactional.id"] = transactional_id = config["client.id"]
+    config["logger"] = librdkafka_logger()
+    try:
+        producer = Producer(config)
+    except KafkaException as exc:
+        raise ConfigError(f"invalid producer setting: {exc.args[0].str()}") from None
+    run_step(settings, lambda timeout: (producer.init_transactions(timeout), producer.begin_transaction()))
+    run_step(settings, lambda timeout: producer.abort_transaction(timeout))
+    return transactional_id
 
 
 def broker_fix(exc: PipelineError, settings: Any) -> str:

@@ -55,12 +55,15 @@ def job_checks(job: Any) -> list[Callable[[], CheckResult]]:
 
 
 def kafka_plugin_checks(plugin: Any, side: str) -> list[Callable[[], CheckResult]]:
-    """The brokers and the topic of a Kafka input or output; with Avro values, the registry and the subject."""
+    """The brokers and the topic of a Kafka input or output (and a transactional output's transactions);
+    with Avro values, the registry and the subject."""
     from pipelines.check.kafka_checks import KafkaChecks
     from pipelines.check.registry_checks import RegistryChecks
 
     kafka = KafkaChecks(plugin.settings, side)
     checks: list[Callable[[], CheckResult]] = [kafka.brokers, kafka.topic]
+    if side == "out" and plugin.settings.transactional:
+        checks.append(kafka.transactions)
     if plugin.settings.serialize_format == "avro":
         registry = RegistryChecks(plugin, side)
         checks += [registry.answers, registry.subject_check]

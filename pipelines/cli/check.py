@@ -28,7 +28,8 @@ def check(config: Path, variables: tuple[tuple[str, str], ...]) -> None:
     - the template renders and the config validates;
     - the input lists and reads (S3: under its prefix; a file input: its folder);
     - the outputs, exec.work_dir and exec.error_output take a small probe object, written and deleted;
-    - Kafka: the brokers answer and authenticate, the topic exists (its partition count);
+    - Kafka: the brokers answer and authenticate, the topic exists (its partition count), and a
+      transactional output begins and aborts a transaction (writing nothing);
     - Avro with a schema registry: it answers, and the subject takes the schema.
 
     One line per check: `ok` with what it found, `FAIL` with what failed and what to do, `skip` when
