@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import sigv4_check
 from click.testing import CliRunner
 
-import sigv4_check
 from pipelines.aws.signing import RequestSigner, region_of, signer_for
 from pipelines.engine.errors import ConfigError
 

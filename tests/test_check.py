@@ -10,7 +10,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, MAIN_CONFIG, create_topic, free_port, job_vars, put_audiences, run_cli
+from conftest import (
+    CONFIGS,
+    MAIN_CONFIG,
+    create_topic,
+    free_port,
+    job_vars,
+    put_audiences,
+    run_cli,
+)
 
 from pipelines.devstack.stack import SCRAM_PASSWORD, SCRAM_USER
 

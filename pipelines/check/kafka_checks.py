@@ -75,7 +75,13 @@ def cluster_metadata(settings: Any) -> Any:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    from pipelines.kafka.connection import brokers_label, client_config, is_auth_error, librdkafka_logger, unreachable
+    from pipelines.kafka.connection import (
+        brokers_label,
+        client_config,
+        is_auth_error,
+        librdkafka_logger,
+        unreachable,
+    )
 
     auth_errors: list[str] = []
 
