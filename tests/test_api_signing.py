@@ -57,6 +57,15 @@ def test_the_signer_gives_the_published_signatures(target: str, expected: str, m
     assert VECTOR_SECRET not in repr(signer)
 
 
+def test_debug_logging_shows_no_credential(caplog: pytest.LogCaptureFixture) -> None:
+    from botocore.credentials import Credentials
+
+    with caplog.at_level("DEBUG"):
+        signer = RequestSigner(Credentials(ACCESS_KEY, SECRET, TOKEN), "eu-west-1")
+        signer.signed_headers("GET", "https://api.example/jobs", None, {})
+    assert TOKEN not in caplog.text and SECRET not in caplog.text
+
+
 def test_the_check_refuses_a_tampered_request(monkeypatch: pytest.MonkeyPatch) -> None:
     from botocore.credentials import Credentials
 

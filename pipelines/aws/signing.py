@@ -37,9 +37,13 @@ class RequestSigner:
     """Adds a SigV4 signature (Authorization, X-Amz-Date, X-Amz-Security-Token) to a request's headers."""
 
     def __init__(self, credentials: Any, region: str, service: str = SERVICE) -> None:
+        import logging
+
         self._credentials = credentials  # botocore credentials: never shown
         self.region = region
         self.service = service
+        # botocore.auth logs each canonical request at DEBUG, the session token header with it.
+        logging.getLogger("botocore.auth").setLevel(max(logging.INFO, logging.getLogger("botocore.auth").level))
 
     def __repr__(self) -> str:
         return f"RequestSigner(service={self.service!r}, region={self.region!r})"
