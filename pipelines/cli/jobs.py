@@ -1,9 +1,9 @@
 """`pipelines jobs submit|status|list|watch` (operators, over the HTTP API) and `pipelines api serve`.
 
-The jobs commands speak HTTP with urllib only and print the API's JSON answer on stdout. A non-2xx
-answer prints ``error: <message>`` on stderr and exits 1 (2 when the API answered 400: the
-request was wrong, nothing was created). `watch` follows a job to its end and exits 0 if it
-SUCCEEDED, 1 if it FAILED. Imports are lazy: `pipelines --help` stays fast.
+The jobs commands print the API's JSON answer on stdout; how they reach the API (its URL, SigV4
+signatures for an API with IAM authorization, the errors) is pipelines.cli.api_client. `watch`
+follows a job to its end and exits 0 if it SUCCEEDED, 1 if it FAILED. Imports are lazy:
+`pipelines --help` stays fast.
 """
 
 from __future__ import annotations
@@ -13,44 +13,8 @@ from typing import Any
 
 import click
 
-API_ENV = "PIPELINES_API_URL"
-DEFAULT_API = "http://127.0.0.1:8080"
-
-
-from pipelines.cli.types import KeyValue as ParamType  # noqa: E402  (KEY=VALUE, for --param)
-
-
-def call_api(base: str, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30) -> dict[str, Any]:
-    """The JSON answer of a 2xx; otherwise prints the error on stderr and exits 1 (2 for a 400)."""
-    import json
-    import urllib.error
-    import urllib.request
-
-    url = base.rstrip("/") + path
-    data = None if body is None else json.dumps(body).encode("utf-8")
-    request = urllib.request.Request(url, data=data, method=method, headers={"Accept": "application/json"})
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read().decode("utf-8")
-    except urllib.error.HTTPError as exc:
-        raw = exc.read().decode("utf-8", "replace")
-        try:
-            message = json.loads(raw).get("error") or raw
-        except (ValueError, AttributeError):
-            message = raw.strip() or exc.reason
-        click.echo(f"error: {method} {url}: {exc.code}: {message}", err=True)
-        sys.exit(2 if exc.code == 400 else 1)
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        click.echo(f"error: cannot reach the API at {base} ({reason}); is `pipelines api serve` running, or {API_ENV} set?", err=True)
-        sys.exit(1)
-    try:
-        return json.loads(text)
-    except ValueError:
-        click.echo(f"error: {method} {url}: the answer is not JSON: {text[:200]!r}", err=True)
-        sys.exit(1)
+from pipelines.cli.api_client import ApiEndpoint, api_options, call_api
+from pipelines.cli.types import KeyValue as ParamType  # KEY=VALUE, for --param
 
 
 def _print(answer: Any) -> None:
@@ -59,24 +23,19 @@ def _print(answer: Any) -> None:
     click.echo(json.dumps(answer, indent=2))
 
 
-api_option = click.option(
-    "--api",
-    "api_url",
-    envvar=API_ENV,
-    default=DEFAULT_API,
-    show_default=f"${API_ENV}, else {DEFAULT_API}",
-    help="The API's base URL.",
-)
-
-
 @click.group(short_help="Submit imports and follow jobs over the HTTP API.")
 def jobs() -> None:
     """Submit imports and see jobs, over the HTTP API (`pipelines api serve` locally, API Gateway on AWS).
 
+    Requests to an API Gateway URL (https://ID.execute-api.REGION.amazonaws.com) are signed with
+    SigV4 (the API uses IAM authorization), with the credentials and region of the usual AWS chain
+    (environment, profile, SSO, role); --sign signs requests to any URL (a custom domain: give
+    --region too), --no-sign never.
+
     \b
     Exit codes: 0 ok (for watch: the job SUCCEEDED); 1 the API answered an error or could not be
     reached (for watch: or the job FAILED); 2 the request was wrong (the API answered 400: unknown
-    pipeline, undefined variable, bad job id, ...).
+    pipeline, undefined variable, bad job id, ...) or could not be signed (no region or credentials).
     """
 
 
@@ -84,64 +43,62 @@ def jobs() -> None:
 @click.argument("pipeline")
 @click.option("--param", "params", type=ParamType(), multiple=True, help="A job param (env.KEY in the config). Repeatable.")
 @click.option("--job-id", help="The job id (default: a new one). Submitting an id again is refused (409).")
-@api_option
-def submit(pipeline: str, params: tuple[tuple[str, str], ...], job_id: str | None, api_url: str) -> None:
+@api_options
+def submit(pipeline: str, params: tuple[tuple[str, str], ...], job_id: str | None, api: ApiEndpoint) -> None:
     """Start an import of PIPELINE (a config in configs/, without .yml.liquid); print its job id."""
     body: dict[str, Any] = {"pipeline": pipeline, "params": dict(params)}
     if job_id:
         body["job_id"] = job_id
-    _print(call_api(api_url, "POST", "/imports", body))
+    _print(call_api(api, "POST", "/imports", body))
 
 
 @jobs.command(short_help="Print a job: status, counts, progress, error.")
 @click.argument("job_id")
-@api_option
-def status(job_id: str, api_url: str) -> None:
+@api_options
+def status(job_id: str, api: ApiEndpoint) -> None:
     """Print the status of JOB_ID: status, counts, error (Error and Cause) when it failed."""
     from urllib.parse import quote
 
-    _print(call_api(api_url, "GET", f"/jobs/{quote(job_id, safe='')}"))
+    _print(call_api(api, "GET", f"/jobs/{quote(job_id, safe='')}"))
 
 
 @jobs.command(name="list", short_help="List the newest jobs, newest first.")
 @click.option("--status", "status_filter", type=click.Choice(["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"], case_sensitive=False), help="Only jobs in this status.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="How many jobs, newest first.")
-@api_option
-def list_jobs(status_filter: str | None, limit: int, api_url: str) -> None:
+@api_options
+def list_jobs(status_filter: str | None, limit: int, api: ApiEndpoint) -> None:
     """List the newest jobs (newest first), optionally only those in --status."""
     from urllib.parse import urlencode
 
     query = {"limit": limit, **({"status": status_filter.upper()} if status_filter else {})}
-    _print(call_api(api_url, "GET", f"/jobs?{urlencode(query)}"))
-
-
-ENDED = {"SUCCEEDED": 0, "FAILED": 1}  # a job's end status -> watch's exit code
+    _print(call_api(api, "GET", f"/jobs?{urlencode(query)}"))
 
 
 @jobs.command(short_help="Follow a job until it ends (progress bar).")
 @click.argument("job_id")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Seconds between two looks at the job.")
-@api_option
-def watch(job_id: str, interval: float, api_url: str) -> None:
+@api_options
+def watch(job_id: str, interval: float, api: ApiEndpoint) -> None:
     """Follow JOB_ID until it ends: its shards and rows as they commit, rows/s and the time left.
 
     On a terminal, a progress bar on stderr; otherwise (stdout is a pipe or a file) one JSON line on
     stdout per change, the last one with the end status. Exit 0 if the job SUCCEEDED, 1 if it FAILED.
+    Once the job was seen, a few answers in a row that may pass (429, 5xx, no answer) are asked
+    again, with a warning on stderr.
     """
-    import time
     from urllib.parse import quote
 
-    from pipelines.cli.watch import JsonLines, ProgressLine
+    from pipelines.cli.api_client import ApiError, request_json
+    from pipelines.cli.watch import JsonLines, ProgressLine, follow
 
     view = ProgressLine(sys.stderr) if sys.stdout.isatty() else JsonLines(sys.stdout)
     path = f"/jobs/{quote(job_id, safe='')}"
-    while True:
-        answer = call_api(api_url, "GET", path)
-        view.show(answer)
-        if answer.get("status") in ENDED:
-            view.end(answer)
-            sys.exit(ENDED[answer["status"]])
-        time.sleep(interval)
+    try:
+        code = follow(lambda: request_json(api, "GET", path), view, interval, lambda line: click.echo(line, err=True))
+    except ApiError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code)
 
 
 @click.group(short_help="The HTTP API (POST /imports, GET /jobs/{id}).")

@@ -29,18 +29,8 @@ Examples:
 """
 
 
-from pipelines.cli.shared import fail, with_params  # noqa: E402
-from pipelines.cli.types import KeyValue as VarType  # noqa: E402  (KEY=VALUE, for --var)
-
-
-config_argument = click.argument("config", type=click.Path(path_type=Path, dir_okay=False))
-var_option = click.option(
-    "--var",
-    "variables",
-    type=VarType(),
-    multiple=True,
-    help="A template variable, as var.KEY; it also overrides env.KEY for this run. Repeatable.",
-)
+from pipelines.cli.shared import config_argument, fail, var_option, with_params  # noqa: E402
+from pipelines.cli.types import StorageUri  # noqa: E402
 
 
 _stopped: list[Exception] = []  # the Terminated error of the SIGTERM `run` received, once one came
@@ -181,11 +171,14 @@ shard_size_option = click.option(
 @cli.command(epilog=EXIT_CODES, short_help="Run CONFIG; print a JSON summary last.")
 @config_argument
 @var_option
-@click.option("--plan", "plan_uri", help="The plan (local path or s3:// URI): resume it, or make it there if it does not exist.")
+@click.option("--plan", "plan_uri", type=StorageUri(), help="The plan (local path or s3:// URI): resume it, or make it there if it does not exist.")
 @click.option("--shard", type=click.IntRange(min=0), help="Run only this shard of --plan (as a Fargate task does).")
 @click.option("--force", is_flag=True, help="Rerun shards that already have a report (their rows are sent again).")
 @click.option("--job-id", help="Job id for a new plan (header pipelines.job_id, transactional ids, file names). Default: a new one.")
-@click.option("--attempt", type=click.IntRange(min=1), envvar="PIPELINES_ATTEMPT", help="Attempt number for the shard report (default: counted).")
+@click.option(
+    "--attempt", type=click.IntRange(min=1), envvar="PIPELINES_ATTEMPT", show_envvar=True,
+    help="Attempt number for the shard report (default: counted).",
+)
 @shard_size_option
 def run(
     config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str | None, shard: int | None,
@@ -341,7 +334,7 @@ def _warn_skipped(count: int, where: str | None) -> None:
 @cli.command(epilog=EXIT_CODES, short_help="Split CONFIG's input into shards: write the plan.")
 @config_argument
 @var_option
-@click.option("--out", "plan_uri", required=True, help="Where to write the plan: a local path or s3://bucket/key.json.")
+@click.option("--out", "plan_uri", type=StorageUri(), required=True, help="Where to write the plan: a local path or s3://bucket/key.json.")
 @click.option("--job-id", help="Job id (default: a new one).")
 @shard_size_option
 def plan(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str, job_id: str | None, shard_bytes: int) -> None:
@@ -364,7 +357,7 @@ def plan(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str, jo
 @cli.command(epilog=EXIT_CODES, short_help="End a job: end markers, then the job summary.")
 @config_argument
 @var_option
-@click.option("--plan", "plan_uri", required=True, help="The job's plan.")
+@click.option("--plan", "plan_uri", type=StorageUri(), required=True, help="The job's plan (local path or s3:// URI).")
 def finish(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str) -> None:
     """When every shard of --plan has a report: send one end marker to every partition (once) and
     write the job summary next to the plan; print it. With shards missing, name them and fail."""
@@ -382,7 +375,7 @@ def finish(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str) 
 @cli.command(epilog=EXIT_CODES, short_help="After a failed job: let go of what it holds open.")
 @config_argument
 @var_option
-@click.option("--plan", "plan_uri", required=True, help="The failed job's plan.")
+@click.option("--plan", "plan_uri", type=StorageUri(), required=True, help="The failed job's plan (local path or s3:// URI).")
 def abort(config: Path, variables: tuple[tuple[str, str], ...], plan_uri: str) -> None:
     """After a job failed for good: let go of what its shards may hold open. For a Kafka output, fence
     every transactional id of the job (each shard's and the finish step's): a transaction a killed
@@ -473,9 +466,11 @@ _add_workflow_commands()
 
 
 def _add_guess_command() -> None:
+    from pipelines.cli.check import check
     from pipelines.cli.guess import guess
 
     cli.add_command(guess)
+    cli.add_command(check)
 
 
 _add_guess_command()

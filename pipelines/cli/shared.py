@@ -1,11 +1,24 @@
-"""What the `pipelines` commands share beyond click types: how an error ends a command, and the
-template variables of a run (click only at import: the engine is imported when a command runs)."""
+"""What the `pipelines` commands share beyond click types: the CONFIG argument and --var option, how
+an error ends a command, and the template variables of a run (click only at import: the engine is
+imported when a command runs)."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
+
+from pipelines.cli.types import KeyValue
+
+config_argument = click.argument("config", type=click.Path(path_type=Path, dir_okay=False))
+var_option = click.option(
+    "--var",
+    "variables",
+    type=KeyValue(),
+    multiple=True,
+    help="A template variable, as var.KEY; it also overrides env.KEY for this run. Repeatable.",
+)
 
 
 def fail(exc: Exception) -> None:

@@ -5,17 +5,50 @@
 - :class:`JsonLines`: for a program, one JSON object a line, printed when something changed.
 
 Both read the answer's ``progress`` (pipelines.aws.progress.JobProgress.to_api), None until the
-job is planned.
+job is planned. :func:`follow` asks for the job until it ends, riding out a few answers that may
+pass (a throttle, a 5xx, a dropped connection) once the job was seen.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 BAR_WIDTH = 24
+ENDED = {"SUCCEEDED": 0, "FAILED": 1}  # a job's end status -> watch's exit code
+MAX_MISSES = 5  # answers missed in a row (throttled, 5xx, none) before watch gives up
+MAX_WAIT_SECONDS = 30.0
 CHANGES = ("status", "shards_done", "shards_total", "rows_read", "rows_written", "rows_skipped", "bytes_read")
+
+
+def follow(
+    fetch: Callable[[], dict[str, Any]], view: Any, interval: float, warn: Callable[[str], None], sleep: Callable[[float], None] = time.sleep
+) -> int:
+    """Shows the job's answers (`fetch()`) on `view` until it ends; the exit code of its end status.
+
+    Once the job was seen, an ApiError that may pass (transient) is asked again after a longer wait
+    each time, MAX_MISSES in a row at most; any other, or the first request's, is raised."""
+    from pipelines.cli.api_client import ApiError
+
+    seen, misses = False, 0
+    while True:
+        try:
+            answer = fetch()
+        except ApiError as exc:
+            misses += 1
+            if not (seen and exc.transient) or misses >= MAX_MISSES:
+                raise
+            warn(f"warning: {exc}; asking again ({misses} of {MAX_MISSES - 1})")
+            sleep(min(interval * 2**misses, MAX_WAIT_SECONDS))
+            continue
+        seen, misses = True, 0
+        view.show(answer)
+        if answer.get("status") in ENDED:
+            view.end(answer)
+            return ENDED[answer["status"]]
+        sleep(interval)
 
 
 def snapshot(answer: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from pipelines.cli.types import StorageUri
+
 DEFAULT_STATE_DIR = Path(".dev")
 
 
@@ -37,6 +39,7 @@ state_dir_option = click.option(
     default=DEFAULT_STATE_DIR,
     show_default=True,
     envvar="PIPELINES_DEV_STATE",
+    show_envvar=True,
     help="Where the stack keeps its data, logs and pids.",
 )
 
@@ -121,7 +124,7 @@ def install(state_dir: Path) -> None:
 @dev.command("create-topic", short_help="Create TOPIC on the local broker.")
 @click.argument("topic")
 @click.option("--partitions", default=6, show_default=True, type=click.IntRange(min=1), help="Partitions of the new topic.")
-@click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP", required=True, help="The broker, host:port; needed, from $KAFKA_BOOTSTRAP when not given.")
+@click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP", show_envvar=True, required=True, help="The broker, host:port.")
 def create_topic(topic: str, partitions: int, bootstrap: str) -> None:
     """Create TOPIC on the local broker (no error if it exists with that many partitions)."""
     from confluent_kafka import KafkaException
@@ -145,7 +148,7 @@ def create_topic(topic: str, partitions: int, bootstrap: str) -> None:
 @dev.command("sample-audience", short_help="Write a gzip CSV audience (local or s3://).")
 @click.option("--rows", default=1_000_000, show_default=True, type=click.IntRange(min=1), help="How many rows.")
 @click.option("--seed", default=7, show_default=True, help="The random seed: the same seed, the same rows.")
-@click.argument("destination")
+@click.argument("destination", type=StorageUri())
 def sample_audience(rows: int, seed: int, destination: str) -> None:
     """Write a gzip CSV audience (user_id,country,score,opted_in,updated_at) to DESTINATION
     (s3://bucket/key.csv.gz, the bucket created if missing, or a local path)."""

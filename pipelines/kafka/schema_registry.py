@@ -100,6 +100,13 @@ class SchemaRegistry:
     def subjects(self) -> list[str]:
         return list(self._call("GET", "/subjects"))
 
+    def compatible(self, subject: str, schema: dict[str, Any]) -> bool:
+        """Whether `schema` may be registered under `subject` by its compatibility rule, tested against
+        its latest version (POST /compatibility/subjects/{subject}/versions/latest); SchemaNotFound
+        when the subject has no version."""
+        answer = self._call("POST", f"/compatibility/subjects/{_quote(subject)}/versions/latest", {"schema": _schema_text(schema)})
+        return bool(answer.get("is_compatible")) if isinstance(answer, dict) else False
+
     # ------------------------------------------------------------------ HTTP
 
     def _remember(self, schema_id: int, schema: dict[str, Any]) -> int:
