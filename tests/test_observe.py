@@ -198,3 +198,12 @@ def test_the_workflows_status_task_starts_and_ends_each_jobs_lineage_run(stack, 
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert [(d["job_id"], d["status"], d["JobRowsWritten"]) for d in lines] == [(good, "succeeded", [500.0]), (bad, "failed", [90.0])]
     assert all(d["JobSeconds"][0] >= 0 for d in lines)
+
+
+def test_a_lambda_errors_cause_gives_its_message() -> None:
+    from pipelines.aws.job_observation import _error_text
+
+    lambda_cause = json.dumps({"errorType": "RunError", "errorMessage": "s3://audiences/imports/x/: no object matches", "trace": []})
+    assert _error_text({"Error": "RunError", "Cause": lambda_cause}) == "RunError: s3://audiences/imports/x/: no object matches"
+    assert _error_text({"Error": "States.TaskFailed", "Cause": "{not json"}) == "States.TaskFailed: {not json"
+    assert _error_text("boom") == "boom" and len(_error_text({"Error": "E", "Cause": "x" * 10_000})) == 2000

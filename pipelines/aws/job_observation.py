@@ -52,8 +52,17 @@ def _seconds(start: str | None, end: str | None) -> float:
 
 
 def _error_text(error: Any) -> str:
-    if isinstance(error, dict):
-        text = ": ".join(str(error[key]) for key in ("Error", "Cause") if error.get(key))
-    else:
-        text = str(error or "failed")
-    return text[:CAUSE_CHARS]
+    """A Step Functions error as one line: "<Error>: <message>"; a Lambda's Cause is its error as
+    JSON ({"errorType", "errorMessage", ...}), of which the message is kept."""
+    import json
+
+    if not isinstance(error, dict):
+        return str(error or "failed")[:CAUSE_CHARS]
+    cause = error.get("Cause") or ""
+    try:
+        parsed = json.loads(cause) if cause.startswith("{") else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("errorMessage"):
+        cause = parsed["errorMessage"]
+    return ": ".join(str(part) for part in (error.get("Error"), cause) if part)[:CAUSE_CHARS]
