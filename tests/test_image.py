@@ -185,14 +185,16 @@ def test_a_fargate_shard_in_the_image(image, stack, s3, bucket, topic, tmp_path)
     assert command == ["run", "configs/send_audience_to_kafka.yml.liquid", "--plan", item["plan_uri"], "--shard", "0"]
     assert json.loads(environment["PIPELINES_PARAMS"]) == item["params"]
 
-    env = engine_env(**environment)
+    env = engine_env(**environment, PIPELINES_METRICS="emf")  # as in ECS, where it is on by default
     with open(tmp_path / "stdout", "wb") as out, open(tmp_path / "stderr", "wb") as err:
         process = subprocess.Popen(run_command(image, command, env), env=container_env({**os.environ, **env}), stdout=out, stderr=err)
         seen = command_lines_until(process)
     stdout, stderr = (tmp_path / "stdout").read_text(), (tmp_path / "stderr").read_text()
     assert process.returncode == 0, stderr
-    summary = json.loads(stdout.splitlines()[-1])
+    metrics, summary = (json.loads(line) for line in stdout.splitlines())  # the shard's EMF line, then the summary
     assert (summary["status"], summary["rows_written"], summary["attempt"]) == ("succeeded", len(ids), 1), summary
+    assert metrics["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["pipeline", "status"]]
+    assert (metrics["Shards"], metrics["RowsWritten"], metrics["status"]) == ([1.0], [float(len(ids))], "succeeded")
 
     keys = committed_keys(stack.kafka_bootstrap, topic)
     assert set(keys) == set(ids) and set(keys.values()) == {1}, "every row exactly once"

@@ -61,7 +61,7 @@ SLIM_APT_OPTIONS = (
     'Acquire::Languages "none"',
 )
 # What a run passes from the caller's environment: the engine's and the AWS SDK's variables.
-PASSED_PREFIXES = ("AWS_", "KAFKA_", "PIPELINES_")
+PASSED_PREFIXES = ("AWS_", "KAFKA_", "PIPELINES_", "OPENLINEAGE_")
 PASSED_NAMES = ("SCHEMA_REGISTRY_URL", "MALLOC_ARENA_MAX")
 # ... but not the ones that name a path or a setting of this machine, meaningless inside the image.
 HOST_ONLY = frozenset(
