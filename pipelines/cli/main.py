@@ -22,10 +22,10 @@ Exit codes:
 EPILOG = EXIT_CODES + """\b
 Examples:
   eval "$(pipelines dev up)"
-  pipelines dev sample-audience s3://audiences/drops/2026-11-22.csv.gz --rows 100000
+  pipelines dev sample-audience s3://audiences/imports/2026-11-22.csv.gz --rows 100000
   pipelines dev create-topic audience-members
-  pipelines validate configs/send_audience_to_kafka.yml.liquid --var S3_BUCKET=audiences --var S3_KEY=drops/2026-11-22.csv.gz
-  pipelines run configs/send_audience_to_kafka.yml.liquid --var S3_BUCKET=audiences --var S3_KEY=drops/2026-11-22.csv.gz
+  pipelines validate configs/send_audience_to_kafka.yml.liquid --var S3_BUCKET=audiences --var S3_KEY=imports/2026-11-22.csv.gz
+  pipelines run configs/send_audience_to_kafka.yml.liquid --var S3_BUCKET=audiences --var S3_KEY=imports/2026-11-22.csv.gz
 """
 
 
