@@ -10,12 +10,11 @@ hop in front of the real moto server (botocore talks to it as to S3), not a stan
 from __future__ import annotations
 
 import http.client
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 CHUNK_BYTES = 16 * 1024
@@ -57,15 +56,10 @@ def relay(handler: BaseHTTPRequestHandler, target: Any, body: bytes, headers: di
 @contextmanager
 def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """A threaded HTTP server of `handler` on a free port of 127.0.0.1, for the block: its URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    from local_http import serving as serving_server
+
+    with serving_server(handler) as server:
+        yield server.url
 
 
 def handler_for(target: str, slow_prefix: str, bytes_per_second: int) -> type[BaseHTTPRequestHandler]:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from local_http import JsonHandler, serving
 import sigv4_check
 from click.testing import CliRunner
 
@@ -84,7 +83,7 @@ def test_the_check_refuses_a_tampered_request(monkeypatch: pytest.MonkeyPatch) -
 # ----------------------------------------------------------------------------- a local API that checks signatures
 
 
-class CheckingApi(BaseHTTPRequestHandler):
+class CheckingApi(JsonHandler):
     """Answers like the jobs API, after checking the request's signature when the server requires one."""
 
     def do_GET(self) -> None:
@@ -99,39 +98,20 @@ class CheckingApi(BaseHTTPRequestHandler):
         server.seen.append((self.command, self.path, headers, body))
         problem = sigv4_check.verify(self.command, self.path, headers, body, server.secrets, region=server.region) if server.secrets else None
         if problem is not None:
-            self._send(403, {"message": f"Forbidden: {problem}"})
+            self.send_json(403, {"message": f"Forbidden: {problem}"})
         elif self.command == "POST":
-            self._send(202, {"job_id": "job-1", "status": "QUEUED", **json.loads(body)})
+            self.send_json(202, {"job_id": "job-1", "status": "QUEUED", **json.loads(body)})
         elif self.path.startswith("/jobs/"):
-            self._send(200, {"job_id": self.path.rsplit("/", 1)[1], "status": "SUCCEEDED", "rows_written": 3})
+            self.send_json(200, {"job_id": self.path.rsplit("/", 1)[1], "status": "SUCCEEDED", "rows_written": 3})
         else:
-            self._send(200, {"jobs": []})
+            self.send_json(200, {"jobs": []})
 
-    def _send(self, status: int, answer: dict[str, Any]) -> None:
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
 def api_server() -> Iterator[Any]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), CheckingApi)
-    server.seen, server.secrets, server.region = [], {}, None
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(CheckingApi, seen=[], secrets={}, region=None) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture

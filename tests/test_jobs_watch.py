@@ -4,12 +4,11 @@ connection) once the job was seen, and fails at once on anything else or on the 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from local_http import JsonHandler, serving
 from click.testing import CliRunner
 
 from pipelines.cli.api_client import ApiError
@@ -65,36 +64,20 @@ def test_the_first_request_and_lasting_or_final_errors_are_not_retried() -> None
     assert run_follow([RUNNING, {**SUCCEEDED, "status": "FAILED"}])[0] == 1
 
 
-class FlakyApi(BaseHTTPRequestHandler):
+class FlakyApi(JsonHandler):
     """GET /jobs/j: RUNNING, then 503 (as API Gateway answers when the Lambda is throttled), then SUCCEEDED."""
 
     def do_GET(self) -> None:
         server: Any = self.server
         server.calls += 1
         status, answer = {1: (200, RUNNING), 2: (503, {"message": "Service Unavailable"})}.get(server.calls, (200, SUCCEEDED))
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.send_json(status, answer)
 
 
 @pytest.fixture
 def flaky_api() -> Iterator[str]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), FlakyApi)
-    server.calls = 0
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(FlakyApi, calls=0) as server:
+        yield server.url
 
 
 def test_watch_warns_and_goes_on_after_a_503(flaky_api: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from local_http import JsonHandler, serving
 from conftest import MAIN_CONFIG, run_cli, summary_of
 
 from pipelines.devstack.sample import write_audience_csv
@@ -28,28 +27,17 @@ ROWS = 2_000
 PIPELINE = "send_audience_to_kafka"
 
 
-class _Collect(BaseHTTPRequestHandler):
+class _Collect(JsonHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.events.append({"path": self.path, **json.loads(body)})  # type: ignore[attr-defined]
-        self.send_response(201)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json(201, {})
 
 
 @pytest.fixture
-def receiver() -> Iterator[SimpleNamespace]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collect)
-    server.events = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield SimpleNamespace(url=f"http://127.0.0.1:{server.server_port}", events=server.events)  # type: ignore[attr-defined]
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver() -> Iterator[Any]:
+    with serving(_Collect, events=[]) as server:
+        yield server
 
 
 def put_audience(s3, bucket: str, key: str, truncate: bool = False) -> int:
