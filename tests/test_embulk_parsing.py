@@ -66,6 +66,12 @@ def test_newline_cr_reads_lines_ended_by_cr() -> None:
     assert rows == [[1, "ann"], [2, "b\nob"], [3, "cy"]]  # a CR inside quotes is read as a line break
 
 
+def test_line_delimiter_recognized_cr_reads_lines_ended_by_cr() -> None:
+    rows, _ = parse(csv(line_delimiter_recognized="CR"), b"1,ann\r2,bob\r")
+    assert rows == [[1, "ann"], [2, "bob"]]
+    assert job_of(csv(line_delimiter_recognized="CR")).parser.split_mode is None  # ranges start after an LF
+
+
 def test_newline_joins_the_lines_of_a_quoted_value_in_the_tokenizer() -> None:
     rows, _ = parse(csv(newline="LF", trim_if_not_quoted=True), b'1,"a\r\nb"\n')
     assert rows == [[1, "a\nb"]]
@@ -224,6 +230,8 @@ def test_jsonl_embulk_options() -> None:
     assert rows == [[1, datetime(2026, 12, 6, 9, 0, tzinfo=TOKYO)]] and bad[0][0] == 2
     assert job_of(parser).parser.fused_encoder(RecordLayout(-1, (), ())) is None
     assert job_of(parser).exec.error_policy.max_error_rate == 1.0
+    assert job_of(parser).parser.split_mode is None  # byte ranges start after an LF: not for CR lines
+    assert job_of({**parser, "newline": "LF"}).parser.split_mode == "lines"
 
 
 # --- bzip2

@@ -1,4 +1,5 @@
-"""Embulk's `newline` option of text parsers: CRLF (its default), LF or CR.
+"""Embulk's `newline` option of text parsers: CRLF (its default), LF or CR (and Embulk 0.9's
+`line_delimiter_recognized`, the same values).
 
 CRLF and LF files are read alike (a line ends at LF, a CR before it dropped), as they always were here.
 With CR, a lone CR ends a line: `CrToLf` turns every CR (and CRLF) into LF as the bytes stream by,
@@ -39,6 +40,7 @@ class CrToLf(Readable):
         self.raw.close()
 
 
-def with_newline(stream: IO[bytes], newline: str) -> IO[bytes]:
-    """`stream` as the parsers read it for Embulk's `newline`: CR lines converted, others as they are."""
-    return CrToLf(stream) if newline == "CR" else stream
+def with_newline(stream: IO[bytes], newline: str, recognized: str | None = None) -> IO[bytes]:
+    """`stream` as the parsers read it for Embulk's `newline` (or `line_delimiter_recognized`, which wins
+    when set): CR lines converted, others as they are."""
+    return CrToLf(stream) if (recognized or newline) == "CR" else stream

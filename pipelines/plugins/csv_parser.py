@@ -60,6 +60,7 @@ class CsvParserSettings:
     # Embulk's options (docs/embulk/input-s3-and-parsers.md): the ones that change how text is split
     # take the tokenizer loop (pipelines.plugins.csv_tokenizer), not the compiled one.
     newline: Newline = "CRLF"
+    line_delimiter_recognized: Newline | None = None  # Embulk 0.9's: CR reads lines ended by CR (as newline: CR)
     trim_if_not_quoted: bool = False
     comment_line_marker: str | None = None
     quotes_in_quoted_fields: Literal["ACCEPT_ONLY_RFC4180_ESCAPED", "ACCEPT_STRAY_QUOTES_ASSUMING_NO_DELIMITERS_IN_FIELDS"] = (
@@ -149,7 +150,8 @@ class CsvParser(ParserPlugin):
         s = self.settings
         if s.escape and s.escape != s.quote:
             return None
-        if s.newline == "CR" or s.comment_line_marker is not None or s.quotes_in_quoted_fields == STRAY_QUOTES:
+        if "CR" in (s.newline, s.line_delimiter_recognized) or s.comment_line_marker is not None \
+                or s.quotes_in_quoted_fields == STRAY_QUOTES:
             return None  # byte ranges start after an LF, outside quotes counted as RFC 4180 counts them
         return s.quote or "lines"
 
@@ -164,7 +166,8 @@ class CsvParser(ParserPlugin):
     ) -> Iterator[tuple[Any, int]]:
         """`batches`; with an `encoder` (a fused path, pipelines.native.fused), each text is offered to it
         first, and the records it makes come in line order between the batches of rows."""
-        chunks = TextChunks(with_newline(stream, self.settings.newline), self.charset, source, errors)
+        s = self.settings
+        chunks = TextChunks(with_newline(stream, s.newline, s.line_delimiter_recognized), self.charset, source, errors)
         # Counted from here: skipping the header decodes the first chunk, whose bad-charset lines go to `errors`.
         out = BatchBuilder(source.uri, chunks.raw_lines, errors, batch_rows)
         skip = self.header_lines() if header else 0

@@ -30,6 +30,7 @@ class JsonParserSettings:
     columns: tuple[ColumnSettings, ...] = (RECORD_COLUMN,)
     charset: str = "UTF-8"
     newline: Newline = "CRLF"
+    line_delimiter_recognized: Newline | None = None
     stop_on_invalid_record: bool | None = None
     invalid_string_escapes: Literal["PASSTHROUGH", "SKIP", "UNESCAPE"] = "PASSTHROUGH"
     default_timezone: str | None = None

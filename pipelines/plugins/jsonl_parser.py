@@ -24,6 +24,7 @@ class JsonlParserSettings:
     columns: tuple[ColumnSettings, ...]
     charset: str = "UTF-8"
     newline: Newline = "CRLF"
+    line_delimiter_recognized: Newline | None = None
     stop_on_invalid_record: bool | None = None
     default_timezone: str | None = None
     default_timestamp_format: str | None = None
@@ -59,7 +60,10 @@ class JsonlParser(ParserPlugin):
     def schema(self) -> Schema:
         return self._schema
 
-    split_mode = "lines"  # a JSON line never holds a raw line break
+    @property
+    def split_mode(self) -> str | None:  # type: ignore[override]
+        """At line starts (a JSON line never holds a raw line break); never for lines ended by CR."""
+        return None if "CR" in (self.settings.newline, self.settings.line_delimiter_recognized) else "lines"
 
     def batches(
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
@@ -82,7 +86,8 @@ class JsonlParser(ParserPlugin):
         and from a line it leaves, the rest of that chunk is read into rows."""
         from pipelines.kafka.decode import compiled_json_rows
 
-        chunks = TextChunks(with_newline(stream, self.settings.newline), self.charset, source, errors)
+        s = self.settings
+        chunks = TextChunks(with_newline(stream, s.newline, s.line_delimiter_recognized), self.charset, source, errors)
         out = BatchBuilder(source.uri, chunks.raw_lines, errors, batch_rows)
         fast = compiled_json_rows(self.columns) if self.compiled_lines else None
         line_no = 1
