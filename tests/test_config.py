@@ -398,7 +398,7 @@ def test_misspelt_column_type_suggests(tmp_path: Path) -> None:
         ("    skip_header_lines: '--5'\n", "in.parser.skip_header_lines: expected an integer, got '--5'"),
         ("    skip_header_lines: -1\n", "in.parser: skip_header_lines must be 0 or more"),
         ("    allow_extra_columns: maybe\n", "in.parser.allow_extra_columns: expected true or false, got 'maybe'"),
-        ("    delimiter: ';;'\n", "in.parser: delimiter must be one character, got ';;'"),
+        ("    delimiter: ''\n", "in.parser: delimiter must not be empty"),
         ("    delimiter: '\"'\n", "in.parser: delimiter '\"' cannot also be the quote or escape character"),
         ("    quote: \"\\n\"\n", "in.parser: quote cannot be a line break"),
         ("    charset: klingon\n", "in.parser.charset: unknown charset 'klingon'"),

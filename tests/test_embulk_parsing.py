@@ -98,6 +98,12 @@ def test_unterminated_quote_in_the_tokenizer_is_a_bad_record() -> None:
     assert rows == [[1, "ann"]] and bad[0][:2] == (2, "the file ends inside a quoted value")
 
 
+def test_delimiter_of_several_characters() -> None:
+    rows, bad = parse(csv(delimiter="||"), b'1||ann\n2||"b||ob"\n3|| cy\n')
+    assert rows == [[1, "ann"], [2, "b||ob"], [3, " cy"]] and bad == []
+    assert job_of(csv(delimiter="||")).parser.split_rows is None
+
+
 def test_header_line_is_skip_header_lines_1() -> None:
     rows, _ = parse(csv(header_line=True), b"id,name\n1,ann\n")
     assert rows == [[1, "ann"]]

@@ -75,17 +75,17 @@ class CsvParserSettings:
     def __post_init__(self) -> None:
         if not self.columns:
             raise ValueError("columns: declare at least one column")
-        if len(self.delimiter) != 1:
-            raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
+        if not self.delimiter:
+            raise ValueError("delimiter must not be empty")
         for name in ("quote", "escape"):
             value = getattr(self, name)
             if value is not None and len(value) > 1:
                 raise ValueError(f"{name} must be one character (or empty), got {value!r}")
         marks = {"delimiter": self.delimiter, "quote": self.quote or None, "escape": self.escape or None}
         for name, value in marks.items():
-            if value in ("\r", "\n"):
+            if value is not None and ("\r" in value or "\n" in value):
                 raise ValueError(f"{name} cannot be a line break")
-        if self.delimiter in (marks["quote"], marks["escape"]):
+        if any(mark and mark in self.delimiter for mark in (marks["quote"], marks["escape"])):
             raise ValueError(f"delimiter {self.delimiter!r} cannot also be the quote or escape character")
         if self.skip_header_lines < 0:
             raise ValueError("skip_header_lines must be 0 or more")
@@ -105,7 +105,7 @@ class CsvParserSettings:
         """Whether an option of Embulk's tokenizer is set (read by pipelines.plugins.csv_tokenizer)."""
         return (
             self.trim_if_not_quoted or self.comment_line_marker is not None or self.max_quoted_size_limit is not None
-            or self.quotes_in_quoted_fields == STRAY_QUOTES
+            or self.quotes_in_quoted_fields == STRAY_QUOTES or len(self.delimiter) > 1
         )
 
 
@@ -117,7 +117,7 @@ class CsvParser(ParserPlugin):
         self.columns = timestamp_defaults(settings.columns, settings, where)
         self._schema = schema_of(self.columns, where)
         self.charset = check_charset(settings.charset, f"{where}.charset")
-        self.dialect: dict[str, Any] = {"delimiter": settings.delimiter, "strict": True}
+        self.dialect: dict[str, Any] = {"delimiter": settings.delimiter[0], "strict": True}  # (one character: else the tokenizer)
         if settings.quote:
             self.dialect.update(quotechar=settings.quote, doublequote=True)
             if settings.escape and settings.escape != settings.quote:

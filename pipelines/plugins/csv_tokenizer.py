@@ -1,5 +1,6 @@
 """The CSV reading of Embulk's tokenizer options: `trim_if_not_quoted`, `comment_line_marker`,
-`quotes_in_quoted_fields`, `max_quoted_size_limit`, and `newline` joining the lines of a quoted value.
+`quotes_in_quoted_fields`, `max_quoted_size_limit`, a `delimiter` of several characters, and
+`newline` joining the lines of a quoted value.
 
 The csv parser reads through this loop (in Python, record by record) only when one of those options
 is set; otherwise through the compiled loop or the csv module (pipelines.plugins.csv_parser). Fields
@@ -22,7 +23,7 @@ class InvalidRecord(ValueError):
 
 @dataclass(frozen=True)
 class CsvTokenizer:
-    delimiter: str
+    delimiter: str  # one character or more (Embulk takes a string)
     quote: str  # "" for none
     escape: str  # "" for none (or the quote: "" inside quotes)
     trim: bool
@@ -49,7 +50,7 @@ class CsvTokenizer:
             fields.append(value)
             if pos >= len(line):
                 return fields
-            pos += 1  # the delimiter
+            pos += len(self.delimiter)
 
     def _unquoted(self, line: str, pos: int) -> tuple[str, int]:
         """An unquoted value from `pos` to the next delimiter: (value, position of that delimiter or the end)."""
@@ -63,7 +64,7 @@ class CsvTokenizer:
 
     def _unescaped(self, line: str, pos: int) -> tuple[str, int]:
         out: list[str] = []
-        while pos < len(line) and line[pos] != self.delimiter:
+        while pos < len(line) and not line.startswith(self.delimiter, pos):
             if line[pos] == self.escape and pos + 1 < len(line):
                 pos += 1
             out.append(line[pos])
@@ -95,7 +96,7 @@ class CsvTokenizer:
                 after = pos + 1
                 while after < len(line) and line[after] in BLANKS:
                     after += 1
-                if after >= len(line) or line[after] == self.delimiter:
+                if after >= len(line) or line.startswith(self.delimiter, after):
                     return "".join(out), line, after
                 if not self.stray_quotes:
                     raise InvalidRecord(f"unexpected {line[after]!r} after the closing quote of a value (column {after + 1})")
