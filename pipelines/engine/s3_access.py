@@ -81,7 +81,12 @@ def _environment_keys() -> dict[str, Any]:
 def _instance_session() -> Any:
     """Embulk's `instance`: the role of where it runs: the ECS/Fargate task's, else the EC2 instance profile's."""
     import botocore.session
-    from botocore.credentials import ContainerProvider, CredentialResolver, InstanceMetadataFetcher, InstanceMetadataProvider
+    from botocore.credentials import (
+        ContainerProvider,
+        CredentialResolver,
+        InstanceMetadataFetcher,
+        InstanceMetadataProvider,
+    )
 
     session = botocore.session.Session()
     fetcher = InstanceMetadataFetcher(timeout=2, num_attempts=2)

@@ -127,7 +127,7 @@ def numbered_lines(texts: Iterator[str], skip: int) -> tuple[Callable[[], str | 
             pending.extend(parts)
         state["line"] += 1
         line = pending.pop()
-        return line[:-1] if line.endswith("\r") else line
+        return line.removesuffix("\r")
 
     for _ in range(skip):
         if next_line() is None:

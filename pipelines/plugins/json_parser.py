@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pipelines.engine.columns import ColumnSettings
 from pipelines.engine.newlines import Newline
 from pipelines.plugins.jsonl_parser import JsonlParser
 
 RECORD_COLUMN = ColumnSettings("record", "json")
-ESCAPE = re.compile(r'\\(["\\/bfnrt]|u[0-9a-fA-F]{4})|\\(.)', re.S)
+ESCAPE = re.compile(r'\\(["\\/bfnrt]|u[0-9a-fA-F]{4})|\\(.)', re.DOTALL)
 ONE_VALUE = (
     "reads a JSON value that may be the whole object, and a job holds only a bounded part of an object "
     "in memory; write one JSON object per line instead (JSON lines) and pick its fields with columns"
