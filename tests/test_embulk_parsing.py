@@ -104,6 +104,12 @@ def test_delimiter_of_several_characters() -> None:
     assert job_of(csv(delimiter="||")).parser.split_rows is None
 
 
+def test_escape_without_quoting_in_the_tokenizer() -> None:
+    rows, bad = parse(csv(quote="", escape="\\", trim_if_not_quoted=True), b"1, a\\,b \n2,c\n")
+    assert rows == [[1, "a,b"], [2, "c"]] and bad == []
+    assert parse(csv(quote="", escape="\\"), b"1, a\\,b \n2,c\n")[0] == [[1, " a,b "], [2, "c"]]  # the csv module's reading
+
+
 def test_header_line_is_skip_header_lines_1() -> None:
     rows, _ = parse(csv(header_line=True), b"id,name\n1,ann\n")
     assert rows == [[1, "ann"]]

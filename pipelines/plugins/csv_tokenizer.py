@@ -33,8 +33,8 @@ class CsvTokenizer:
 
     def split(self, line: str, next_line: Callable[[], str | None]) -> list[str]:
         """The fields of the record starting with `line`; a quoted value may take more lines from `next_line`."""
-        q = self.quote
-        if not q or q not in line and (not self.escape or self.escape not in line):
+        q, esc = self.quote, self.escape
+        if (not q or q not in line) and (not esc or esc not in line):
             fields = line.split(self.delimiter)
             return [f.strip(BLANKS) for f in fields] if self.trim else fields
         fields: list[str] = []

@@ -134,8 +134,8 @@ def check_auth(s: S3InputSettings) -> None:
     given = {k for k in ALL_AUTH_KEYS if getattr(s, k) is not None}
     if method is None:
         needs, takes = set(), {"access_key_id", "secret_access_key", "session_token"}
-        if given & {"access_key_id", "secret_access_key"} and not {"access_key_id", "secret_access_key"} <= given:
-            raise ValueError("set both access_key_id and secret_access_key, or neither")
+        if given and not {"access_key_id", "secret_access_key"} <= given:
+            raise ValueError("set both access_key_id and secret_access_key (and session_token with them), or none")
     else:
         needs, takes = AUTH_KEYS.get(method, (set(), set()))
     if needs - given:
