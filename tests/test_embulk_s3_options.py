@@ -30,6 +30,7 @@ def s3_input(**options: Any) -> Any:
         ({"auth_method": "basic", "access_key_id": "a", "secret_access_key": "b", "profile_file": "f"}, "takes no profile_file"),
         ({"access_key_id": "a"}, "set both access_key_id and secret_access_key"),
         ({"session_token": "t"}, "set both access_key_id and secret_access_key"),
+        ({"profile_name": "p"}, "profile_name: set the auth_method that takes it"),
         ({"auth_method": "kerberos"}, "expected one of basic, env, instance, profile, properties, anonymous, session, default"),
         ({"total_file_count_limit": 0}, "total_file_count_limit must be at least 1"),
         ({"maximum_retries": -1}, "maximum_retries must be 0 or more"),

@@ -47,6 +47,22 @@ def schema_of(columns: tuple[ColumnSettings, ...], where: str) -> Schema:
     return Schema(tuple(Column(c.name, c.type) for c in columns))
 
 
+def with_timestamp_defaults(columns: tuple[ColumnSettings, ...], settings: Any) -> tuple[ColumnSettings, ...]:
+    """The columns with the parser's default_timestamp_format, default_timezone and default_date in
+    the timestamp columns that set none of their own (Embulk's defaults for `format`, `timezone`, `date`)."""
+    import dataclasses
+
+    defaults = {"format": settings.default_timestamp_format, "timezone": settings.default_timezone, "date": settings.default_date}
+    if all(v is None for v in defaults.values()):
+        return columns
+    out = []
+    for c in columns:
+        if c.type == "timestamp":
+            c = dataclasses.replace(c, **{k: getattr(c, k) if getattr(c, k) is not None else v for k, v in defaults.items()})
+        out.append(c)
+    return tuple(out)
+
+
 LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1  # a long is a signed 64-bit integer, as in Embulk
 
 

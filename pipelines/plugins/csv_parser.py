@@ -16,7 +16,7 @@ from itertools import chain
 from typing import IO, Any, Literal
 
 from pipelines.engine.batches import BatchBuilder
-from pipelines.engine.columns import BOOLEANS, ColumnSettings, schema_of, text_converter
+from pipelines.engine.columns import BOOLEANS, ColumnSettings, schema_of, text_converter, with_timestamp_defaults
 from pipelines.engine.error_output import ErrorSink
 from pipelines.engine.errors import DataError
 from pipelines.engine.newlines import Newline, with_newline
@@ -114,7 +114,7 @@ class CsvParser(ParserPlugin):
 
     def __init__(self, settings: CsvParserSettings, where: str) -> None:
         super().__init__(settings, where)
-        self.columns = timestamp_defaults(settings.columns, settings, where)
+        self.columns = with_timestamp_defaults(settings.columns, settings)
         self._schema = schema_of(self.columns, where)
         self.charset = check_charset(settings.charset, f"{where}.charset")
         self.dialect: dict[str, Any] = {"delimiter": settings.delimiter[0], "strict": True}  # (one character: else the tokenizer)
@@ -261,22 +261,6 @@ def _tokenizer_batches(parser: CsvParser, chunks: TextChunks, out: BatchBuilder,
         if row is not None and out.add(row, start):
             yield from out.flush()
     yield from out.finish()
-
-
-def timestamp_defaults(columns: tuple[ColumnSettings, ...], settings: Any, where: str) -> tuple[ColumnSettings, ...]:
-    """The columns with the parser's default_timestamp_format, default_timezone and default_date in
-    the timestamp columns that set none of their own (Embulk's defaults for `format`, `timezone`, `date`)."""
-    import dataclasses
-
-    defaults = {"format": settings.default_timestamp_format, "timezone": settings.default_timezone, "date": settings.default_date}
-    if all(v is None for v in defaults.values()):
-        return columns
-    out = []
-    for c in columns:
-        if c.type == "timestamp":
-            c = dataclasses.replace(c, **{k: getattr(c, k) if getattr(c, k) is not None else v for k, v in defaults.items()})
-        out.append(c)
-    return tuple(out)
 
 
 class _CompiledLoop:

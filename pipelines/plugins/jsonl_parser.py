@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
 from pipelines.engine.batches import BatchBuilder
-from pipelines.engine.columns import ColumnSettings, record_converter, schema_of
+from pipelines.engine.columns import ColumnSettings, record_converter, schema_of, with_timestamp_defaults
 from pipelines.engine.error_output import ErrorSink
 from pipelines.engine.newlines import Newline, with_newline
 from pipelines.engine.records import Batch, Schema, Source
@@ -40,10 +40,8 @@ class JsonlParser(ParserPlugin):
     compiled_lines: ClassVar[bool] = True  # whether the compiled readers may read its lines (json_rows, the encoder)
 
     def __init__(self, settings: Any, where: str) -> None:
-        from pipelines.plugins.csv_parser import timestamp_defaults
-
         super().__init__(settings, where)
-        self.columns = timestamp_defaults(settings.columns, settings, where)
+        self.columns = with_timestamp_defaults(settings.columns, settings)
         self._schema = schema_of(self.columns, where)
         self.charset = check_charset(settings.charset, f"{where}.charset")
         self.to_row = record_converter(self.columns)

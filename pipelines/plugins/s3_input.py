@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any, ClassVar, Literal
+from typing import IO, Any, ClassVar
 
 from pipelines.engine.errors import ConfigError, DataError, RunError, TransientRunError
 from pipelines.engine.spi import InputPlugin, checked_sources
@@ -23,6 +23,7 @@ from pipelines.plugins.file_input import compile_pattern
 from pipelines.engine.records import Source
 from pipelines.engine.s3 import READ_TIMEOUT_SECONDS, S3Client, s3_client, s3_error
 from pipelines.engine.s3_access import S3Access, embulk_retries
+from pipelines.plugins.s3_input_auth import AuthMethod, HttpProxy, check_auth
 from pipelines.engine.settings import option
 from pipelines.engine.textio import Readable
 
@@ -34,26 +35,7 @@ BACKOFF_SECONDS = 0.5  # before the 2nd try; doubling, at most MAX_BACKOFF_SECON
 MAX_BACKOFF_SECONDS = 8.0
 
 
-AuthMethod = Literal["basic", "env", "instance", "profile", "properties", "anonymous", "session", "default"]
 GLACIER_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})  # a GET fails until the object is restored
-
-
-@dataclass(frozen=True)
-class HttpProxy:
-    """embulk-input-s3's http_proxy."""
-
-    host: str
-    port: int | None = None
-    https: bool = True
-    user: str | None = None
-    password: str | None = option(None, secret=True)
-
-    @property
-    def url(self) -> str:
-        from urllib.parse import quote
-
-        login = f"{quote(self.user, safe='')}:{quote(self.password or '', safe='')}@" if self.user else ""
-        return f"{'https' if self.https else 'http'}://{login}{self.host}{f':{self.port}' if self.port else ''}"
 
 
 @dataclass(frozen=True)
@@ -112,36 +94,6 @@ class S3InputSettings:
             self.auth_method, self.access_key_id, self.secret_access_key, self.session_token, self.profile_file,
             self.profile_name, retries, proxy,
         )
-
-
-# Which keys each auth_method needs (all of them) and takes.
-AUTH_KEYS = {
-    "basic": ({"access_key_id", "secret_access_key"}, {"access_key_id", "secret_access_key"}),
-    "session": ({"access_key_id", "secret_access_key", "session_token"},) * 2,
-    "profile": (set(), {"profile_file", "profile_name"}),
-}
-ALL_AUTH_KEYS = ("access_key_id", "secret_access_key", "session_token", "profile_file", "profile_name")
-
-
-def check_auth(s: S3InputSettings) -> None:
-    """The keys of `auth_method`: those it needs are given, no other is."""
-    method = s.auth_method
-    if method == "properties":
-        raise ValueError(
-            "auth_method 'properties' reads Java system properties (aws.accessKeyId), which do not exist here: "
-            "use auth_method env (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or basic"
-        )
-    given = {k for k in ALL_AUTH_KEYS if getattr(s, k) is not None}
-    if method is None:
-        needs, takes = set(), {"access_key_id", "secret_access_key", "session_token"}
-        if given and not {"access_key_id", "secret_access_key"} <= given:
-            raise ValueError("set both access_key_id and secret_access_key (and session_token with them), or none")
-    else:
-        needs, takes = AUTH_KEYS.get(method, (set(), set()))
-    if needs - given:
-        raise ValueError(f"auth_method {method} needs {', '.join(sorted(needs - given))}")
-    if given - takes:
-        raise ValueError(f"auth_method {method or '(none)'} takes no {', '.join(sorted(given - takes))}")
 
 
 class S3Input(S3Client, InputPlugin):
