@@ -72,6 +72,15 @@ def test_line_delimiter_recognized_cr_reads_lines_ended_by_cr() -> None:
     assert job_of(csv(line_delimiter_recognized="CR")).parser.split_mode is None  # ranges start after an LF
 
 
+def test_cr_lines_read_without_newline_cr_fail_at_a_bound_naming_the_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.engine import textio
+
+    monkeypatch.setattr(textio, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(textio, "CHUNK_BYTES", 256)
+    with pytest.raises(DataError, match=r"s3://b/k: line 1: no line break \(LF\) in .* set the parser's newline: CR"):
+        parse(csv(), b"1,ann\r" * 1000)
+
+
 def test_newline_joins_the_lines_of_a_quoted_value_in_the_tokenizer() -> None:
     rows, _ = parse(csv(newline="LF", trim_if_not_quoted=True), b'1,"a\r\nb"\n')
     assert rows == [[1, "a\nb"]]
