@@ -81,6 +81,13 @@ def test_cr_lines_read_without_newline_cr_fail_at_a_bound_naming_the_option(monk
         parse(csv(), b"1,ann\r" * 1000)
 
 
+@pytest.mark.parametrize("options", [{}, {"escape": "\\"}, {"trim_if_not_quoted": True}])  # compiled, csv module, tokenizer
+def test_cr_lines_read_as_a_header_fail_instead_of_skipping_every_row(options: dict[str, Any]) -> None:
+    with pytest.raises(DataError, match=r"s3://b/k: line 1: a header line holds a CR before its end: .* newline: CR"):
+        parse(csv(skip_header_lines=1, **options), b"id,name\r1,ann\r2,bob\r")
+    assert parse(csv(skip_header_lines=1, newline="CR", **options), b"id,name\r1,ann\r2,bob\r")[0] == [[1, "ann"], [2, "bob"]]
+
+
 def test_newline_joins_the_lines_of_a_quoted_value_in_the_tokenizer() -> None:
     rows, _ = parse(csv(newline="LF", trim_if_not_quoted=True), b'1,"a\r\nb"\n')
     assert rows == [[1, "a\nb"]]

@@ -215,10 +215,12 @@ class CsvParser(ParserPlugin):
 def _module_batches(parser: CsvParser, chunks: TextChunks, out: BatchBuilder, skip: int, split: bool) -> Iterator[tuple[Batch, int]]:
     """The csv module's loop: every record read by csv.reader, typed by `row_of`."""
     lines = chain.from_iterable(map(io.StringIO, chunks))
-    for _ in range(skip):
-        if next(lines, None) is None:
+    for number in range(1, skip + 1):
+        header = next(lines, None)
+        if header is None:
             yield from out.finish()  # header lines with bad bytes still count as read
             return
+        _check_header_line(header, number, out.uri)
     reader = csv.reader(lines, **parser.dialect)
     prev = skip  # physical line where the previous record ended
     while True:
@@ -244,7 +246,12 @@ def _tokenizer_batches(parser: CsvParser, chunks: TextChunks, out: BatchBuilder,
         s.delimiter, s.quote or "", s.escape or "", s.trim_if_not_quoted, s.quotes_in_quoted_fields == STRAY_QUOTES,
         s.max_quoted_size_limit or MAX_QUOTED_CHARS, NEWLINE_TEXT[s.newline],
     )
-    next_line, line_no = numbered_lines(iter(chunks), skip)
+    next_line, line_no = numbered_lines(iter(chunks))
+    for _ in range(skip):
+        header = next_line()
+        if header is None:
+            break
+        _check_header_line(header, line_no(), out.uri)
     comment = s.comment_line_marker
     while (line := next_line()) is not None:
         start = line_no()
@@ -293,6 +300,7 @@ class _CompiledLoop:
         text, pos = next(texts, None), 0
         while self.line < skip and text is not None:
             end = text.find("\n", pos)
+            _check_header_line(text[pos:] if end < 0 else text[pos:end], self.line + 1, self.out.uri)
             if end < 0:
                 text, pos = next(texts, None), 0
             else:
@@ -376,6 +384,17 @@ def _next_text(rest: str, texts: Iterator[str]) -> tuple[str | None, bool]:
     if following is None:
         return (rest or None), True
     return (rest + following if rest else following), False
+
+
+def _check_header_line(line: str, number: int, uri: str) -> None:
+    """Fails on a header line with a CR before its end: a file whose lines end with CR alone, read as one
+    header line, would have every row skipped with it, silently."""
+    if "\r" in line.rstrip("\r\n"):
+        raise DataError(
+            f"line {number}: a header line holds a CR before its end: if the lines end with CR alone, set the parser's "
+            "newline: CR (read as it is, every row would be skipped as part of the header)",
+            where=uri,
+        )
 
 
 # Why a record goes to the error output: the same words from both loops.

@@ -109,9 +109,9 @@ class CsvTokenizer:
                 raise InvalidRecord(f"a quoted value is longer than max_quoted_size_limit ({self.max_quoted} characters)")
 
 
-def numbered_lines(texts: Iterator[str], skip: int) -> tuple[Callable[[], str | None], Callable[[], int]]:
+def numbered_lines(texts: Iterator[str]) -> tuple[Callable[[], str | None], Callable[[], int]]:
     """(next line, without its line break, or None at the end; the number of the last line given),
-    over chunks of whole lines, after `skip` lines."""
+    over chunks of whole lines."""
     state = {"line": 0}
     pending: list[str] = []
 
@@ -129,7 +129,4 @@ def numbered_lines(texts: Iterator[str], skip: int) -> tuple[Callable[[], str | 
         line = pending.pop()
         return line.removesuffix("\r")
 
-    for _ in range(skip):
-        if next_line() is None:
-            break
     return next_line, lambda: state["line"]
