@@ -353,7 +353,7 @@ def test_unknown_key_far_from_any_option_has_no_suggestion(tmp_path: Path) -> No
     ("old", "new", "expected"),
     [
         ("  path_prefix: /tmp/never-read/in_\n", "", "in.path_prefix: missing required option 'path_prefix'"),
-        ("  parser:\n    type: csv\n" + CSV_COLUMNS, "", "in.parser: missing required option 'parser' (avro, csv, jsonl)"),
+        ("  parser:\n    type: csv\n" + CSV_COLUMNS, "", "in.parser: missing required option 'parser' (avro, csv, json, jsonl)"),
         (CSV_COLUMNS, "", "in.parser.columns: missing required option 'columns'"),
         ("{name: country, type: string}", "{type: string}", "in.parser.columns[1].name: missing required option 'name'"),
         ("  type: file\n  path_prefix: /tmp/never-written/out\n", "  path_prefix: x\n", "out: missing required option 'type' (file, kafka, null, s3, stdout)"),
@@ -398,7 +398,7 @@ def test_misspelt_column_type_suggests(tmp_path: Path) -> None:
         ("    skip_header_lines: '--5'\n", "in.parser.skip_header_lines: expected an integer, got '--5'"),
         ("    skip_header_lines: -1\n", "in.parser: skip_header_lines must be 0 or more"),
         ("    allow_extra_columns: maybe\n", "in.parser.allow_extra_columns: expected true or false, got 'maybe'"),
-        ("    delimiter: ';;'\n", "in.parser: delimiter must be one character, got ';;'"),
+        ("    delimiter: ''\n", "in.parser: delimiter must not be empty"),
         ("    delimiter: '\"'\n", "in.parser: delimiter '\"' cannot also be the quote or escape character"),
         ("    quote: \"\\n\"\n", "in.parser: quote cannot be a line break"),
         ("    charset: klingon\n", "in.parser.charset: unknown charset 'klingon'"),
@@ -460,14 +460,14 @@ def test_numbers_as_strings_are_accepted_where_they_are_meant(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("    type: csv\n", "    type: cvs\n", "in.parser.type: unknown parser plugin type 'cvs' (did you mean 'csv'?); known: avro, csv, jsonl"),
+        ("    type: csv\n", "    type: cvs\n", "in.parser.type: unknown parser plugin type 'cvs' (did you mean 'csv'?); known: avro, csv, json, jsonl"),
         ("  type: file\n  path_prefix: /tmp/never-read", "  type: fiel\n  path_prefix: /tmp/never-read", "in.type: unknown in plugin type 'fiel' (did you mean 'file'?); known: file, kafka, s3"),
         ("  type: file\n  path_prefix: /tmp/never-written", "  type: kafak\n  path_prefix: /tmp/never-written", "out.type: unknown out plugin type 'kafak' (did you mean 'kafka'?); known: file, kafka, null, s3, stdout"),
         ("  type: file\n  path_prefix: /tmp/never-written", "  type: bigquery\n  path_prefix: /tmp/never-written", "out.type: unknown out plugin type 'bigquery'; known: file, kafka, null, s3, stdout"),
         ("out:\n", "filters: [{type: renam}]\nout:\n", "filters[0].type: unknown filter plugin type 'renam' (did you mean 'rename'?); known: add_columns, keep_columns, remove_columns, rename, validate"),
-        ("  parser:\n", "  decoders: [{type: gz}]\n  parser:\n", "in.decoders[0].type: unknown decoder plugin type 'gz' (did you mean 'gzip'?); known: gzip, none, zstd"),
-        ("  parser:\n", "  decoders: [{type: lzma}]\n  parser:\n", "in.decoders[0].type: unknown decoder plugin type 'lzma'; known: gzip, none, zstd"),
-        ("    type: csv\n", "    type: 3\n", "in.parser.type: expected a plugin type name (avro, csv, jsonl), got 3"),
+        ("  parser:\n", "  decoders: [{type: gz}]\n  parser:\n", "in.decoders[0].type: unknown decoder plugin type 'gz' (did you mean 'gzip'?); known: bzip2, gzip, none, zstd"),
+        ("  parser:\n", "  decoders: [{type: lzma}]\n  parser:\n", "in.decoders[0].type: unknown decoder plugin type 'lzma'; known: bzip2, gzip, none, zstd"),
+        ("    type: csv\n", "    type: 3\n", "in.parser.type: expected a plugin type name (avro, csv, json, jsonl), got 3"),
     ],
 )
 def test_unknown_plugin_type(tmp_path: Path, old: str, new: str, expected: str) -> None:

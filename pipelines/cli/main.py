@@ -117,10 +117,15 @@ def load(config: Path, variables: tuple[tuple[str, str], ...]) -> Any:
     from pipelines.engine.config import load_job
     from pipelines.engine.errors import PipelineError
 
+    from pipelines.engine.notes import job_notes
+
     try:
-        return load_job(config, with_params(variables))
+        job = load_job(config, with_params(variables))
     except PipelineError as exc:
         fail(exc)
+    for note in job_notes(job):
+        click.echo(f"note: {note}", err=True)
+    return job
 
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Literal
 
 from pipelines.engine.records import Column, Schema
@@ -18,20 +18,49 @@ FALSE_WORDS = frozenset(["false", "0", "no", "n", "off", "f"])
 class ColumnSettings:
     name: str
     type: Literal["string", "long", "double", "boolean", "timestamp", "json"] = "string"
-    format: str | None = None  # strptime format of a timestamp column; ISO 8601 when absent
+    format: str | None = None  # strptime format of a timestamp column (Embulk's Ruby style too); ISO 8601 when absent
+    timezone: str | None = None  # of a timestamp value that names none (default UTC): Asia/Tokyo, +09:00
+    date: str | None = None  # the date of a timestamp whose format has none (default 1970-01-01)
+
+    @property
+    def custom_timestamp(self) -> bool:
+        """A timestamp column read otherwise than as plain ISO 8601 in UTC (which the C loops read themselves)."""
+        return self.type == "timestamp" and (self.format is not None or self.timezone is not None or self.date is not None)
 
 
 def schema_of(columns: tuple[ColumnSettings, ...], where: str) -> Schema:
     from pipelines.engine.errors import ConfigError
+    from pipelines.engine.timestamps import date_of, zone_of
 
     seen: set[str] = set()
     for i, c in enumerate(columns):
         if c.name in seen:
             raise ConfigError(f"column '{c.name}' is declared twice", where=f"{where}.columns[{i}].name")
         seen.add(c.name)
-        if c.format is not None and c.type != "timestamp":
-            raise ConfigError("'format' is only for timestamp columns", where=f"{where}.columns[{i}].format")
+        for option in ("format", "timezone", "date"):
+            if getattr(c, option) is not None and c.type != "timestamp":
+                raise ConfigError(f"'{option}' is only for timestamp columns", where=f"{where}.columns[{i}].{option}")
+        try:
+            zone_of(c.timezone), date_of(c.date)
+        except ValueError as exc:
+            raise ConfigError(str(exc), where=f"{where}.columns[{i}]") from None
     return Schema(tuple(Column(c.name, c.type) for c in columns))
+
+
+def with_timestamp_defaults(columns: tuple[ColumnSettings, ...], settings: Any) -> tuple[ColumnSettings, ...]:
+    """The columns with the parser's default_timestamp_format, default_timezone and default_date in
+    the timestamp columns that set none of their own (Embulk's defaults for `format`, `timezone`, `date`)."""
+    import dataclasses
+
+    defaults = {"format": settings.default_timestamp_format, "timezone": settings.default_timezone, "date": settings.default_date}
+    if all(v is None for v in defaults.values()):
+        return columns
+    out = []
+    for c in columns:
+        if c.type == "timestamp":
+            c = dataclasses.replace(c, **{k: getattr(c, k) if getattr(c, k) is not None else v for k, v in defaults.items()})
+        out.append(c)
+    return tuple(out)
 
 
 LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1  # a long is a signed 64-bit integer, as in Embulk
@@ -79,18 +108,17 @@ class _BooleanWords(dict):
 
 BOOLEANS = _BooleanWords({w: True for w in TRUE_WORDS} | {w: False for w in FALSE_WORDS})
 BOOLEANS.update({w.upper(): v for w, v in list(BOOLEANS.items())} | {w.title(): v for w, v in list(BOOLEANS.items())})
-TIMESTAMP_CACHE = 4096  # audiences repeat dates and times a lot; a hit costs no Python call
 
 
-def _timestamp(fmt: str | None) -> Callable[[str], datetime]:
-    from functools import lru_cache
 
-    @lru_cache(maxsize=TIMESTAMP_CACHE)
-    def parse(text: str) -> datetime:
-        value = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text.strip())
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+def _timestamp(fmt: str | None, zone: str | None = None, day: str | None = None) -> Callable[[str], datetime]:
+    from pipelines.engine.timestamps import timestamp_parser
 
-    return parse
+    return timestamp_parser(fmt, zone, day)
+
+
+def _column_timestamp(column: ColumnSettings) -> Callable[[str], datetime]:
+    return _timestamp(column.format, column.timezone, column.date)
 
 
 def _json(text: str) -> Any:
@@ -106,7 +134,7 @@ def text_converter(column: ColumnSettings) -> Callable[[str], Any] | None:
         "long": _long,
         "double": _double,
         "boolean": BOOLEANS.__getitem__,
-        "timestamp": _timestamp(column.format),
+        "timestamp": _column_timestamp(column),
         "json": _json,
     }[column.type]
 
@@ -141,13 +169,13 @@ def _string_value(value: Any) -> str:
 
 def value_converter(column: ColumnSettings) -> Callable[[Any], Any] | None:
     """Converts a JSON value to the column's type (raises ValueError/TypeError); None for json columns."""
-    timestamp = _timestamp(column.format)
+    timestamp = _column_timestamp(column) if column.type == "timestamp" else None
     return {
         "string": _string_value,
         "long": _long_value,
         "double": _double_value,
         "boolean": _boolean_value,
-        "timestamp": lambda v: timestamp(str(v)),
+        "timestamp": lambda v: timestamp(str(v)),  # type: ignore[misc]
         "json": None,
     }[column.type]
 
@@ -198,7 +226,7 @@ def records_converter(columns: tuple[ColumnSettings, ...]) -> Callable[[list[dic
         if c.type == "json":
             continue
         native = NATIVE_TYPES.get(c.type)
-        convert = _timestamp(c.format) if c.type == "timestamp" else value_converter(c)
+        convert = _column_timestamp(c) if c.type == "timestamp" else value_converter(c)
         plans.append((i, c.type, native, convert, value_converter(c)))
 
     def convert_batch(records: list[dict[str, Any]]) -> Converted:

@@ -35,6 +35,13 @@ def default_error_output() -> str:
     return os.environ.get(ERROR_OUTPUT_ENV, "").strip() or DEFAULT_LOCATION
 
 
+MIN_OUTPUT_TASKS_NOTE = (
+    "exec.min_output_tasks is accepted and has no effect: a shard's rows go to the output in one transaction "
+    "(exactly-once), never scattered over several output tasks; the plan's shard count (--shard-size) and "
+    "exec.max_threads set the parallelism"
+)
+
+
 @dataclass(frozen=True)
 class ExecSettings:
     max_threads: int = 1  # shards run at once, each in its own process
@@ -46,6 +53,7 @@ class ExecSettings:
     max_errors: int | None = None
     max_error_rate: float | None = None
     preview_rows: int = option(20)
+    min_output_tasks: int | None = None  # Embulk's; accepted with no effect (MIN_OUTPUT_TASKS_NOTE)
 
     def __post_init__(self) -> None:
         if self.max_threads < 1:
@@ -56,6 +64,12 @@ class ExecSettings:
             raise ValueError("max_errors must be 0 or more")
         if self.max_error_rate is not None and not 0 <= self.max_error_rate <= 1:
             raise ValueError("max_error_rate must be between 0 and 1")
+        if self.min_output_tasks is not None and self.min_output_tasks < 1:
+            raise ValueError("min_output_tasks must be at least 1")
+
+    @property
+    def notes(self) -> list[str]:
+        return [MIN_OUTPUT_TASKS_NOTE] if self.min_output_tasks is not None else []
 
     @property
     def error_policy(self) -> ErrorPolicy:
@@ -231,6 +245,8 @@ def build_job(data: Mapping[str, Any], path: Path) -> Job:
     output = _plugin(builder, "out", data["out"], "out", ignore=("type", "formatter", "encoders"))
     _file_plugins(builder, output, data["out"])
     exec_settings = builder.build(ExecSettings, data.get("exec"), "exec", ignore=())
+    if parser is not None:
+        exec_settings = parser.adjust_exec(exec_settings)
 
     schema = parser.schema() if parser is not None else input_plugin.schema()
     for f in filters:

@@ -10,14 +10,14 @@ from pipelines.engine.errors import RunError
 from pipelines.engine.records import Source
 from pipelines.engine.textio import PrefixedStream
 
-HEAD_BYTES = 4  # enough for every registered decoder's magic (gzip 2, zstd 4)
+HEAD_BYTES = 4  # enough for every registered decoder's magic (gzip 2, zstd 4, bzip2 3 and its block size)
 
 
 def decoder_for_head(head: bytes) -> type | None:
     """The registered decoder whose magic bytes start `head`, or None (plain bytes)."""
     for name in registry.names("decoder"):
         cls = registry.load("decoder", name, f"decoder {name}")
-        if cls.magic and head.startswith(cls.magic):
+        if cls.detects(head):
             return cls
     return None
 

@@ -78,6 +78,7 @@ class JobSummary:
     end_markers: int | None = None
     manifest: str | None = None
     files: int | None = None
+    config_diff: dict[str, Any] | None = None  # Embulk's config diff for the next run (the S3 input's last_path)
     error: str | None = None
 
     def add(self, report: ShardReport, skipped: bool = False) -> None:
@@ -107,7 +108,7 @@ class JobSummary:
 
     def to_json(self) -> str:
         data = asdict(self)
-        for key in ("error", "manifest", "files"):  # only where they apply
+        for key in ("error", "manifest", "files", "config_diff"):  # only where they apply
             if data[key] is None:
                 del data[key]
         return json.dumps(data, separators=(",", ":"))
@@ -289,7 +290,9 @@ def finish_job(job: Job, plan: Plan, plan_uri: str, summary: JobSummary | None =
     files = [f for r in reports for f in r.files or []] if any(r.files is not None for r in reports) else None
     totals = JobTotals(plan.job_id, len(plan.shards), summary.rows_written, _sum_partitions(reports), files)
     finished = job.output.finish(totals)
-    job.input.after_finish([item for shard in plan.shards for item in shard.items])
+    items = [item for shard in plan.shards for item in shard.items]
+    job.input.after_finish(items)
+    summary.config_diff = job.input.config_diff(items)
     if finished is not None:
         summary.end_markers = finished.get("markers")
         summary.manifest = finished.get("manifest")

@@ -76,22 +76,38 @@ _CLIENTS_LOCK = threading.Lock()
 # settings) makes a new one.
 _CLIENT_ENV = (
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_MAX_ATTEMPTS",
+    "AWS_ACCESS_KEY", "AWS_CREDENTIAL_PROFILES_FILE", "AWS_SHARED_CREDENTIALS_FILE",
 )
 
 
 def s3_client(
     endpoint: str | None = None, region: str | None = None, access_key_id: str | None = None, secret_access_key: str | None = None,
-    read_timeout: float | None = None,
+    read_timeout: float | None = None, access: Any = None,
 ) -> Any:
     """An S3 client, made once per settings and process: making one loads botocore's service
-    models (a quarter of a second), and a run reads and writes through several."""
+    models (a quarter of a second), and a run reads and writes through several. `access` (a
+    pipelines.engine.s3_access.S3Access: auth_method, retries, proxy) replaces the two keys."""
     read_timeout = read_timeout or READ_TIMEOUT_SECONDS
-    key = (endpoint, region, access_key_id, secret_access_key, read_timeout, *(os.environ.get(name) for name in _CLIENT_ENV))
+    key = (endpoint, region, access_key_id, secret_access_key, read_timeout, access, *(os.environ.get(name) for name in _CLIENT_ENV))
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
         if client is None:
-            client = _CLIENTS[key] = _new_s3_client(endpoint, region, access_key_id, secret_access_key, read_timeout)
+            if access is None:
+                client = _new_s3_client(endpoint, region, access_key_id, secret_access_key, read_timeout)
+            else:
+                client = _new_s3_client_with(endpoint, region, read_timeout, access)
+            _CLIENTS[key] = client
         return client
+
+
+def _new_s3_client_with(endpoint: str | None, region: str | None, read_timeout: float, access: Any) -> Any:
+    from pipelines.engine.s3_access import client_arguments, client_config, use_embulk_backoff
+
+    session, arguments = client_arguments(access)
+    config = client_config(access, max_attempts(), read_timeout)
+    client = session.client("s3", endpoint_url=endpoint, region_name=region, config=config, **arguments)
+    use_embulk_backoff(client, access)
+    return client
 
 
 def max_attempts() -> int:

@@ -69,7 +69,10 @@ class SettingsBuilder:
             raise self.error(path, f"expected a mapping of options, got {describe(raw)}")
         hints = typing.get_type_hints(cls)
         fields = {yaml_key(f): f for f in dataclasses.fields(cls)}
+        refused = getattr(cls, "refused_options", {})  # Embulk options we cannot honour: {key: why, and what instead}
         for key in raw:
+            if key in refused:
+                raise self.error(join_path(path, str(key)), f"Embulk's option '{key}' {refused[key]}")
             if key not in fields and key not in ignore:
                 raise self.error(join_path(path, str(key)), "unknown option" + did_you_mean(str(key), fields))
         values = {}

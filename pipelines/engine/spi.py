@@ -83,6 +83,11 @@ class InputPlugin(Plugin):
     def after_finish(self, items: list[PlanItem]) -> None:
         """Called once the whole job finished at the output (Kafka: commit a group's offsets, when asked)."""
 
+    def config_diff(self, items: list[PlanItem]) -> dict[str, Any] | None:
+        """What the next run's config should change, once this job finished (Embulk's config diff, e.g.
+        the S3 input's {"in": {"last_path": ...}}): it goes into the job summary. None by default."""
+        return None
+
     def open(self, source: Source, offset: int = 0) -> IO[bytes]:
         """A binary stream of the source's bytes from `offset`, read in chunks (never the whole object at once)."""
         raise NotImplementedError
@@ -102,6 +107,11 @@ class DecoderPlugin(Plugin):
     # decoders may be split into byte ranges.
     passthrough: ClassVar[bool] = False
 
+    @classmethod
+    def detects(cls, head: bytes) -> bool:
+        """Whether an object starting with `head` (HEAD_BYTES of it) is this decoder's: its magic starts it."""
+        return bool(cls.magic) and head.startswith(cls.magic)
+
     def decode(self, stream: IO[bytes], source: Source) -> IO[bytes]:
         raise NotImplementedError
 
@@ -117,6 +127,11 @@ class ParserPlugin(Plugin):
     def header_lines(self) -> int:
         """Lines at the start of an object that are not records (the plan keeps them in the first range)."""
         return 0
+
+    def adjust_exec(self, exec_settings: Any) -> Any:
+        """The job's exec settings as this parser's options change them (Embulk's stop_on_invalid_record
+        sets the error threshold: pipelines.plugins.invalid_records); as they are by default."""
+        return exec_settings
 
     def batches(
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False

@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from pipelines.engine.error_output import ErrorSink
-from pipelines.engine.errors import ConfigError
+from pipelines.engine.errors import ConfigError, DataError
 from pipelines.engine.records import Source
 
 CHUNK_BYTES = 1 << 20
 MAX_RAW_LINES = 20
 MAX_RECENT_CHARS = 4 * CHUNK_BYTES  # decoded text kept for the raw text of bad rows
+MAX_LINE_BYTES = 64 << 20  # a longer line (no LF: say, a file whose lines end with CR alone) is refused
 
 
 class Readable:
@@ -148,9 +149,18 @@ class TextChunks:
             cut = block.rfind(b"\n")
             if cut < 0:
                 rest += block
+                if len(rest) > MAX_LINE_BYTES:
+                    raise self._line_too_long()
                 continue
             data, rest = rest + block[: cut + 1], block[cut + 1 :]
             yield from self._decode(data)
+
+    def _line_too_long(self) -> DataError:
+        return DataError(
+            f"line {self.next_line}: no line break (LF) in {MAX_LINE_BYTES >> 20} MiB; a line is held whole while read, so "
+            "longer ones are refused (bounded memory). If the lines end with CR alone, set the parser's newline: CR",
+            where=self.source.uri,
+        )
 
     def _decode(self, data: bytes) -> Iterator[str]:
         try:

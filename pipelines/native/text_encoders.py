@@ -27,8 +27,7 @@ def csv_encoder(parser: Any, layout: RecordLayout) -> RecordEncoder | None:
     """encode_records bound to the CSV parser's settings and `layout`; None for a parser it does not read."""
     if parser.split_rows is None or compiled("pipelines.native._fastrows", "encode_records") is None:
         return None
-    columns = parser.settings.columns
-    if any(c.type == "timestamp" and c.format for c in columns):
+    if any(c.custom_timestamp for c in parser.columns):  # the C loop reads ISO 8601 in UTC only
         return None
     args = _encoder_args(parser, layout.key_index, layout.required, layout.parts)
     return RecordEncoder(args if layout.avro is None else args + (layout.avro,))
@@ -49,9 +48,12 @@ class JsonRecordEncoder:
 
 def jsonl_encoder(parser: Any, layout: RecordLayout) -> JsonRecordEncoder | None:
     """encode_json_records bound to the jsonl parser's columns and `layout`; None for columns it does
-    not read (a timestamp with a format), or without the extension."""
-    columns = parser.settings.columns
-    if compiled("pipelines.native._fastrows", "encode_json_records") is None or any(c.format for c in columns):
+    not read (a timestamp with a format, time zone or date), for lines it does not read as the parser
+    does (Embulk's json parser's record column, invalid escapes read), or without the extension."""
+    columns = parser.columns
+    if compiled("pipelines.native._fastrows", "encode_json_records") is None or not parser.compiled_lines:
+        return None
+    if any(c.custom_timestamp for c in columns):
         return None
     kinds = tuple(COLUMN_KINDS[c.type] for c in columns)
     names = tuple(c.name.encode() for c in columns)
@@ -64,5 +66,5 @@ def _encoder_args(parser: Any, key_index: int, required: tuple[int, ...], parts:
 
     s = parser.settings
     booleans = tuple((word, value) for word, value in BOOLEANS.items() if word.isascii())
-    kinds = tuple(COLUMN_KINDS[c.type] for c in s.columns)
+    kinds = tuple(COLUMN_KINDS[c.type] for c in parser.columns)
     return (kinds, booleans, s.null_string, s.delimiter, s.quote or "", key_index, required, parts)

@@ -13,18 +13,21 @@ import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from pipelines.engine.batches import BatchBuilder
-from pipelines.engine.columns import BOOLEANS, ColumnSettings, schema_of, text_converter
+from pipelines.engine.columns import BOOLEANS, ColumnSettings, schema_of, text_converter, with_timestamp_defaults
 from pipelines.engine.error_output import ErrorSink
 from pipelines.engine.errors import DataError
+from pipelines.engine.newlines import Newline, with_newline
 from pipelines.engine.records import Batch, Schema, Source
 from pipelines.engine.spi import ParserPlugin
 from pipelines.engine.textio import TextChunks, check_charset
 from pipelines.native.compiled import COLUMN_KINDS, CONVERTER_KIND, compiled
+from pipelines.plugins.csv_tokenizer import NEWLINE_TEXT, STRAY_QUOTES, CsvTokenizer, InvalidRecord, numbered_lines
 
-csv.field_size_limit(16 << 20)
+MAX_QUOTED_CHARS = 16 << 20
+csv.field_size_limit(MAX_QUOTED_CHARS)
 
 # How a call of split_rows, or of an encoder (pipelines.native.fused), ended: a full batch, the end
 # of the text, a record left to the csv module (split_rows) or to the rows path (an encoder); for
@@ -49,28 +52,61 @@ class CsvParserSettings:
     quote: str | None = '"'
     escape: str | None = None
     skip_header_lines: int = 0
+    header_line: bool | None = None  # Embulk's older spelling of skip_header_lines: 1
     charset: str = "UTF-8"
     null_string: str | None = None
     allow_extra_columns: bool = False
     allow_optional_columns: bool = False
+    # Embulk's options (docs/embulk/input-s3-and-parsers.md): the ones that change how text is split
+    # take the tokenizer loop (pipelines.plugins.csv_tokenizer), not the compiled one.
+    newline: Newline = "CRLF"
+    line_delimiter_recognized: Newline | None = None  # Embulk 0.9's: CR reads lines ended by CR (as newline: CR)
+    trim_if_not_quoted: bool = False
+    comment_line_marker: str | None = None
+    quotes_in_quoted_fields: Literal["ACCEPT_ONLY_RFC4180_ESCAPED", "ACCEPT_STRAY_QUOTES_ASSUMING_NO_DELIMITERS_IN_FIELDS"] = (
+        "ACCEPT_ONLY_RFC4180_ESCAPED"
+    )
+    max_quoted_size_limit: int | None = None  # characters; without it, MAX_QUOTED_CHARS
+    stop_on_invalid_record: bool | None = None  # pipelines.plugins.invalid_records
+    default_timezone: str | None = None
+    default_timestamp_format: str | None = None
+    default_date: str | None = None
 
     def __post_init__(self) -> None:
         if not self.columns:
             raise ValueError("columns: declare at least one column")
-        if len(self.delimiter) != 1:
-            raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
+        if not self.delimiter:
+            raise ValueError("delimiter must not be empty")
         for name in ("quote", "escape"):
             value = getattr(self, name)
             if value is not None and len(value) > 1:
                 raise ValueError(f"{name} must be one character (or empty), got {value!r}")
         marks = {"delimiter": self.delimiter, "quote": self.quote or None, "escape": self.escape or None}
         for name, value in marks.items():
-            if value in ("\r", "\n"):
+            if value is not None and ("\r" in value or "\n" in value):
                 raise ValueError(f"{name} cannot be a line break")
-        if self.delimiter in (marks["quote"], marks["escape"]):
+        if any(mark and mark in self.delimiter for mark in (marks["quote"], marks["escape"])):
             raise ValueError(f"delimiter {self.delimiter!r} cannot also be the quote or escape character")
         if self.skip_header_lines < 0:
             raise ValueError("skip_header_lines must be 0 or more")
+        if self.header_line is not None and self.skip_header_lines:
+            raise ValueError("set skip_header_lines or header_line (its older spelling), not both")
+        if self.comment_line_marker == "":
+            raise ValueError("comment_line_marker must not be empty (leave it out for no comment lines)")
+        limit = self.max_quoted_size_limit
+        if limit is not None and not 1 <= limit <= MAX_QUOTED_CHARS:
+            raise ValueError(
+                f"max_quoted_size_limit must be between 1 and {MAX_QUOTED_CHARS} (16 MiB): a quoted value is held "
+                "whole in memory while it is read"
+            )
+
+    @property
+    def tokenized(self) -> bool:
+        """Whether an option of Embulk's tokenizer is set (read by pipelines.plugins.csv_tokenizer)."""
+        return (
+            self.trim_if_not_quoted or self.comment_line_marker is not None or self.max_quoted_size_limit is not None
+            or self.quotes_in_quoted_fields == STRAY_QUOTES or len(self.delimiter) > 1
+        )
 
 
 class CsvParser(ParserPlugin):
@@ -78,28 +114,33 @@ class CsvParser(ParserPlugin):
 
     def __init__(self, settings: CsvParserSettings, where: str) -> None:
         super().__init__(settings, where)
-        self._schema = schema_of(settings.columns, where)
+        self.columns = with_timestamp_defaults(settings.columns, settings)
+        self._schema = schema_of(self.columns, where)
         self.charset = check_charset(settings.charset, f"{where}.charset")
-        self.dialect: dict[str, Any] = {"delimiter": settings.delimiter, "strict": True}
+        self.dialect: dict[str, Any] = {"delimiter": settings.delimiter[0], "strict": True}  # (one character: else the tokenizer)
         if settings.quote:
             self.dialect.update(quotechar=settings.quote, doublequote=True)
             if settings.escape and settings.escape != settings.quote:
                 self.dialect["escapechar"] = settings.escape
         else:
             self.dialect.update(quoting=csv.QUOTE_NONE, escapechar=settings.escape or None)
-        self.converters = [
-            (i, c.name, c.type, conv) for i, c in enumerate(settings.columns) if (conv := text_converter(c)) is not None
-        ]
-        self.split_rows = _fast_rows() if not (settings.escape and settings.escape != settings.quote) else None
+        self.converters = [(i, c.name, c.type, conv) for i, c in enumerate(self.columns) if (conv := text_converter(c)) is not None]
+        module_only = settings.tokenized or (settings.escape and settings.escape != settings.quote)
+        self.split_rows = None if module_only else _fast_rows()
         # What split_rows and type_fields take for each column: its kind, and the converter (or mapping) of that kind.
-        self.column_kinds = tuple(COLUMN_KINDS.get(c.type, CONVERTER_KIND) for c in settings.columns)
-        self.column_converters = tuple(BOOLEANS if c.type == "boolean" else text_converter(c) for c in settings.columns)
+        self.column_kinds = tuple(COLUMN_KINDS.get(c.type, CONVERTER_KIND) for c in self.columns)
+        self.column_converters = tuple(BOOLEANS if c.type == "boolean" else text_converter(c) for c in self.columns)
 
     def schema(self) -> Schema:
         return self._schema
 
     def header_lines(self) -> int:
-        return self.settings.skip_header_lines
+        return 1 if self.settings.header_line else self.settings.skip_header_lines
+
+    def adjust_exec(self, exec_settings: Any) -> Any:
+        from pipelines.plugins.invalid_records import exec_for
+
+        return exec_for(self.settings.stop_on_invalid_record, exec_settings, self.where)
 
     @property
     def split_mode(self) -> str | None:
@@ -109,6 +150,9 @@ class CsvParser(ParserPlugin):
         s = self.settings
         if s.escape and s.escape != s.quote:
             return None
+        if "CR" in (s.newline, s.line_delimiter_recognized) or s.comment_line_marker is not None \
+                or s.quotes_in_quoted_fields == STRAY_QUOTES:
+            return None  # byte ranges start after an LF, outside quotes counted as RFC 4180 counts them
         return s.quote or "lines"
 
     def batches(
@@ -122,16 +166,20 @@ class CsvParser(ParserPlugin):
     ) -> Iterator[tuple[Any, int]]:
         """`batches`; with an `encoder` (a fused path, pipelines.native.fused), each text is offered to it
         first, and the records it makes come in line order between the batches of rows."""
-        chunks = TextChunks(stream, self.charset, source, errors)
+        s = self.settings
+        chunks = TextChunks(with_newline(stream, s.newline, s.line_delimiter_recognized), self.charset, source, errors)
         # Counted from here: skipping the header decodes the first chunk, whose bad-charset lines go to `errors`.
         out = BatchBuilder(source.uri, chunks.raw_lines, errors, batch_rows)
-        skip = self.settings.skip_header_lines if header else 0
-        if self.split_rows is None:
+        skip = self.header_lines() if header else 0
+        if self.settings.tokenized:
+            yield from _tokenizer_batches(self, chunks, out, skip, split)
+        elif self.split_rows is None:
             yield from _module_batches(self, chunks, out, skip, split)
         else:
             yield from _CompiledLoop(self, chunks, out, split, encoder).batches(skip)
 
     def fused_encoder(self, layout: Any) -> Any:
+        """The compiled encoder (pipelines.native.text_encoders), or None where an option changes the reading."""
         from pipelines.native.text_encoders import csv_encoder
 
         return csv_encoder(self, layout)
@@ -142,7 +190,7 @@ class CsvParser(ParserPlugin):
         if not fields:
             return None  # a blank line is not a row
         s = self.settings
-        ncols = len(s.columns)
+        ncols = len(self.columns)
         if len(fields) != ncols:
             n = len(fields)
             if n > ncols and s.allow_extra_columns:
@@ -167,10 +215,12 @@ class CsvParser(ParserPlugin):
 def _module_batches(parser: CsvParser, chunks: TextChunks, out: BatchBuilder, skip: int, split: bool) -> Iterator[tuple[Batch, int]]:
     """The csv module's loop: every record read by csv.reader, typed by `row_of`."""
     lines = chain.from_iterable(map(io.StringIO, chunks))
-    for _ in range(skip):
-        if next(lines, None) is None:
+    for number in range(1, skip + 1):
+        header = next(lines, None)
+        if header is None:
             yield from out.finish()  # header lines with bad bytes still count as read
             return
+        _check_header_line(header, number, out.uri)
     reader = csv.reader(lines, **parser.dialect)
     prev = skip  # physical line where the previous record ended
     while True:
@@ -186,6 +236,37 @@ def _module_batches(parser: CsvParser, chunks: TextChunks, out: BatchBuilder, sk
             if split:
                 raise _range_ends_in_quotes(out.uri, start, exc) from None
             out.bad(start, prev, _malformed_reason(exc))
+    yield from out.finish()
+
+
+def _tokenizer_batches(parser: CsvParser, chunks: TextChunks, out: BatchBuilder, skip: int, split: bool) -> Iterator[tuple[Batch, int]]:
+    """Embulk's tokenizer options' loop (pipelines.plugins.csv_tokenizer), record by record."""
+    s = parser.settings
+    tokenizer = CsvTokenizer(
+        s.delimiter, s.quote or "", s.escape or "", s.trim_if_not_quoted, s.quotes_in_quoted_fields == STRAY_QUOTES,
+        s.max_quoted_size_limit or MAX_QUOTED_CHARS, NEWLINE_TEXT[s.newline],
+    )
+    next_line, line_no = numbered_lines(iter(chunks))
+    for _ in range(skip):
+        header = next_line()
+        if header is None:
+            break
+        _check_header_line(header, line_no(), out.uri)
+    comment = s.comment_line_marker
+    while (line := next_line()) is not None:
+        start = line_no()
+        if not line or (comment is not None and line.startswith(comment)):
+            continue  # blank and comment lines are not records
+        try:
+            fields: list[Any] = tokenizer.split(line, next_line)
+        except InvalidRecord as exc:
+            if split and "ends inside a quoted value" in str(exc):
+                raise _range_ends_in_quotes(out.uri, start, exc) from None
+            out.bad(start, line_no(), str(exc))
+            continue
+        row = parser.row_of(fields, start, line_no(), out)
+        if row is not None and out.add(row, start):
+            yield from out.flush()
     yield from out.finish()
 
 
@@ -219,6 +300,7 @@ class _CompiledLoop:
         text, pos = next(texts, None), 0
         while self.line < skip and text is not None:
             end = text.find("\n", pos)
+            _check_header_line(text[pos:] if end < 0 else text[pos:end], self.line + 1, self.out.uri)
             if end < 0:
                 text, pos = next(texts, None), 0
             else:
@@ -287,7 +369,7 @@ class _CompiledLoop:
         return stream.tell(), True
 
     def _bad_record(self, done: int, start: int, payload: Any) -> None:
-        columns = self.parser.settings.columns
+        columns = self.parser.columns
         if done == BAD_WIDTH:
             self.out.bad(start, self.line, _width_reason(len(columns), len(payload)))
         else:
@@ -302,6 +384,17 @@ def _next_text(rest: str, texts: Iterator[str]) -> tuple[str | None, bool]:
     if following is None:
         return (rest or None), True
     return (rest + following if rest else following), False
+
+
+def _check_header_line(line: str, number: int, uri: str) -> None:
+    """Fails on a header line with a CR before its end: a file whose lines end with CR alone, read as one
+    header line, would have every row skipped with it, silently."""
+    if "\r" in line.rstrip("\r\n"):
+        raise DataError(
+            f"line {number}: a header line holds a CR before its end: if the lines end with CR alone, set the parser's "
+            "newline: CR (read as it is, every row would be skipped as part of the header)",
+            where=uri,
+        )
 
 
 # Why a record goes to the error output: the same words from both loops.

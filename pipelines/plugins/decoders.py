@@ -1,4 +1,4 @@
-"""Decoders: gzip (ISA-L when available), zstd, none. Each names its magic bytes, by which
+"""Decoders: gzip (ISA-L when available), zstd, bzip2, none. Each names its magic bytes, by which
 pipelines.engine.decoding recognises an object without configured decoders."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pipelines.engine.textio import PrefixedStream, Readable
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+BZIP2_MAGIC = b"BZh"  # then the block size, '1' to '9'
 
 
 class CheckedStream(Readable):
@@ -118,6 +119,23 @@ class ZstdFrames(Readable):
 
     def close(self) -> None:
         self.raw.close()
+
+
+class Bzip2Decoder(DecoderPlugin):
+    """bzip2, streamed one stream after another (pbzip2 and `cat a.bz2 b.bz2` write several): memory
+    holds one block (at most 900 kB compressed). A cut-short object is a DataError naming it."""
+
+    Settings = NoSettings
+    magic = BZIP2_MAGIC
+
+    @classmethod
+    def detects(cls, head: bytes) -> bool:
+        return len(head) >= 4 and head.startswith(BZIP2_MAGIC) and head[3:4] in b"123456789"
+
+    def decode(self, stream: IO[bytes], source: Source) -> IO[bytes]:
+        import bz2
+
+        return CheckedStream(bz2.BZ2File(stream, "rb"), source, "bzip2", (OSError, ValueError))
 
 
 class NoDecoder(DecoderPlugin):

@@ -1,14 +1,19 @@
-"""`parser: {type: jsonl, columns: [...]}`: one JSON object per line; columns picked and typed."""
+"""`parser: {type: jsonl, columns: [...]}`: one JSON object per line; columns picked and typed.
+
+Embulk's jsonl parser options are taken as they are: stop_on_invalid_record
+(pipelines.plugins.invalid_records), newline (pipelines.engine.newlines), and the timestamp
+defaults. Embulk's `json` parser is pipelines.plugins.json_parser."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from pipelines.engine.batches import BatchBuilder
-from pipelines.engine.columns import ColumnSettings, record_converter, schema_of
+from pipelines.engine.columns import ColumnSettings, record_converter, schema_of, with_timestamp_defaults
 from pipelines.engine.error_output import ErrorSink
+from pipelines.engine.newlines import Newline, with_newline
 from pipelines.engine.records import Batch, Schema, Source
 from pipelines.engine.spi import ParserPlugin
 from pipelines.engine.textio import TextChunks, check_charset
@@ -18,6 +23,12 @@ from pipelines.engine.textio import TextChunks, check_charset
 class JsonlParserSettings:
     columns: tuple[ColumnSettings, ...]
     charset: str = "UTF-8"
+    newline: Newline = "CRLF"
+    line_delimiter_recognized: Newline | None = None
+    stop_on_invalid_record: bool | None = None
+    default_timezone: str | None = None
+    default_timestamp_format: str | None = None
+    default_date: str | None = None
 
     def __post_init__(self) -> None:
         if not self.columns:
@@ -26,17 +37,31 @@ class JsonlParserSettings:
 
 class JsonlParser(ParserPlugin):
     Settings = JsonlParserSettings
+    compiled_lines: ClassVar[bool] = True  # whether the compiled readers may read its lines (json_rows, the encoder)
 
-    def __init__(self, settings: JsonlParserSettings, where: str) -> None:
+    def __init__(self, settings: Any, where: str) -> None:
         super().__init__(settings, where)
-        self._schema = schema_of(settings.columns, where)
+        self.columns = with_timestamp_defaults(settings.columns, settings)
+        self._schema = schema_of(self.columns, where)
         self.charset = check_charset(settings.charset, f"{where}.charset")
-        self.to_row = record_converter(settings.columns)
+        self.to_row = record_converter(self.columns)
+
+    def adjust_exec(self, exec_settings: Any) -> Any:
+        from pipelines.plugins.invalid_records import exec_for
+
+        return exec_for(self.settings.stop_on_invalid_record, exec_settings, self.where)
+
+    def repaired(self, line: str) -> str | None:
+        """A line that is not valid JSON, mended (Embulk's json parser's invalid_string_escapes), or None."""
+        return None
 
     def schema(self) -> Schema:
         return self._schema
 
-    split_mode = "lines"  # a JSON line never holds a raw line break
+    @property
+    def split_mode(self) -> str | None:  # type: ignore[override]
+        """At line starts (a JSON line never holds a raw line break); never for lines ended by CR."""
+        return None if "CR" in (self.settings.newline, self.settings.line_delimiter_recognized) else "lines"
 
     def batches(
         self, stream: IO[bytes], source: Source, errors: ErrorSink, batch_rows: int, header: bool = True, split: bool = False
@@ -59,9 +84,10 @@ class JsonlParser(ParserPlugin):
         and from a line it leaves, the rest of that chunk is read into rows."""
         from pipelines.kafka.decode import compiled_json_rows
 
-        chunks = TextChunks(stream, self.charset, source, errors)
+        s = self.settings
+        chunks = TextChunks(with_newline(stream, s.newline, s.line_delimiter_recognized), self.charset, source, errors)
         out = BatchBuilder(source.uri, chunks.raw_lines, errors, batch_rows)
-        fast = compiled_json_rows(self.settings.columns)
+        fast = compiled_json_rows(self.columns) if self.compiled_lines else None
         line_no = 1
         for chunk in chunks:
             data, pos = chunk.encode(), 0  # "\n" is never part of a UTF-8 sequence: the same lines
@@ -95,7 +121,13 @@ class JsonlParser(ParserPlugin):
             if not line.strip():
                 continue
             try:
-                record = loads(line)
+                try:
+                    record = loads(line)
+                except orjson.JSONDecodeError:
+                    mended = self.repaired(line)
+                    if mended is None:
+                        raise
+                    record = loads(mended)
                 if not isinstance(record, dict):
                     raise ValueError(f"expected a JSON object, got {type(record).__name__}")
                 out.add(to_row(record), line_no)

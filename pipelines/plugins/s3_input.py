@@ -1,4 +1,7 @@
-"""`in: {type: s3, bucket: ..., path_prefix: ...}`: S3 objects, streamed, like Embulk's S3 input.
+"""`in: {type: s3, bucket: ..., path_prefix: ...}`: S3 objects, streamed, with embulk-input-s3's options
+(docs/embulk/input-s3-and-parsers.md): auth_method and its keys, http_proxy, path_match_pattern,
+total_file_count_limit, incremental with last_path (the summary's config_diff), skip_glacier_objects,
+and the retry settings (pipelines.engine.s3_access).
 
 A GET that S3 answers with a 5xx or a throttle is retried by botocore (standard mode, 9 tries, or
 $AWS_MAX_ATTEMPTS); a body that breaks while read resumes where it broke (ResumingS3Body). What
@@ -12,13 +15,15 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from pipelines.engine.errors import ConfigError, DataError, RunError, TransientRunError
 from pipelines.engine.spi import InputPlugin, checked_sources
 from pipelines.plugins.file_input import compile_pattern
 from pipelines.engine.records import Source
-from pipelines.engine.s3 import READ_TIMEOUT_SECONDS, S3Client, s3_error
+from pipelines.engine.s3 import READ_TIMEOUT_SECONDS, S3Client, s3_client, s3_error
+from pipelines.engine.s3_access import S3Access, embulk_retries
+from pipelines.plugins.s3_input_auth import AuthMethod, HttpProxy, check_auth
 from pipelines.engine.settings import option
 from pipelines.engine.textio import Readable
 
@@ -30,23 +35,65 @@ BACKOFF_SECONDS = 0.5  # before the 2nd try; doubling, at most MAX_BACKOFF_SECON
 MAX_BACKOFF_SECONDS = 8.0
 
 
+GLACIER_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})  # a GET fails until the object is restored
+
+
 @dataclass(frozen=True)
 class S3InputSettings:
     bucket: str
     path_prefix: str | None = None
-    path: str | None = None
+    path: str | None = None  # one object; with path_prefix too, path wins (as in Embulk)
     path_match_pattern: str | None = None
     endpoint: str | None = None
     region: str | None = None
+    auth_method: AuthMethod | None = None  # absent: the keys if given, else boto's default chain
     access_key_id: str | None = option(None, secret=True)
     secret_access_key: str | None = option(None, secret=True)
+    session_token: str | None = option(None, secret=True)
+    profile_file: str | None = None
+    profile_name: str | None = None
+    http_proxy: HttpProxy | None = None
+    total_file_count_limit: int | None = None
+    incremental: bool = True  # the summary's config_diff gives the next last_path
+    last_path: str | None = None  # objects listed after this key only
+    skip_glacier_objects: bool = False
+    maximum_retries: int | None = None
+    initial_retry_interval_millis: int | None = None
+    maximum_retry_interval_millis: int | None = None
     read_timeout_seconds: float = READ_TIMEOUT_SECONDS  # S3 sending nothing this long breaks a read (then resumed)
 
+    refused_options: ClassVar[dict[str, str]] = {
+        "min_task_size": (
+            "is spelled --shard-size here (`pipelines plan`/`run --shard-size BYTES`, default 128MiB): a shard takes "
+            "objects until it holds that many bytes, as a task does with min_task_size"
+        ),
+        "use_modified_time": (
+            "is not supported: a plan records each object's key, size and ETag, not its modification time, so the "
+            "next run could not be told where to start; use incremental with last_path (keys that sort in upload order)"
+        ),
+        "last_modified_time": "is not supported (see use_modified_time); use incremental with last_path",
+    }
+
     def __post_init__(self) -> None:
-        if (self.path is None) == (self.path_prefix is None):
-            raise ValueError("set exactly one of 'path' (one object) or 'path_prefix' (every object under it)")
+        if self.path is None and self.path_prefix is None:
+            raise ValueError("set 'path' (one object) or 'path_prefix' (every object under it)")
         if not self.read_timeout_seconds > 0:
             raise ValueError("read_timeout_seconds must be more than 0")
+        if self.total_file_count_limit is not None and self.total_file_count_limit < 1:
+            raise ValueError("total_file_count_limit must be at least 1")
+        for name in ("maximum_retries", "initial_retry_interval_millis", "maximum_retry_interval_millis"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"{name} must be 0 or more")
+        check_auth(self)
+
+    @property
+    def access(self) -> S3Access:
+        retries = embulk_retries(self.maximum_retries, self.initial_retry_interval_millis, self.maximum_retry_interval_millis)
+        proxy = self.http_proxy.url if self.http_proxy is not None else None
+        return S3Access(
+            self.auth_method, self.access_key_id, self.secret_access_key, self.session_token, self.profile_file,
+            self.profile_name, retries, proxy,
+        )
 
 
 class S3Input(S3Client, InputPlugin):
@@ -55,11 +102,32 @@ class S3Input(S3Client, InputPlugin):
     def __init__(self, settings: S3InputSettings, where: str) -> None:
         super().__init__(settings, where)
         self.pattern = compile_pattern(settings.path_match_pattern, f"{where}.path_match_pattern")
+        self.notes: list[str] = []
+        if settings.path is not None and settings.path_prefix is not None:
+            self.notes.append(f"{where}.path_prefix: not used, since path is set (as in Embulk: path wins)")
         if settings.path is not None and settings.path_match_pattern is not None:
             raise ConfigError("path_match_pattern goes with path_prefix, not path", where=f"{where}.path_match_pattern")
 
+    @functools.cached_property
+    def client(self) -> Any:
+        s = self.settings
+        return s3_client(s.endpoint, s.region, read_timeout=s.read_timeout_seconds, access=s.access)
+
     def list_sources(self) -> Iterator[Source]:
-        return checked_sources(self._listed(), f"s3://{self.settings.bucket}/{self.settings.path_prefix}", "object")
+        listed = self._listed()
+        if self.settings.path is None and self.settings.last_path is not None:
+            return _non_empty(listed)  # nothing new since last_path is a run with nothing to do
+        return checked_sources(listed, f"s3://{self.settings.bucket}/{self.settings.path_prefix}", "object")
+
+    def config_diff(self, items: list[Any]) -> dict[str, Any] | None:
+        """Embulk's config diff: with `incremental`, the last key this job read, as the next run's `last_path`."""
+        s = self.settings
+        if not s.incremental or s.path is not None:
+            return None
+        prefix = f"s3://{s.bucket}/"
+        keys = [item.uri.removeprefix(prefix) for item in items]
+        last = max(keys, default=None) or s.last_path
+        return None if last is None else {"in": {"last_path": last}}
 
     def _listed(self) -> Iterator[Source]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -78,13 +146,27 @@ class S3Input(S3Client, InputPlugin):
         return Source(f"s3://{self.settings.bucket}/{key}", head["ContentLength"], head.get("ETag"))
 
     def _list(self, prefix: str) -> Iterator[Source]:
+        s = self.settings
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=prefix):
+        after = {"StartAfter": s.last_path} if s.last_path else {}
+        count = 0
+        for page in paginator.paginate(Bucket=s.bucket, Prefix=prefix, **after):
             for item in page.get("Contents", []):
                 key = item["Key"]
                 if key.endswith("/") or (self.pattern is not None and not self.pattern.search(key)):
                     continue
-                yield Source(f"s3://{self.settings.bucket}/{key}", item["Size"], item.get("ETag"))
+                if item.get("StorageClass") in GLACIER_CLASSES:
+                    if s.skip_glacier_objects:
+                        continue
+                    raise RunError(
+                        f"the object is stored in {item['StorageClass']} and cannot be read before it is restored; "
+                        "restore it, or set skip_glacier_objects: true to leave such objects out",
+                        where=f"s3://{s.bucket}/{key}",
+                    )
+                yield Source(f"s3://{s.bucket}/{key}", item["Size"], item.get("ETag"))
+                count += 1
+                if count == s.total_file_count_limit:
+                    return
 
     def open(self, source: Source, offset: int = 0) -> IO[bytes]:
         return ResumingS3Body(self.client, source, offset)
@@ -206,6 +288,14 @@ class ResumingS3Body(Readable):
         if self.body is not None:
             self.body.close()
             self.body = None
+
+
+def _non_empty(sources: Iterator[Source]) -> Iterator[Source]:
+    """`sources`, failing on an empty object (as checked_sources does) but not on there being none."""
+    for source in sources:
+        if source.size == 0:
+            raise DataError("the object is empty (0 bytes)", where=source.uri)
+        yield source
 
 
 @functools.cache
