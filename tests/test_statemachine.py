@@ -373,7 +373,7 @@ def fake_lambda(payload: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]
     elif payload["task"] == "abort":
         result = {"aborted": True, "job_id": payload["job_id"], "shards": 3, "fenced": 4}
     else:
-        result = {"rows_read": 12, "rows_written": 11, "rows_skipped": 1, "end_markers": 6}
+        result = {"rows_read": 12, "rows_written": 11, "rows_skipped": 1, "bytes_read": 340, "end_markers": 6, "manifest": None}
     return {"ExecutedVersion": "$LATEST", "Payload": result, "SdkHttpMetadata": {}, "StatusCode": 200}
 
 
@@ -566,7 +566,7 @@ def test_dry_run_large_job_runs_the_shards_on_fargate(rendered: dict[str, Any]) 
     assert all(isinstance(e["Value"], str) for e in override["Environment"])
     # Each child execution outputs only its shard index: the Map's collected results stay tiny.
     assert sent["ShardOutputs"] == [0, 1, 2]
-    assert sent["MarkSucceeded"]["counts"] == {"rows_read": 12, "rows_written": 11, "rows_skipped": 1, "end_markers": 6}
+    assert sent["MarkSucceeded"]["counts"] == {"rows_read": 12, "rows_written": 11, "rows_skipped": 1, "bytes_read": 340, "end_markers": 6}
     assert sent["Finish"]["plan_uri"] == "s3://audiences/_jobs/job-123/plan.json"
     # The state carries no Lambda response envelopes and no shard results.
     assert set(data) == {"job_id", "pipeline", "params", "config", "plan", "result"}
