@@ -524,13 +524,14 @@ static int split_add_message(Split *s, PyObject *message, PyObject *key) {
     return rc;
 }
 
-/* One Message into s, unless it is left out (end markers have no key: only keyless records' headers
- * are read, and every record's with a job): 0, or -1 with an error. */
+/* One Message into s, unless it is left out (end markers have no key, or an empty one on a compacted
+ * topic: only such records' headers are read, and every record's with a job): 0, or -1 with an error. */
 static int split_message(Split *s, PyObject *message, PyObject *marker, PyObject *job) {
     PyObject *key = PyObject_CallMethodNoArgs(message, s_key);
     if (!key)
         return -1;
-    int skip = job != Py_None || key == Py_None ? left_out(message, marker, job) : 0;
+    int keyless = key == Py_None || (PyBytes_Check(key) && PyBytes_GET_SIZE(key) == 0);
+    int skip = job != Py_None || keyless ? left_out(message, marker, job) : 0;
     int rc = skip < 0 ? -1 : skip ? 0 : split_add_message(s, message, key);
     Py_DECREF(key);
     return rc;
