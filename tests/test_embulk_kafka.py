@@ -103,10 +103,11 @@ def assert_export_reads_no_marker(topic: str, tmp_path: Path) -> None:
         f"out:\n  type: file\n  path_prefix: {tmp_path}/export/part\n  formatter: {{type: csv}}\n"
         f"exec:\n  max_errors: 10\n  work_dir: {tmp_path}/work\n  error_output: {tmp_path}/errors/\n"
     )
-    result = run_cli("run", str(config), "--job-id", "export-tomb")
-    assert result.returncode == 0, result.stderr
-    summary = summary_of(result)
-    assert (summary["rows_written"], summary["rows_skipped"]) == (41, 3), summary
+    for native in ("1", "0"):  # the compiled consume loop, and the Python one
+        result = run_cli("run", str(config), "--job-id", f"export-tomb-{native}", env={"PIPELINES_NATIVE": native})
+        assert result.returncode == 0, result.stderr
+        summary = summary_of(result)
+        assert (summary["rows_read"], summary["rows_written"], summary["rows_skipped"]) == (44, 41, 3), (native, summary)
 
 
 TOPICS_CSV = (
@@ -204,3 +205,25 @@ def test_rows_with_routing_take_the_rows_path_and_the_same_config_without_it_the
         assert type(chosen["plain"]).__name__ == "FusedImport"
     else:
         pytest.skip(f"no compiled path here: {unavailable_reason()}")
+
+
+def test_a_failed_shard_leaves_nothing_committed_in_any_topic_it_wrote(stack, s3, bucket):
+    """One transaction per shard across every topic: rows of two topics produced, then the shard fails
+    (a bad row over max_errors 0, in the second object): read_committed readers of either topic see none."""
+    from conftest import end_offsets
+
+    suffix = uuid.uuid4().hex[:8]
+    default, other = f"fail-a-{suffix}", f"fail-b-{suffix}"
+    create_topic(stack.kafka_bootstrap, default, 2)
+    create_topic(stack.kafka_bootstrap, other, 2)
+    good = "user_id,segment,shard_hint,score\n" + "".join(f"k{n},{other if n % 2 else ''},,1.0\n" for n in range(100))
+    s3.put_object(Bucket=bucket, Key="in/1.csv", Body=good.encode())
+    s3.put_object(Bucket=bucket, Key="in/2.csv", Body=b"user_id,segment,shard_hint,score\nz1,,9,1.0\n")  # partition 9 of 2
+
+    result = run_embulk("kafka_topic_column.yml.liquid", bucket, default, "job-fail", MAX_ERRORS="0")
+
+    assert result.returncode != 0
+    assert "partition 9 is not one of" in result.stderr, result.stderr
+    for name in (default, other):
+        assert sum(end_offsets(stack.kafka_bootstrap, name).values()) >= 50, f"{name}: the rows were produced"
+        assert consume_all(stack.kafka_bootstrap, name) == [], f"{name}: nothing committed"

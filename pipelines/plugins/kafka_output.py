@@ -4,6 +4,10 @@ Safe by default: idempotent producer, acks=all, the Java client's murmur2 partit
 and one Kafka transaction per run, so a failed run leaves nothing for
 `read_committed` consumers. `rows_written` counts only rows the brokers acknowledged.
 
+embulk-output-kafka's options keep their meaning (docs/embulk/output-kafka.md): per-row topics,
+partitions and tombstones (pipelines/kafka/routing.py), and `acks`, `retries`, `record_batch_size`,
+`treat_producer_exception_as_error` with the values that keep exactly-once (pipelines/kafka/embulk_options.py).
+
 The machinery is in pipelines/kafka/: producer (the producer and its delivery reports), values
 (rows to keys and values), transactions (shard reports kept with committed offsets, fencing),
 markers (the end markers `finish` writes).
