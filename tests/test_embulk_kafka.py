@@ -40,10 +40,12 @@ def create_topic_leaders(bootstrap: str, name: str, partitions: int) -> None:
     raise AssertionError(f"topic {name} has no leaders")
 
 
-def run_embulk(config: str, bucket: str, topic: str, job_id: str, key: str = "in/", **more: str):
+def run_embulk(config: str, bucket: str, topic: str, job_id: str, key: str = "in/", native: str = "1", **more: str):
+    """`pipelines run` of a config of tests/embulk/; `native` "0": without the compiled loops (routed rows
+    are then counted by their delivery reports, not as produced with the compiled murmur2)."""
     pairs = {"S3_BUCKET": bucket, "S3_KEY": key, "KAFKA_TOPIC": topic, **more}
     args = [arg for name, value in pairs.items() for arg in ("--var", f"{name}={value}")]
-    return run_cli("run", str(EMBULK / config), *args, "--job-id", job_id)
+    return run_cli("run", str(EMBULK / config), *args, "--job-id", job_id, env={"PIPELINES_NATIVE": native})
 
 
 def last_by_key(records: list) -> dict[bytes, object]:
@@ -123,14 +125,15 @@ TOPICS_CSV = (
 )
 
 
-def test_topic_and_partition_columns_write_every_topic_in_one_transaction_with_markers_on_each(stack, s3, bucket):
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_topic_and_partition_columns_write_every_topic_in_one_transaction_with_markers_on_each(stack, s3, bucket, native):
     suffix = uuid.uuid4().hex[:8]
     default, b, c = f"seg-a-{suffix}", f"seg-b-{suffix}", f"seg-c-{suffix}"
     for name, partitions in ((default, 4), (b, 2), (c, 3)):
         create_topic(stack.kafka_bootstrap, name, partitions)
     s3.put_object(Bucket=bucket, Key="in/members.csv", Body=TOPICS_CSV.format(b=b, c=c, n=suffix).encode())
 
-    result = run_embulk("kafka_topic_column.yml.liquid", bucket, default, "job-topics")
+    result = run_embulk("kafka_topic_column.yml.liquid", bucket, default, f"job-topics-{native}", native=native)
 
     assert result.returncode == 0, result.stderr
     summary = summary_of(result)
@@ -207,7 +210,8 @@ def test_rows_with_routing_take_the_rows_path_and_the_same_config_without_it_the
         pytest.skip(f"no compiled path here: {unavailable_reason()}")
 
 
-def test_a_failed_shard_leaves_nothing_committed_in_any_topic_it_wrote(stack, s3, bucket):
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_a_failed_shard_leaves_nothing_committed_in_any_topic_it_wrote(stack, s3, bucket, native):
     """One transaction per shard across every topic: rows of two topics produced, then the shard fails
     (a bad row over max_errors 0, in the second object): read_committed readers of either topic see none."""
     from conftest import end_offsets
@@ -220,7 +224,7 @@ def test_a_failed_shard_leaves_nothing_committed_in_any_topic_it_wrote(stack, s3
     s3.put_object(Bucket=bucket, Key="in/1.csv", Body=good.encode())
     s3.put_object(Bucket=bucket, Key="in/2.csv", Body=b"user_id,segment,shard_hint,score\nz1,,9,1.0\n")  # partition 9 of 2
 
-    result = run_embulk("kafka_topic_column.yml.liquid", bucket, default, "job-fail", MAX_ERRORS="0")
+    result = run_embulk("kafka_topic_column.yml.liquid", bucket, default, f"job-fail-{native}", native=native, MAX_ERRORS="0")
 
     assert result.returncode != 0
     assert "partition 9 is not one of" in result.stderr, result.stderr

@@ -8,6 +8,7 @@ produced row by row in Python, or, for keyed JSON values, in batches by the comp
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,6 +134,7 @@ class TopicProducer:
         self.topic_marker_offsets: dict[str, dict[int, int]] = {}
         self.topic_partitions: dict[str, int | None] = {settings.topic: self.partitions}
         self.routed: TopicCounts | None = None  # per-topic counts, when rows are routed (produce_routed)
+        self.murmur2: Any = None  # the compiled murmur2, when routed rows are counted as produced (only_errors)
 
     def partitions_of(self, topic: str) -> int | None:
         """The partition count of `topic` (asked of the brokers once), or None if it does not exist."""
@@ -246,14 +248,22 @@ class TopicProducer:
 
     def produce_routed(self, records: list[tuple[str, int | None, str | None, bytes | None]]) -> None:
         """Produces (topic, partition or None for murmur2 of the key, key, value or None for a
-        tombstone) records, counted per topic by on_routed_delivery."""
+        tombstone) records, counted per topic: as produced when `murmur2` is set (the partition
+        chosen here as the murmur2_random partitioner would; failed deliveries fail the run), else by
+        on_routed_delivery."""
         assert self.routed is not None, "call count_per_topic() first"
-        produce, poll, headers = self.producer.produce, self.producer.poll, self.headers
+        produce, poll, headers, murmur2 = self.producer.produce, self.producer.poll, self.headers, self.murmur2
+        options: dict[str, Any] = {} if murmur2 is not None else {"on_delivery": self.on_routed_delivery}
         for topic, partition, key, value in records:
-            self.routed.add_topic(topic, self.topic_partitions[topic] or 0)  # known: RowRouting.target asked
+            count = self.topic_partitions[topic] or 0  # known: RowRouting.target asked
+            self.routed.add_topic(topic, count)
+            if murmur2 is not None:
+                if partition is None:
+                    partition = (murmur2(key.encode()) & 0x7FFFFFFF) % count if key is not None else random.randrange(count)
+                self.routed.count(topic, partition, value is None)
             while True:
                 try:
-                    produce(topic, value, key, partition=-1 if partition is None else partition, headers=headers, on_delivery=self.on_routed_delivery)
+                    produce(topic, value, key, partition=-1 if partition is None else partition, headers=headers, **options)
                     break
                 except BufferError:
                     poll(0.05)  # the local queue is full: let deliveries drain it
@@ -275,6 +285,14 @@ class TopicProducer:
         return OutputResult(self.produced, list(self.partition_rows))
 
 
+def routed_murmur2() -> Any:
+    """The compiled murmur2 (pipelines/native/_fastkafka.c) for routed rows (produce_routed), or None:
+    without it each routed row's delivery report counts it, which costs a Python call per row."""
+    from pipelines.native.compiled import compiled, enabled
+
+    return compiled("pipelines.native._fastkafka", "murmur2") if enabled() else None
+
+
 def shard_producer(
     settings: Any, where: str, job_id: str, shard: int | None, headers: Sequence[tuple[str, bytes]],
     key_index: int | None, value_indexes: list[int], value_names: list[str], routed: bool = False,
@@ -282,7 +300,9 @@ def shard_producer(
     """The producer of a shard: keyed JSON values go through the compiled batch loop when it can be
     used (its producer then reports failed deliveries only), else row by row (always for `routed` rows)."""
     batched = batches_natively(settings, key_index, routed)
-    out = TopicProducer(settings, where, job_id, shard, headers, only_errors=batched)
+    murmur2 = routed_murmur2() if routed else None
+    out = TopicProducer(settings, where, job_id, shard, headers, only_errors=batched or murmur2 is not None)
+    out.murmur2 = murmur2
     if batched:
         assert key_index is not None
         out.batch_producer = out.compiled_batches(key_index, value_indexes, value_names)
