@@ -56,8 +56,10 @@ def refused(tmp_path: Path, extra: str) -> str:
         "  record_batch_size: 16384\n",
         "  treat_producer_exception_as_error: true\n",
         "  column_for_deletion: deleted\n  topic_column: segment\n  partition_column_name: hint\n  ignore_columns: [deleted, hint]\n",
-        "  serialize_format: avro_with_schema_registry\n  schema_registry_url: http://r:8081\n"
-        "  value_subject_name_strategy: io.confluent.kafka.serializers.subject.TopicRecordNameStrategy\n",
+        (
+            "  serialize_format: avro_with_schema_registry\n  schema_registry_url: http://r:8081\n"
+            "  value_subject_name_strategy: io.confluent.kafka.serializers.subject.TopicRecordNameStrategy\n"
+        ),
         "  serialize_format: avro_with_schema_registry\n  schema_registry_url: http://r:8081\n  subject_name: members-value\n",
     ],
 )

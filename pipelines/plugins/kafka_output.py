@@ -121,13 +121,13 @@ class KafkaOutputSettings(KafkaConnectionSettings):
         embulk.check_treat_producer_exception_as_error(self.treat_producer_exception_as_error)
         if self.column_for_deletion is not None and self.key_column_name is None:
             raise ValueError("column_for_deletion needs key_column_name: a tombstone is a key with a null value")
-        if self.topic_column is not None and self.serialize_format == "avro" and self.value_subject is None:
-            if self.value_subject_name_strategy != "RecordNameStrategy":
-                raise ValueError(
-                    "topic_column with Avro values: the subject would differ per topic under "
-                    f"{self.value_subject_name_strategy or 'TopicNameStrategy'}, and one shard uses one schema id; "
-                    "set value_subject_name_strategy: RecordNameStrategy, or value_subject (subject_name)"
-                )
+        per_topic_subject = self.value_subject is None and self.value_subject_name_strategy != "RecordNameStrategy"
+        if self.topic_column is not None and self.serialize_format == "avro" and per_topic_subject:
+            raise ValueError(
+                "topic_column with Avro values: the subject would differ per topic under "
+                f"{self.value_subject_name_strategy or 'TopicNameStrategy'}, and one shard uses one schema id; "
+                "set value_subject_name_strategy: RecordNameStrategy, or value_subject (subject_name)"
+            )
 
 
 class KafkaOutput(OutputPlugin):
