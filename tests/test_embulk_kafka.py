@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import consume_all, create_topic, rows_and_markers, run_cli, summary_of
+from conftest import consume_all, create_topic, is_marker, rows_and_markers, run_cli, summary_of
 
 from pipelines.kafka.murmur2 import partition_for
 
@@ -147,6 +147,10 @@ def test_topic_and_partition_columns_write_every_topic_in_one_transaction_with_m
         assert {m["topic_rows"] for m in markers.values()} == {len(records)}
         assert all(m["partition_rows"] == sum(1 for r in records if r.partition() == p) for p, m in markers.items())
         assert all(json.loads(r.value()).keys() == {"user_id", "score"} for r in records)
+        marker_offsets = {m.partition(): m.offset() for m in consume_all(stack.kafka_bootstrap, name) if is_marker(m)}
+        assert finish_offsets(stack.kafka_bootstrap, f"job-topics-{native}", name, partitions) == {
+            p: offset + 1 for p, offset in marker_offsets.items()
+        }, f"{name}: the finish step's offsets point past its markers (exports find the job's end)"
     assert placed == {
         "a1": (default, partition_for(b"a1", 4)), "a2": (default, 0),
         "b1": (b, 1), "b2": (b, 0), "c1": (c, partition_for(b"c1", 3)), "c2": (c, 2),
@@ -154,6 +158,18 @@ def test_topic_and_partition_columns_write_every_topic_in_one_transaction_with_m
     errors = error_reasons(s3, bucket)
     assert any(f"topic 'no-such-topic-{suffix}' does not exist" in reason for reason in errors), errors
     assert any(f"partition 5 is not one of topic '{b}''s 2 partitions" in reason for reason in errors), errors
+
+
+def finish_offsets(bootstrap: str, job_id: str, topic: str, partitions: int) -> dict[int, int]:
+    """The offsets the job's finish step committed (group pipelines.<job>.finish) in the topic."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"pipelines.{job_id}.finish"})
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in committed}
 
 
 def error_reasons(s3, bucket: str) -> list[str]:
