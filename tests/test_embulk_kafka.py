@@ -247,3 +247,27 @@ def test_a_failed_shard_leaves_nothing_committed_in_any_topic_it_wrote(stack, s3
     for name in (default, other):
         assert sum(end_offsets(stack.kafka_bootstrap, name).values()) >= 50, f"{name}: the rows were produced"
         assert consume_all(stack.kafka_bootstrap, name) == [], f"{name}: nothing committed"
+
+
+def test_avro_values_into_per_row_topics_each_under_its_topics_subject(stack, s3, bucket):
+    """topic_column with Avro under TopicNameStrategy: each topic's values carry the id of the schema
+    registered under "<topic>-value"."""
+    from pipelines.kafka.avro_wire import schema_id_of
+    from pipelines.kafka.schema_registry import SchemaRegistry
+
+    suffix = uuid.uuid4().hex[:8]
+    default, other = f"avro-a-{suffix}", f"avro-b-{suffix}"
+    create_topic(stack.kafka_bootstrap, default, 2)
+    create_topic(stack.kafka_bootstrap, other, 2)
+    s3.put_object(Bucket=bucket, Key="in/m.csv", Body=f"user_id,segment,score\nm1,,1\nm2,{other},2\nm3,{other},3\n".encode())
+
+    result = run_embulk("kafka_avro_topic_column.yml.liquid", bucket, default, "job-avro-topics")
+
+    assert result.returncode == 0, result.stderr
+    assert summary_of(result)["end_markers"] == 4
+    registry = SchemaRegistry(stack.schema_registry_url)
+    for name, keys in ((default, [b"m1"]), (other, [b"m2", b"m3"])):
+        schema_id, _ = registry.latest(f"{name}-value")
+        records, _ = rows_and_markers(consume_all(stack.kafka_bootstrap, name))
+        assert sorted(m.key() for m in records) == keys
+        assert {schema_id_of(m.value()) for m in records} == {schema_id}, name

@@ -61,6 +61,7 @@ def refused(tmp_path: Path, extra: str) -> str:
             "  value_subject_name_strategy: io.confluent.kafka.serializers.subject.TopicRecordNameStrategy\n"
         ),
         "  serialize_format: avro_with_schema_registry\n  schema_registry_url: http://r:8081\n  subject_name: members-value\n",
+        "  topic_column: segment\n  serialize_format: avro_with_schema_registry\n  schema_registry_url: http://r:8081\n",
     ],
 )
 def test_embulk_options_that_keep_exactly_once_validate(tmp_path: Path, extra: str) -> None:
@@ -82,8 +83,6 @@ def test_embulk_options_that_keep_exactly_once_validate(tmp_path: Path, extra: s
         ("  value_subject_name_strategy: MyStrategy\n  serialize_format: avro\n  schema_registry_url: http://r\n",
          "value_subject_name_strategy: 'MyStrategy' is not one of TopicNameStrategy, RecordNameStrategy, TopicRecordNameStrategy"),
         ("  value_subject_name_strategy: RecordNameStrategy\n", "value_subject_name_strategy: only for serialize_format: avro"),
-        ("  topic_column: segment\n  serialize_format: avro_with_schema_registry\n  schema_registry_url: http://r\n",
-         "topic_column with Avro values: the subject would differ per topic under TopicNameStrategy"),
         ("  subject_name: a\n  value_subject: b\n  serialize_format: avro\n  schema_registry_url: http://r\n",
          "give subject_name (Embulk's name) or value_subject, not both"),
     ],

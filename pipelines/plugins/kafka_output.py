@@ -121,13 +121,6 @@ class KafkaOutputSettings(KafkaConnectionSettings):
         embulk.check_treat_producer_exception_as_error(self.treat_producer_exception_as_error)
         if self.column_for_deletion is not None and self.key_column_name is None:
             raise ValueError("column_for_deletion needs key_column_name: a tombstone is a key with a null value")
-        per_topic_subject = self.value_subject is None and self.value_subject_name_strategy != "RecordNameStrategy"
-        if self.topic_column is not None and self.serialize_format == "avro" and per_topic_subject:
-            raise ValueError(
-                "topic_column with Avro values: the subject would differ per topic under "
-                f"{self.value_subject_name_strategy or 'TopicNameStrategy'}, and one shard uses one schema id; "
-                "set value_subject_name_strategy: RecordNameStrategy, or value_subject (subject_name)"
-            )
 
 
 class KafkaOutput(OutputPlugin):
@@ -233,18 +226,41 @@ class KafkaOutput(OutputPlugin):
         for line in empty:
             self._empty_key(batch, errors, line)
         tombstones = self.routing.tombstones(rows)
-        live = [r for r, tombstone in enumerate(tombstones) if not tombstone]
-        values = dict(zip(live, self._values(batch, [rows[r] for r in live], [line_nos[r] for r in live], errors)))
-        records = []
+        targets: dict[int, tuple[str, int | None]] = {}
         for r, row in enumerate(rows):
-            if not tombstones[r] and values[r] is None:
-                continue  # an Avro value that does not fit: already in the error output
             target = self.routing.target(row, self.settings.topic, self.out.partitions_of)
             if isinstance(target, str):
                 errors.add(batch.source, line_nos[r], target, batch.raw_line(line_nos[r]))
-                continue
-            records.append((*target, keys[r] if keys is not None else None, values.get(r)))
+            else:
+                targets[r] = target
+        values = self._routed_values(batch, rows, line_nos, [r for r in targets if not tombstones[r]], targets, errors)
+        records = [
+            (*target, keys[r] if keys is not None else None, values.get(r))
+            for r, target in targets.items()
+            if tombstones[r] or values[r] is not None  # None: an Avro value that does not fit, in the error output
+        ]
         self.out.produce_routed(records)
+
+    def _routed_values(
+        self, batch: Batch, rows: list[list[Any]], line_nos: list[int], live: list[int],
+        targets: dict[int, tuple[str, int | None]], errors: ErrorSink,
+    ) -> dict[int, bytes | None]:
+        """The values of rows `live` (positions in `rows`): Avro ones with each topic's serializer
+        when the subject depends on the topic (topic_column under Topic[Record]NameStrategy)."""
+        if self.serializer is None or self.routing is None or self.routing.topic_index is None or not self.avro.per_topic:
+            return dict(zip(live, self._values(batch, [rows[r] for r in live], [line_nos[r] for r in live], errors)))
+        by_topic: dict[str, list[int]] = {}
+        for r in live:
+            by_topic.setdefault(targets[r][0], []).append(r)
+        values: dict[int, bytes | None] = {}
+        for topic, group in by_topic.items():
+            serializer, to_records = self.avro.resolve(topic)
+            encoded, bad = avro_values([rows[r] for r in group], to_records, serializer)
+            for position, reason in bad:
+                line = line_nos[group[position]]
+                errors.add(batch.source, line, reason, batch.raw_line(line))
+            values.update(zip(group, encoded))
+        return values
 
     def _write_avro_records(self, batch: Batch, errors: ErrorSink) -> None:
         """Avro values through the compiled produce loop: the runs of rows the compiled encoder
@@ -325,25 +341,34 @@ class AvroValueSchema:
     def __init__(self, settings: KafkaOutputSettings, where: str, schema: Schema, value_indexes: list[int]) -> None:
         from pipelines.engine.avro.schemas import avro_from_columns, load_avsc
         from pipelines.engine.avro.writing import record_converter
-        from pipelines.kafka.embulk_options import value_subject
 
         self.settings, self.where, self.schema, self.value_indexes = settings, where, schema, value_indexes
         self.value_schema = Schema(tuple(schema.columns[i] for i in value_indexes))
         avro_from_columns(self.value_schema, where=f"{where}.serialize_format")  # the names must be Avro names
         self.avsc = load_avsc(settings.avsc, settings.avsc_file, where)
-        self.subject = settings.value_subject or value_subject(
-            settings.value_subject_name_strategy, settings.topic, self.avsc or avro_from_columns(self.value_schema)
-        )
+        self.named = self.avsc or avro_from_columns(self.value_schema)  # the record whose name RecordNameStrategy takes
+        self.subject = self.subject_of(settings.topic)
+        # Whether rows of other topics (topic_column) have subjects of their own (Topic[Record]NameStrategy).
+        self.per_topic = settings.value_subject is None and settings.value_subject_name_strategy != "RecordNameStrategy"
         if self.avsc is not None:
             which = "avsc_file" if settings.avsc_file is not None else "avsc"
             record_converter(schema, self.avsc, value_indexes, where=f"{where}.{which}")
-        self.resolved: tuple[Any, Any] | None = None
+        self.resolved: dict[str, tuple[Any, Any]] = {}
 
-    def resolve(self) -> tuple[Any, Any]:
-        """(serializer, record converter) of the value schema (see schema_registry.value_schema: the
-        avsc given, the subject's latest, or one made from the value columns, every field nullable)."""
-        if self.resolved is not None:
-            return self.resolved
+    def subject_of(self, topic: str) -> str:
+        """The subject of the values written to `topic`: value_subject (subject_name), else the strategy's."""
+        from pipelines.kafka.embulk_options import value_subject
+
+        s = self.settings
+        return s.value_subject or value_subject(s.value_subject_name_strategy, topic, self.named)
+
+    def resolve(self, topic: str | None = None) -> tuple[Any, Any]:
+        """(serializer, record converter) of the value schema of the output's topic (or of `topic`: its
+        subject may differ), see schema_registry.value_schema: the avsc given, the subject's latest,
+        or one made from the value columns, every field nullable. Asked of the registry once a subject."""
+        subject = self.subject if topic is None else self.subject_of(topic)
+        if subject in self.resolved:
+            return self.resolved[subject]
         from pipelines.kafka.avro_wire import AvroSerializer
         from pipelines.kafka.schema_registry import SchemaRegistry, value_schema
         from pipelines.engine.avro.schemas import avro_from_columns
@@ -355,11 +380,11 @@ class AvroValueSchema:
         except ValueError as exc:
             raise ConfigError(str(exc), where=f"{self.where}.schema_registry_url") from None
         schema_id, avro, origin = value_schema(
-            registry, self.subject, self.avsc, s.auto_register, lambda: avro_from_columns(self.value_schema, where=self.where)
+            registry, subject, self.avsc, s.auto_register, lambda: avro_from_columns(self.value_schema, where=self.where)
         )
         try:
             to_records = record_converter(self.schema, avro, self.value_indexes, where=f"{self.where}: {origin}")
         except ConfigError as exc:
             raise RunError(exc.message, where=exc.where) from None
-        self.resolved = (AvroSerializer(avro, schema_id), to_records)
-        return self.resolved
+        self.resolved[subject] = (AvroSerializer(avro, schema_id), to_records)
+        return self.resolved[subject]
