@@ -271,3 +271,21 @@ def test_avro_values_into_per_row_topics_each_under_its_topics_subject(stack, s3
         records, _ = rows_and_markers(consume_all(stack.kafka_bootstrap, name))
         assert sorted(m.key() for m in records) == keys
         assert {schema_id_of(m.value()) for m in records} == {schema_id}, name
+
+
+def test_markers_on_a_compacted_topic_whose_policy_cannot_be_read_fail_with_the_cause(stack, tmp_path, monkeypatch):
+    """Without DescribeConfigs the finish step cannot know the topic compacts: its keyless markers are
+    refused by the brokers, and the error says why and what to allow."""
+    from pipelines.engine.config import load_job
+    from pipelines.engine.errors import RunError
+    from pipelines.engine.spi import JobTotals
+    from pipelines.kafka import markers
+
+    topic = f"compacted-{uuid.uuid4().hex[:8]}"
+    create_compacted_topic(stack.kafka_bootstrap, topic, 2)
+    monkeypatch.setattr(markers, "is_compacted", lambda settings, name: False)
+    job = load_job(EMBULK / "kafka_tombstones.yml.liquid", {"S3_BUCKET": "b", "S3_KEY": "k", "KAFKA_TOPIC": topic})
+    totals = JobTotals("job-unread-policy", 1, 0, None, None, {topic: {"rows": [0, 0], "tombstones": [0, 0]}})
+
+    with pytest.raises(RunError, match="on a compacted topic the brokers refuse an end marker without a key"):
+        job.output.finish(totals)
