@@ -46,6 +46,7 @@ class ShardReport:
     partition_rows: list[int] | None = None
     error_output: str | None = None
     files: list[dict[str, Any]] | None = None  # what file and object outputs wrote: uri, rows, bytes, sha256
+    topics: dict[str, dict[str, list[int]]] | None = None  # per topic, per partition: rows and tombstones (OutputResult.topics)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -76,6 +77,7 @@ class JobSummary:
     plan: str | None = None
     error_outputs: list[str] = field(default_factory=list)
     end_markers: int | None = None
+    tombstones: int | None = None  # rows written as tombstones (a Kafka output with column_for_deletion)
     manifest: str | None = None
     files: int | None = None
     config_diff: dict[str, Any] | None = None  # Embulk's config diff for the next run (the S3 input's last_path)
@@ -108,7 +110,7 @@ class JobSummary:
 
     def to_json(self) -> str:
         data = asdict(self)
-        for key in ("error", "manifest", "files", "config_diff"):  # only where they apply
+        for key in ("error", "manifest", "files", "config_diff", "tombstones"):  # only where they apply
             if data[key] is None:
                 del data[key]
         return json.dumps(data, separators=(",", ":"))
@@ -251,7 +253,7 @@ def run_shard(
             )
         report = ShardReport(
             plan.job_id, index, attempt, stats.rows_read, result.rows_written, errors.count, stats.bytes_read,
-            round(stats.seconds, 3), stats.objects, result.partition_rows, errors.location, result.files,
+            round(stats.seconds, 3), stats.objects, result.partition_rows, errors.location, result.files, result.topics,
         )
         output.commit(report.to_json())
     except BaseException:
@@ -288,7 +290,7 @@ def finish_job(job: Job, plan: Plan, plan_uri: str, summary: JobSummary | None =
     summary.shards, summary.plan = len(plan.shards), plan_uri
     summary.objects = len({item.uri for shard in plan.shards for item in shard.items})
     files = [f for r in reports for f in r.files or []] if any(r.files is not None for r in reports) else None
-    totals = JobTotals(plan.job_id, len(plan.shards), summary.rows_written, _sum_partitions(reports), files)
+    totals = JobTotals(plan.job_id, len(plan.shards), summary.rows_written, _sum_partitions(reports), files, _sum_topics(reports))
     finished = job.output.finish(totals)
     items = [item for shard in plan.shards for item in shard.items]
     job.input.after_finish(items)
@@ -297,6 +299,7 @@ def finish_job(job: Job, plan: Plan, plan_uri: str, summary: JobSummary | None =
         summary.end_markers = finished.get("markers")
         summary.manifest = finished.get("manifest")
         summary.files = finished.get("files")
+        summary.tombstones = finished.get("tombstones")
     seconds = time.monotonic() - started if started is not None else sum(r.seconds for r in reports)
     summary.close(seconds)
     storage.write_text(summary_uri(plan_uri), summary.to_json())
@@ -310,6 +313,23 @@ def _sum_partitions(reports: list[ShardReport]) -> list[int] | None:
     if len({len(c) for c in counts}) > 1:
         raise RunError("the shards saw different partition counts: were partitions added during the job?")
     return [sum(column) for column in zip(*counts)]
+
+
+def _sum_topics(reports: list[ShardReport]) -> dict[str, dict[str, list[int]]] | None:
+    """The shards' per-topic counts ({topic: {"rows": [...], "tombstones": [...]}}) summed; None when
+    no shard reported any. A topic's partition count must agree across the shards."""
+    if not any(r.topics for r in reports):
+        return None
+    totals: dict[str, dict[str, list[int]]] = {}
+    for report in reports:
+        for topic, counts in (report.topics or {}).items():
+            if topic not in totals:
+                totals[topic] = {key: list(values) for key, values in counts.items()}
+            elif len(totals[topic]["rows"]) != len(counts["rows"]):
+                raise RunError(f"the shards saw different partition counts of topic '{topic}': were partitions added during the job?")
+            else:
+                totals[topic] = {key: [a + b for a, b in zip(totals[topic][key], counts[key])] for key in totals[topic]}
+    return totals
 
 
 @dataclass

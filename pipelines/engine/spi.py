@@ -230,6 +230,9 @@ class OutputResult:
     # Files the shard wrote (file and object outputs), each {"uri", "rows", "bytes", "sha256"}: they go
     # into the shard report, and `finish` lists them all in the manifest.
     files: list[dict[str, Any]] | None = None
+    # Outputs that write several topics (the Kafka output's topic_column, or with tombstones):
+    # {topic: {"rows": [per partition], "tombstones": [per partition]}}, every topic written.
+    topics: dict[str, dict[str, list[int]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,7 @@ class JobTotals:
     total_rows: int
     partition_rows: list[int] | None = None  # summed per partition (Kafka outputs)
     files: list[dict[str, Any]] | None = None  # every shard's files, in shard order (file and object outputs)
+    topics: dict[str, dict[str, list[int]]] | None = None  # OutputResult.topics summed over the shards
 
 
 class OutputPlugin(Plugin):

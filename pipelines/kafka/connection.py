@@ -160,16 +160,22 @@ def partition_count(client: Any, settings: Any, auth_error: Callable[[], str | N
     """How many partitions the settings' topic has, from `client`'s (a producer's or an admin's)
     metadata. `auth_error` gives the failed authentication its error callback saw, if any, for the
     message when the brokers do not answer; `hint` ends the message when the topic does not exist."""
-    from confluent_kafka import KafkaException
-
     from pipelines.engine.errors import RunError
 
+    count = topic_partition_count(client, settings, settings.topic, auth_error)
+    if count is None:
+        raise RunError(f"topic '{settings.topic}' does not exist{hint}", where=brokers_label(settings))
+    return count
+
+
+def topic_partition_count(client: Any, settings: Any, topic: str, auth_error: Callable[[], str | None]) -> int | None:
+    """How many partitions `topic` has (see partition_count), or None if it does not exist."""
+    from confluent_kafka import KafkaException
+
     try:
-        metadata = client.list_topics(settings.topic, timeout=settings.connect_timeout_seconds)
+        metadata = client.list_topics(topic, timeout=settings.connect_timeout_seconds)
     except KafkaException:
         client.poll(0)  # error events (a failed authentication) reach error_cb only when polled
         raise unreachable(settings, brokers_label(settings), auth_error()) from None
-    topic = metadata.topics.get(settings.topic)
-    if topic is None or topic.error is not None:
-        raise RunError(f"topic '{settings.topic}' does not exist{hint}", where=brokers_label(settings))
-    return len(topic.partitions)
+    found = metadata.topics.get(topic)
+    return None if found is None or found.error is not None else len(found.partitions)

@@ -15,7 +15,7 @@ from typing import Any
 from pipelines.engine.errors import RunError, TransientRunError
 from pipelines.engine.plan import PlanItem
 from pipelines.engine.spi import JobTotals
-from pipelines.kafka.connection import brokers_label
+from pipelines.kafka.connection import brokers_label, librdkafka_logger
 from pipelines.kafka.consumer import consume_range, new_consumer
 from pipelines.kafka.producer import TopicProducer
 from pipelines.kafka.ranges import partition_uri
@@ -56,47 +56,100 @@ def job_headers(job_id: str) -> list[tuple[str, bytes]]:
 
 
 def write_end_markers(settings: Any, where: str, totals: JobTotals) -> dict[str, Any]:
-    """Sends one end marker to every partition, once: a second finish of the same job sends none."""
+    """Sends one end marker to every partition of every topic the job wrote, once: a second finish
+    of the same job sends none."""
     import orjson
 
     done = committed_record(settings, totals.job_id, None)
     if done is not None:
         return {**orjson.loads(done), "already_finished": True}
     out = TopicProducer(settings, where, totals.job_id, None)
-    if totals.partition_rows is None or len(totals.partition_rows) != out.partitions:
-        raise RunError(
-            f"topic '{settings.topic}' has {out.partitions} partitions, but the shards counted rows in "
-            f"{len(totals.partition_rows or [])}: were partitions added during the job?",
-            where=out.brokers,
-        )
+    topics = _marker_topics(out, totals)
     if settings.transactional:
         begin(out.producer, settings)
-    _produce_markers(out, totals)
-    out.flush()
+    for topic, counts in topics.items():
+        _produce_markers(out, totals, topic, counts)
+    try:
+        out.flush()
+    except RunError as exc:
+        if "failed to validate record" not in exc.message:
+            raise
+        raise RunError(
+            f"{exc.message}: on a compacted topic the brokers refuse an end marker without a key, and the "
+            "topic's cleanup.policy could not be read (DescribeConfigs); allow reading it, so markers there get an empty key",
+            where=exc.where,
+        ) from None
+    result: dict[str, Any] = {"markers": sum(len(c["rows"]) for c in topics.values()), "total_rows": totals.total_rows}
+    if totals.topics is not None:
+        result["tombstones"] = sum(sum(c["tombstones"]) for c in topics.values())
     if settings.transactional:
-        record = orjson.dumps({"markers": out.partitions, "total_rows": totals.total_rows}).decode()
+        # The finish group's offsets point just past each marker: an export can start after
+        # this job (kafka input `start_after_job`) or stop at its end (`only_job_id`) without a scan.
+        after = {topic: [o + 1 for _, o in sorted(offsets.items())] for topic, offsets in out.topic_marker_offsets.items()}
         try:
-            # The finish group's offsets point just past each marker: an export can start after
-            # this job (kafka input `start_after_job`) or stop at its end (`only_job_id`) without a scan.
-            commit(out.producer, settings, shard_group(totals.job_id, None), record, [o + 1 for o in out.marker_offsets])
+            commit(out.producer, settings, shard_group(totals.job_id, None), orjson.dumps(result).decode(), after)
         except BaseException:
             abort(out, settings)
             raise
-    return {"markers": out.partitions, "total_rows": totals.total_rows, "already_finished": False}
+    return {**result, "already_finished": False}
 
 
-def _produce_markers(out: TopicProducer, totals: JobTotals) -> None:
-    """Produces the job's end marker to each partition, its offset kept by `out.on_marker`."""
+def _marker_topics(out: TopicProducer, totals: JobTotals) -> dict[str, dict[str, list[int]]]:
+    """{topic: {"rows": [...], "tombstones": [...]}} of every topic written (the output's topic
+    always), each checked to still have the partitions the shards counted."""
+    topic = out.settings.topic
+    topics = totals.topics if totals.topics is not None else {topic: {"rows": totals.partition_rows or []}}
+    for name, counts in topics.items():
+        partitions = out.partitions_of(name)
+        if partitions is None or len(counts["rows"]) != partitions:
+            raise RunError(
+                f"topic '{name}' has {partitions or 0} partitions, but the shards counted rows in "
+                f"{len(counts['rows'])}: were partitions added during the job?",
+                where=out.brokers,
+            )
+    return topics
+
+
+def _produce_markers(out: TopicProducer, totals: JobTotals, topic: str, counts: dict[str, list[int]]) -> None:
+    """Produces the job's end marker to each partition of `topic`, its offset kept by `out.on_marker`.
+    With per-topic counts (totals.topics: topic_column, column_for_deletion) a marker also says its
+    topic, and the tombstones among the rows of its partition, its topic and the job."""
     import orjson
 
     headers = [MARKER, job_header(totals.job_id)]
-    for partition, rows in enumerate(totals.partition_rows or []):
-        value = {
+    key = b"" if is_compacted(out.settings, topic) else None
+    for partition, rows in enumerate(counts["rows"]):
+        value: dict[str, Any] = {
             "job_id": totals.job_id, "partition": partition, "partition_rows": rows,
             "total_rows": totals.total_rows, "shard_count": totals.shard_count,
         }
-        out.producer.produce(out.settings.topic, orjson.dumps(value), None, partition=partition, headers=headers, on_delivery=out.on_marker)
+        if totals.topics is not None:
+            value.update(
+                topic=topic, topic_rows=sum(counts["rows"]), partition_tombstones=counts["tombstones"][partition],
+                topic_tombstones=sum(counts["tombstones"]),
+                total_tombstones=sum(sum(c["tombstones"]) for c in totals.topics.values()),
+            )
+        out.producer.produce(topic, orjson.dumps(value), key, partition=partition, headers=headers, on_delivery=out.on_marker)
         out.produced += 1
+
+
+def is_compacted(settings: Any, topic: str) -> bool:
+    """Whether the topic's cleanup.policy compacts it: its brokers refuse a record without a key, so an
+    end marker there has an empty key (readers look for the marker header on keyless and empty-key
+    records: pipelines.native.kafka.split_messages). Not known (no DescribeConfigs right): False."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from pipelines.kafka.connection import client_config
+
+    admin = AdminClient({**client_config(settings), "logger": librdkafka_logger()})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    try:
+        configs = admin.describe_configs([resource], request_timeout=settings.connect_timeout_seconds)[resource].result(settings.connect_timeout_seconds)
+    except (KafkaException, TimeoutError):
+        return False
+    policy = configs.get("cleanup.policy")
+    return policy is not None and "compact" in (policy.value or "")
 
 
 def marker_ends(settings: Any, where: str, job_id: str, partitions: int) -> list[int] | None:

@@ -8,6 +8,7 @@ produced row by row in Python, or, for keyed JSON values, in batches by the comp
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,9 @@ from pipelines.kafka.connection import (
     is_auth_error,
     librdkafka_logger,
     partition_count,
+    topic_partition_count,
 )
+from pipelines.kafka.routing import TopicCounts
 
 # A shard's transaction spans its whole run: its timeout is the shard's longest time limit
 # (pipelines.engine.plan.SHARD_MAX_SECONDS, 15 min, the broker's default transaction.max.timeout.ms). It is
@@ -56,6 +59,7 @@ def producer_config(settings: Any, job_id: str, shard: int | None) -> dict[str, 
         **client_config(settings),
         "compression.type": settings.compression,
         "client.id": f"pipelines-{job_id}",
+        **embulk_producer_options(settings),
         **dict(settings.other_producer_configs),
     }
     if settings.transactional:
@@ -64,10 +68,26 @@ def producer_config(settings: Any, job_id: str, shard: int | None) -> dict[str, 
     return config
 
 
-def batches_natively(settings: Any, key_index: int | None) -> bool:
+def embulk_producer_options(settings: Any) -> dict[str, Any]:
+    """librdkafka settings from embulk-output-kafka's `retries` and `record_batch_size` (Java's batch.size,
+    bytes), when given (pipelines.kafka.embulk_options checks them); `acks` is always all."""
+    options: dict[str, Any] = {}
+    if getattr(settings, "retries", None) is not None:
+        options["retries"] = settings.retries
+    if getattr(settings, "record_batch_size", None) is not None:
+        options["batch.size"] = settings.record_batch_size
+    return options
+
+
+def batches_natively(settings: Any, key_index: int | None, routed: bool = False) -> bool:
     """Whether keyed values (JSON, or Avro records made by pipelines.native.avro_values or the Python
-    path) go through the compiled batch loop (pipelines.native.kafka)."""
-    if key_index is None:
+    path) go through the compiled batch loop (pipelines.native.kafka).
+
+    Not for `routed` rows (topic_column, partition_column_name, column_for_deletion: see
+    pipelines.kafka.routing): the compiled loops write one topic, murmur2-partitioned, with a value
+    each. Declining here declines the fused path too (FusedImport.choose needs the batch loop), so
+    such rows go through rows, the filters and the Python produce path."""
+    if key_index is None or routed:
         return False
     from pipelines.native.kafka import unavailable_reason
 
@@ -110,7 +130,17 @@ class TopicProducer:
         self.partitions = partition_count(self.producer, settings, lambda: self.auth_error, " (create it first)")
         self.client_id = config["client.id"]
         self.partition_rows = [0] * self.partitions
-        self.marker_offsets = [-1] * self.partitions
+        self.markers_acknowledged = 0  # end markers (finish step); their offsets per topic and partition:
+        self.topic_marker_offsets: dict[str, dict[int, int]] = {}
+        self.topic_partitions: dict[str, int | None] = {settings.topic: self.partitions}
+        self.routed: TopicCounts | None = None  # per-topic counts, when rows are routed (produce_routed)
+        self.murmur2: Any = None  # the compiled murmur2, when routed rows are counted as produced (only_errors)
+
+    def partitions_of(self, topic: str) -> int | None:
+        """The partition count of `topic` (asked of the brokers once), or None if it does not exist."""
+        if topic not in self.topic_partitions:
+            self.topic_partitions[topic] = topic_partition_count(self.producer, self.settings, topic, lambda: self.auth_error)
+        return self.topic_partitions[topic]
 
     def compiled_batches(self, key_index: int, value_indexes: list[int], value_names: list[str]) -> Any:
         """The compiled batch loop over the producer, or None.
@@ -141,11 +171,21 @@ class TopicProducer:
         if self.first_failure is None:
             self.first_failure = f"{err.str()} (partition {msg.partition()})"
 
-    def on_marker(self, err: Any, msg: Any) -> None:
-        """The delivery report of an end marker: also keeps its offset."""
-        self.on_delivery(err, msg)
+    def on_routed_delivery(self, err: Any, msg: Any) -> None:
+        """The delivery report of a routed row (produce_routed): counted per topic and partition."""
         if err is None:
-            self.marker_offsets[msg.partition()] = msg.offset()
+            assert self.routed is not None
+            self.routed.count(msg.topic(), msg.partition(), msg.value() is None)
+            return
+        self.on_delivery(err, msg)
+
+    def on_marker(self, err: Any, msg: Any) -> None:
+        """The delivery report of an end marker: counted, and its offset kept (per topic: `topic_marker_offsets`)."""
+        if err is not None:
+            self.on_delivery(err, msg)
+            return
+        self.markers_acknowledged += 1
+        self.topic_marker_offsets.setdefault(msg.topic(), {})[msg.partition()] = msg.offset()
 
     def on_error(self, err: Any) -> None:
         if err.fatal():
@@ -201,25 +241,68 @@ class TopicProducer:
         self.produced += produced
         self.served()
 
+    def count_per_topic(self) -> None:
+        """Counts rows per topic from now on (rows, tombstones: see produce_routed), the output's topic included."""
+        self.routed = TopicCounts()
+        self.routed.add_topic(self.settings.topic, self.partitions)
+
+    def produce_routed(self, records: list[tuple[str, int | None, str | None, bytes | None]]) -> None:
+        """Produces (topic, partition or None for murmur2 of the key, key, value or None for a
+        tombstone) records, counted per topic: as produced when `murmur2` is set (the partition
+        chosen here as the murmur2_random partitioner would; failed deliveries fail the run), else by
+        on_routed_delivery."""
+        assert self.routed is not None, "call count_per_topic() first"
+        produce, poll, headers, murmur2 = self.producer.produce, self.producer.poll, self.headers, self.murmur2
+        options: dict[str, Any] = {} if murmur2 is not None else {"on_delivery": self.on_routed_delivery}
+        for topic, partition, key, value in records:
+            count = self.topic_partitions[topic] or 0  # known: RowRouting.target asked
+            self.routed.add_topic(topic, count)
+            if murmur2 is not None:
+                if partition is None:
+                    partition = (murmur2(key.encode()) & 0x7FFFFFFF) % count if key is not None else random.randrange(count)
+                self.routed.count(topic, partition, value is None)
+            while True:
+                try:
+                    produce(topic, value, key, partition=-1 if partition is None else partition, headers=headers, **options)
+                    break
+                except BufferError:
+                    poll(0.05)  # the local queue is full: let deliveries drain it
+        self.produced += len(records)
+        self.served()
+
     def flush(self) -> OutputResult:
         """Waits until the brokers acknowledged every row (or the delivery timeout failed it)."""
         remaining = self.producer.flush(self.settings.connect_timeout_seconds + PRODUCER_DEFAULTS["message.timeout.ms"] / 1000)
         self.raise_if_failed()
         if remaining:
             raise TransientRunError(f"{remaining} row(s) were not acknowledged in time", where=self.brokers)
-        if sum(self.partition_rows) != self.produced:
-            raise RunError(f"{self.produced} row(s) sent but {sum(self.partition_rows)} acknowledged", where=self.brokers)
+        acknowledged = sum(self.partition_rows) + (self.routed.total() if self.routed is not None else 0) + self.markers_acknowledged
+        if acknowledged != self.produced:
+            raise RunError(f"{self.produced} row(s) sent but {acknowledged} acknowledged", where=self.brokers)
+        if self.routed is not None:
+            # The output's topic is among `topics`: not repeated as partition_rows (the report rides in 4 KB of offset metadata).
+            return OutputResult(self.produced, None, topics=self.routed.report())
         return OutputResult(self.produced, list(self.partition_rows))
+
+
+def routed_murmur2() -> Any:
+    """The compiled murmur2 (pipelines/native/_fastkafka.c) for routed rows (produce_routed), or None:
+    without it each routed row's delivery report counts it, which costs a Python call per row."""
+    from pipelines.native.compiled import compiled, enabled
+
+    return compiled("pipelines.native._fastkafka", "murmur2") if enabled() else None
 
 
 def shard_producer(
     settings: Any, where: str, job_id: str, shard: int | None, headers: Sequence[tuple[str, bytes]],
-    key_index: int | None, value_indexes: list[int], value_names: list[str],
+    key_index: int | None, value_indexes: list[int], value_names: list[str], routed: bool = False,
 ) -> TopicProducer:
     """The producer of a shard: keyed JSON values go through the compiled batch loop when it can be
-    used (its producer then reports failed deliveries only), else row by row."""
-    batched = batches_natively(settings, key_index)
-    out = TopicProducer(settings, where, job_id, shard, headers, only_errors=batched)
+    used (its producer then reports failed deliveries only), else row by row (always for `routed` rows)."""
+    batched = batches_natively(settings, key_index, routed)
+    murmur2 = routed_murmur2() if routed else None
+    out = TopicProducer(settings, where, job_id, shard, headers, only_errors=batched or murmur2 is not None)
+    out.murmur2 = murmur2
     if batched:
         assert key_index is not None
         out.batch_producer = out.compiled_batches(key_index, value_indexes, value_names)

@@ -52,7 +52,9 @@ def begin(producer: Any, settings: Any) -> None:
     run_step(settings, lambda timeout: (producer.init_transactions(timeout), producer.begin_transaction()))
 
 
-def commit(producer: Any, settings: Any, group: str | None = None, record: str | None = None, offsets_after: list[int] | None = None) -> None:
+def commit(
+    producer: Any, settings: Any, group: str | None = None, record: str | None = None, offsets_after: dict[str, list[int]] | None = None
+) -> None:
     """Commits the producer's transaction, with `record` kept by `group` (see send_record) when given."""
     if record is not None and group is not None:
         send_record(producer, settings, group, record, offsets_after)
@@ -64,9 +66,10 @@ def shard_group(job_id: str, shard: int | None) -> str:
     return f"pipelines.{job_id}." + ("finish" if shard is None else f"shard-{shard:05d}")
 
 
-def send_record(producer: Any, settings: Any, group: str, record: str, offsets_after: list[int] | None = None) -> None:
-    """Stores `record` as the metadata of an offset committed in the transaction by `group`
-    (on partition 0; with `offsets_after`, the group's offset of every partition is set to those)."""
+def send_record(producer: Any, settings: Any, group: str, record: str, offsets_after: dict[str, list[int]] | None = None) -> None:
+    """Stores `record` as the metadata of an offset committed in the transaction by `group` (on
+    partition 0 of the output's topic; with `offsets_after`, {topic: [offset per partition]}, the
+    group's offset of every partition of those topics is set to those)."""
     from confluent_kafka import Consumer, TopicPartition
 
     if len(record.encode()) > MAX_RECORD_BYTES:
@@ -77,7 +80,10 @@ def send_record(producer: Any, settings: Any, group: str, record: str, offsets_a
         if offsets_after is None:
             offsets = [TopicPartition(topic, 0, 0, metadata=record)]
         else:
-            offsets = [TopicPartition(topic, p, o, metadata=record if p == 0 else "") for p, o in enumerate(offsets_after)]
+            offsets = [
+                TopicPartition(name, p, o, metadata=record if (name, p) == (topic, 0) else "")
+                for name, after in offsets_after.items() for p, o in enumerate(after)
+            ]
         run_step(settings, lambda timeout: producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), timeout))
     finally:
         consumer.close()

@@ -524,13 +524,14 @@ static int split_add_message(Split *s, PyObject *message, PyObject *key) {
     return rc;
 }
 
-/* One Message into s, unless it is left out (end markers have no key: only keyless records' headers
- * are read, and every record's with a job): 0, or -1 with an error. */
+/* One Message into s, unless it is left out (end markers have no key, or an empty one on a compacted
+ * topic: only such records' headers are read, and every record's with a job): 0, or -1 with an error. */
 static int split_message(Split *s, PyObject *message, PyObject *marker, PyObject *job) {
     PyObject *key = PyObject_CallMethodNoArgs(message, s_key);
     if (!key)
         return -1;
-    int skip = job != Py_None || key == Py_None ? left_out(message, marker, job) : 0;
+    int keyless = key == Py_None || (PyBytes_Check(key) && PyBytes_GET_SIZE(key) == 0);
+    int skip = job != Py_None || keyless ? left_out(message, marker, job) : 0;
     int rc = skip < 0 ? -1 : skip ? 0 : split_add_message(s, message, key);
     Py_DECREF(key);
     return rc;
@@ -540,7 +541,7 @@ static int split_message(Split *s, PyObject *message, PyObject *marker, PyObject
  * split_messages(messages, marker, job) -> (values, offsets, keys, tombstones)
  *
  * For each confluent_kafka Message: a record whose headers hold `marker` (a (name, value) tuple;
- * end markers have no key, so only keyless records' headers are read), or, with `job` (a tuple,
+ * end markers have no key or an empty one, so only such records' headers are read), or, with `job` (a tuple,
  * or None), whose headers do not hold `job`, is left out; a record without a value (a tombstone)
  * has its offset in `tombstones`; the others give their value, offset and key.
  */
@@ -602,8 +603,9 @@ static int has_header(const Message *m, const char *name, const char *value, Py_
     return 0;
 }
 
-/* The records consume keeps: offsets below `end`, not end markers (marker_name: marker_value among a
- * keyless record's headers) and, with job_name, only those with the job's header. */
+/* The records consume keeps: offsets below `end`, not end markers (marker_name: marker_value among the
+ * headers of a record without a key, or with an empty one on a compacted topic) and, with job_name,
+ * only those with the job's header. */
 typedef struct {
     long long end;
     const char *marker_name, *marker_value, *job_name, *job_value;
@@ -612,7 +614,7 @@ typedef struct {
 
 /* Whether a consumed record is a row of this export: not an end marker, and of the job when one is given. */
 static int of_export(const Message *m, const Wanted *w) {
-    if (!w->job_name && m->key)
+    if (!w->job_name && m->key && m->key_len > 0)
         return 1;
     int marker = has_header(m, w->marker_name, w->marker_value, w->marker_len);
     int of_job = w->job_name ? has_header(m, w->job_name, w->job_value, w->job_len) : 1;

@@ -54,8 +54,13 @@ class FusedImport(_ParserPath):
 
     @classmethod
     def choose(cls, job: Job, output: Any) -> FusedImport | None:
-        """For a job whose Kafka output is open: the fused path, or None."""
-        if output.batch_producer is None or output.key_index is None:
+        """For a job whose Kafka output is open: the fused path, or None.
+
+        None for rows routed per row (topic_column, partition_column_name, column_for_deletion:
+        pipelines.kafka.routing): the fused encoders write one keyed value per row to one topic, so
+        such an output has no batch producer (producer.batches_natively declines) and its rows take
+        the rows path. `routing` is checked here too, so that holds whatever the producer does."""
+        if output.batch_producer is None or output.key_index is None or getattr(output, "routing", None) is not None:
             return None
         if output.serializer is None:
             encoder = record_encoder(job.parser, job.filters, output.key_index, output.value_indexes, output.value_names)

@@ -192,8 +192,8 @@ def _split_messages(
     for message in messages:
         key = message.key()
         # Headers cost a list of tuples per record: read only where they decide something. An end
-        # marker has no key, so a keyed record is never one.
-        if job is not None or key is None:
+        # marker has no key (an empty one on a compacted topic), so a keyed record is never one.
+        if job is not None or not key:
             headers = message.headers()
             if (headers is not None and marker in headers) or (job is not None and (headers is None or job not in headers)):
                 continue  # an end marker, or another job's record: not a row of this export
