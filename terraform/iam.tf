@@ -120,6 +120,7 @@ data "aws_iam_policy_document" "kafka_msk_iam" {
     sid = "ReadAndWriteTopics"
     actions = [
       "kafka-cluster:DescribeTopic",
+      "kafka-cluster:DescribeTopicDynamicConfiguration", # finish: a compacted topic's end markers get an empty key
       "kafka-cluster:ReadData",
       "kafka-cluster:WriteData",
     ]
