@@ -333,9 +333,6 @@ def wait_for_api(env: dict[str, str]) -> None:
 # Written on other branches of the same issue (the Embulk mappings, the operator commands, the local Terraform
 # example): linked before they land.
 LINKED_AHEAD = {
-    "docs/operations-commands.md",
-    "docs/embulk/output-kafka.md",
-    "docs/embulk/input-s3-and-parsers.md",
     "terraform/examples/local/README.md",
 }
 
