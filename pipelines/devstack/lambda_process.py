@@ -128,10 +128,10 @@ def answer_of(invocation: Invocation) -> tuple[bytes, bool]:
 def function_config(account: str, region: str, function: str) -> tuple[str, dict[str, str]]:
     """The name and environment variables of the function named or ARN'd ``function`` in moto's
     Lambda backend; (the given name, {}) when moto does not know it (then the caller serves it as before)."""
-    from moto.awslambda.models import lambda_backends
+    from moto.awslambda.utils import get_backend  # the simple backend, as the workflow server runs without Docker
 
     try:
-        found: Any = lambda_backends[account][region].get_function(function)
+        found: Any = get_backend(account, region).get_function(function)
     except Exception:  # noqa: BLE001 - an unknown function: moto's simple backend echoes any invoke
         return function.rsplit(":", 1)[-1], {}
     return str(found.function_name), {str(k): str(v) for k, v in (found.environment_vars or {}).items()}

@@ -8,6 +8,7 @@ patches one moto function, with a docstring saying what moto lacks and what the 
 
     a. ``bridge_service_parameters``  SFN service integrations: PascalCase parameters -> boto names
     b. ``bridge_lambda_invoke``       Lambda invoke -> ``pipelines.aws.handler.handler`` in this process
+                                      (a function with environment variables: in processes of its own)
     c. ``bridge_ecs_run_task``        ECS RunTask -> a ``python -m pipelines ...`` subprocess per task
        ``bridge_ecs_sync_exit_code``  ``ecs:runTask.sync`` fails the state on a non-zero exit code
        ``bridge_sync_task_retry``     a retried ``.sync`` task runs again (moto times it out at once)
@@ -15,7 +16,7 @@ patches one moto function, with a docstring saying what moto lacks and what the 
        ``bridge_fail_state_error_names``  a Fail state may re-raise a ``States.*`` error
     e. ``bridge_events_to_sfn``       an EventBridge rule target that is a state machine starts it
     f. ``bridge_dynamodb_atomic_writes``  one DynamoDB write at a time, each atomic as DynamoDB's
-    g. ``provider_bridges.BRIDGES``   the APIs a Terraform apply of the module calls that moto lacks
+    g., h. ``module_bridges.BRIDGES``  what the Terraform module's apply and resources need that moto lacks
 
 With ``--image TAG`` (``pipelines dev up --image TAG``), bridges b and c run the image instead of
 the checkout, as AWS would: each ECS task is a container of the image with the task's command and
@@ -598,10 +599,10 @@ BRIDGES = (
 
 
 def all_bridges() -> tuple[Any, ...]:
-    """The bridges above, then those for the Terraform provider (``provider_bridges``)."""
-    from pipelines.devstack.provider_bridges import BRIDGES as PROVIDER_BRIDGES
+    """The bridges above, then those for the Terraform module (``module_bridges``)."""
+    from pipelines.devstack.module_bridges import BRIDGES as MODULE_BRIDGES
 
-    return BRIDGES + PROVIDER_BRIDGES
+    return BRIDGES + MODULE_BRIDGES
 
 
 def configure(port: int) -> None:

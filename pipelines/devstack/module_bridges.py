@@ -1,11 +1,13 @@
-"""Bridges for the AWS APIs that the Terraform module's apply (hashicorp/aws provider 5.x) calls and
-moto (5.2.x) lacks, applied by the workflow server with its other bridges (workflow_server.BRIDGES).
+"""Bridges for what the Terraform module needs from the emulator and moto (5.2.x) lacks: APIs the
+apply (hashicorp/aws provider 5.x) calls, and behaviour its resources rely on. The workflow server
+applies them with its other bridges (workflow_server.all_bridges).
 
     g. ``bridge_sfn_validate_definition``  Step Functions ValidateStateMachineDefinition
        ``bridge_sfn_list_versions``        Step Functions ListStateMachineVersions
+    h. ``bridge_policy_conditions``        a policy statement whose Condition does not hold does not apply
 
 Each is one patch of one moto class, as the workflow server's bridges are, with a docstring saying
-what moto lacks and what the bridge answers instead. terraform/examples/local/README.md lists them.
+what moto lacks and what the bridge does instead. terraform/examples/local/README.md lists them.
 """
 
 from __future__ import annotations
@@ -59,4 +61,34 @@ def bridge_sfn_list_versions() -> None:
     StepFunctionResponse.list_state_machine_versions = list_state_machine_versions
 
 
-BRIDGES = (bridge_sfn_validate_definition, bridge_sfn_list_versions)
+def bridge_policy_conditions() -> None:
+    """moto evaluates a policy statement's ``Condition`` only on the keys a request supplies, and
+    counts a key it has no value for as matching: for S3 requests it supplies none, so the module's
+    TLS-only bucket policy (Deny ``s3:*`` when ``aws:SecureTransport`` is false) denied every
+    object request. IAM does not apply a condition on a key absent from the request (unless the
+    operator ends in ``IfExists``). This makes a Deny statement with such a condition not apply
+    (NEUTRAL). So the Deny takes effect nowhere locally, as it takes effect on no HTTPS request on
+    AWS: the emulator is plain HTTP on loopback, standing for AWS's HTTPS endpoints. Allow
+    statements and statements without a Condition are unchanged."""
+    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+
+    original = IAMPolicyStatement.is_action_permitted
+
+    def is_action_permitted(self: Any, action: str, resource: str = "*", principal: str | None = None, incoming_condition_values: Any = None) -> Any:
+        result = original(self, action, resource, principal, incoming_condition_values)
+        if result == PermissionResult.DENIED and condition_key_missing(self._statement, incoming_condition_values):
+            return PermissionResult.NEUTRAL
+        return result
+
+    IAMPolicyStatement.is_action_permitted = is_action_permitted
+
+
+def condition_key_missing(statement: dict[str, Any], values: dict[str, Any] | None) -> bool:
+    """Whether the statement's Condition names a key the request has no value for (``...IfExists`` aside)."""
+    for operator, pairs in (statement.get("Condition") or {}).items():
+        if not operator.endswith("IfExists") and any(key not in (values or {}) for key in pairs):
+            return True
+    return False
+
+
+BRIDGES = (bridge_sfn_validate_definition, bridge_sfn_list_versions, bridge_policy_conditions)
