@@ -142,7 +142,7 @@ def test_the_module_applied_to_the_emulator_runs_an_api_import(applied, api, sta
     job_id = answer["job_id"]
     final = wait_for_job(api, job_id)
     job_seconds = time.monotonic() - started
-    assert (final["status"], final["rows_written"], final["error"]) == ("SUCCEEDED", ROWS, None), final
+    assert (final["status"], final["rows_written"], final["error"]) == ("SUCCEEDED", ROWS, None), json.dumps(final, indent=1)
 
     # The run used the module's resources: its execution, its table, its bucket's work dir, an ECS task.
     assert answer["execution_arn"].startswith(outputs["state_machine_arn"].replace(":stateMachine:", ":execution:"))

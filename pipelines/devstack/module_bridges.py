@@ -4,7 +4,8 @@ applies them with its other bridges (workflow_server.all_bridges).
 
     g. ``bridge_sfn_validate_definition``  Step Functions ValidateStateMachineDefinition
        ``bridge_sfn_list_versions``        Step Functions ListStateMachineVersions
-    h. ``bridge_policy_conditions``        a policy statement whose Condition does not hold does not apply
+    h. ``bridge_policy_conditions``        a Deny whose condition key the request lacks does not apply
+    i. ``bridge_ecs_task_memory``          a Fargate container without memory of its own gets the task's
 
 Each is one patch of one moto class, as the workflow server's bridges are, with a docstring saying
 what moto lacks and what the bridge does instead. terraform/examples/local/README.md lists them.
@@ -13,6 +14,7 @@ what moto lacks and what the bridge does instead. terraform/examples/local/READM
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 
@@ -91,4 +93,30 @@ def condition_key_missing(statement: dict[str, Any], values: dict[str, Any] | No
     return False
 
 
-BRIDGES = (bridge_sfn_validate_definition, bridge_sfn_list_versions, bridge_policy_conditions)
+def bridge_ecs_task_memory() -> None:
+    """moto's ECS ``run_task`` adds up the containers' ``memory`` (or ``memoryReservation``) and
+    fails (TypeError, a 500) for a container without either. On Fargate the container-level memory
+    is optional: the task's ``memory`` bounds it. The module's task definition sets only the
+    task's. This makes such a container count the task's memory, and changes nothing else."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend._calculate_task_resource_requirements
+
+    def _calculate_task_resource_requirements(task_definition: Any) -> dict[str, Any]:
+        if all(_container_memory(c) is not None for c in task_definition.container_definitions):
+            return original(task_definition)
+        task_memory = int(task_definition.memory or 0)
+        containers = [c if _container_memory(c) is not None else {**c, "memory": task_memory} for c in task_definition.container_definitions]
+        return original(SimpleNamespace(container_definitions=containers))  # it reads nothing else
+
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(_calculate_task_resource_requirements)
+
+
+def _container_memory(container: dict[str, Any]) -> Any:
+    for key in ("Memory", "MemoryReservation", "memory", "memoryReservation"):
+        if container.get(key) is not None:
+            return container[key]
+    return None
+
+
+BRIDGES = (bridge_sfn_validate_definition, bridge_sfn_list_versions, bridge_policy_conditions, bridge_ecs_task_memory)
