@@ -90,13 +90,25 @@ def copy_sources(work_dir: Path, root: Path = ROOT) -> Path:
     return src / EXAMPLE
 
 
+def _stderr_with_fd() -> Any:
+    """sys.stderr (flushed) when terraform's progress can go straight to it, else None."""
+    try:
+        sys.stderr.flush()
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return None
+    return sys.stderr
+
+
 def _terraform(args: list[str], folder: Path, env: dict[str, str], capture: bool = False) -> str:
     """Runs terraform (its progress on stderr); raises DeployError with its last lines when it fails."""
-    sys.stderr.flush()
+    progress = None if capture else _stderr_with_fd()
     proc = subprocess.run(
         [terraform_binary(), f"-chdir={folder}", *args, "-no-color"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if capture else sys.stderr, stderr=subprocess.PIPE, text=True, check=False,
+        env=env, stdin=subprocess.DEVNULL, stdout=progress or subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False,
     )
+    if not capture and progress is None:
+        sys.stderr.write(proc.stdout)  # a stderr without a file descriptor (pytest's capture) gets it at the end
     if proc.returncode != 0:
         detail = (proc.stderr or "").strip().splitlines()[-15:]
         raise DeployError(f"terraform {args[0]} failed (exit {proc.returncode}):\n" + "\n".join(detail))
