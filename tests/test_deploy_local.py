@@ -203,10 +203,12 @@ def test_the_definition_validator_bridge() -> None:
     assert failed["result"] == "FAIL" and failed["diagnostics"][0]["severity"] == "ERROR"
 
 
-def test_a_functions_environment_is_found_for_the_lambda_bridge() -> None:
+def test_a_functions_environment_is_found_for_the_lambda_bridge(monkeypatch: pytest.MonkeyPatch) -> None:
     """The Lambda bridge runs a function with environment variables (as Terraform creates it) with
     them: function_config finds them in moto's backend, by name or ARN; none for a function without."""
     from moto import mock_aws
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # the session's stack, if started, is not this in-process moto
 
     from pipelines.devstack.lambda_process import function_config
 
