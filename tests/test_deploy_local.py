@@ -158,6 +158,12 @@ def test_the_module_applied_to_the_emulator_runs_an_api_import(applied, api, sta
     assert len(rows) == ROWS and set(Counter(m.key() for m in rows).values()) == {1}
     assert sorted(markers) == [0, 1, 2] and sum(m["partition_rows"] for m in markers.values()) == ROWS
 
+    # The schedule's input keeps Scheduler's context attributes as Scheduler looks for them (not \u003c-escaped).
+    schedule = client("scheduler", endpoint).get_schedule(Name="audience-pipelines-tf-nightly-export", GroupName="default")
+    scheduled = schedule["Target"]["Input"].replace("<aws.scheduler.scheduled-time>", "2026-12-07T03:00:00Z")
+    scheduled = json.loads(scheduled.replace("<aws.scheduler.schedule-arn>", outputs["schedule_arns"]["nightly-export"]))
+    assert scheduled["params"] == {"SCHEDULED_TIME": "2026-12-07T03:00:00Z", "EXPORT_BUCKET": bucket}, scheduled
+
     started = time.monotonic()
     deploy.deploy(applied.work, applied.env, destroy=True)
     applied.destroyed = True

@@ -131,6 +131,17 @@ def deploy(work_dir: Path, env: dict[str, str] | None = None, *, destroy: bool =
     return {name: value["value"] for name, value in outputs.items()}
 
 
+def workflow_env(outputs: dict[str, Any], api_url: str) -> dict[str, str]:
+    """What ``pipelines dev up`` exports for the workflow (as ``create_local_workflow`` returns it),
+    naming what Terraform created."""
+    return {
+        "PIPELINES_STATE_MACHINE_ARN": str(outputs["state_machine_arn"]),
+        "PIPELINES_JOBS_TABLE": str(outputs["jobs_table_name"]),
+        "PIPELINES_EVENT_BUS": str(outputs["event_bus_name"]),
+        "PIPELINES_API_URL": api_url,
+    }
+
+
 def shell_lines(outputs: dict[str, Any]) -> str:
     """``export`` lines for the workflow that Terraform created."""
     import shlex
