@@ -10,7 +10,8 @@ machine rendered by `templatefile`, its Lambda function (run with the function's
 the jobs table and the work dir are the module's), the ECS cluster and task definition (the shard
 runs with the container's environment), the bucket (the input under imports/, an allowed prefix;
 the plan under _jobs/). Every shard goes to ECS (small_job_bytes 0). Then the job is SUCCEEDED, its
-rows are in Kafka once each with their end markers, and `terraform destroy` removes the resources.
+rows are in Kafka once each with their end markers, the schedule keeps Scheduler's placeholders, and
+`terraform destroy` removes the resources.
 
 It skips, saying why, where terraform or a local copy of the hashicorp/aws provider is missing
 (no provider can be downloaded here), as tests/test_terraform.py does. The apply takes about 90 s
@@ -246,3 +247,15 @@ def test_a_function_with_an_environment_runs_in_a_warm_process_of_its_own(tmp_pa
         assert len(processes.all) == 1
     finally:
         processes.stop_all()
+
+
+def test_dev_up_refuses_terraform_with_an_image(tmp_path: Path) -> None:
+    """`pipelines dev up --terraform --image` is refused before anything starts: the image's Lambda
+    containers would not get the Terraform function's environment (not bridged yet)."""
+    from click.testing import CliRunner
+
+    from pipelines.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["dev", "up", "--state-dir", str(tmp_path), "--terraform", "--image", "audience-pipelines:dev"])
+    assert result.exit_code == 2 and "not bridged yet" in result.output, result.output
+    assert not (tmp_path / "stack.json").exists()

@@ -69,6 +69,8 @@ def up(
 
     from pipelines.devstack.stack import StackConfig, StackError, up as stack_up
 
+    if terraform and image:
+        raise click.UsageError("--terraform with --image is not bridged yet: the image's Lambda containers would not get the function's environment")
     config = StackConfig(state_dir.resolve(), kafka_port, controller_port, moto_port, registry_port=registry_port or None, image=image)
     try:
         info = stack_up(config)
