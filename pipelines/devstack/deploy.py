@@ -122,7 +122,12 @@ def deploy(work_dir: Path, env: dict[str, str] | None = None, *, destroy: bool =
     folder = copy_sources(work_dir)
     plugins = plugin_dir()
     init = ["init", "-input=false", *([f"-plugin-dir={plugins}"] if plugins else [])]
-    _terraform(init, folder, tf_env)
+    try:
+        _terraform(init, folder, tf_env)
+    except DeployError as exc:
+        if plugins is None:
+            raise DeployError(f"{exc}\nno local copy of the hashicorp/aws provider was found either: set PIPELINES_TF_PLUGIN_DIR to a plugin folder") from exc
+        raise
     state = f"-state={work_dir / 'terraform.tfstate'}"
     _terraform(["destroy" if destroy else "apply", "-auto-approve", "-input=false", state], folder, tf_env)
     if destroy:
