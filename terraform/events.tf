@@ -68,11 +68,13 @@ resource "aws_scheduler_schedule" "export" {
   target {
     arn      = aws_lambda_function.engine.arn
     role_arn = aws_iam_role.scheduler.arn
-    # workflow/schedule_input.json; Scheduler fills its <aws.scheduler.*> context attributes.
-    input = jsonencode(jsondecode(templatefile("${local.workflow_dir}/schedule_input.json", {
+    # workflow/schedule_input.json as written: Scheduler fills its <aws.scheduler.*> context attributes
+    # in this text, and jsonencode() would escape their < and > as \u003c and \u003e, which it does not
+    # recognise (the handler would get the placeholders themselves, and fail every scheduled export).
+    input = templatefile("${local.workflow_dir}/schedule_input.json", {
       export_pipeline = each.value.pipeline
       export_bucket   = aws_s3_bucket.data.bucket
-    })))
+    })
 
     retry_policy {
       maximum_event_age_in_seconds = 86400

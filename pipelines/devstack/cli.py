@@ -56,29 +56,55 @@ state_dir_option = click.option(
     metavar="TAG",
     help="Run the workflow's ECS tasks and Lambda invocations in this image (`bin/image build` makes audience-pipelines:dev), as AWS would, instead of this checkout.",
 )
-def up(state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, registry_port: int, api_url: str, image: str | None) -> None:
+@click.option(
+    "--terraform",
+    is_flag=True,
+    help="Create the workflow's resources by applying the Terraform module (terraform/examples/local, as bin/deploy-local does; needs terraform and the AWS provider, about 90 s) instead of by hand.",
+)
+def up(
+    state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, registry_port: int, api_url: str, image: str | None, terraform: bool
+) -> None:
     """Start Kafka and the AWS emulator (moto with Step Functions execution and the workflow's
     bridges; Kafka's jars are fetched with Maven the first time), wait until both answer, create
     the workflow's resources in it (jobs table, state machine, S3-drop rule, ... from the files
-    Terraform uses), then print `export ...` lines for `eval`."""
+    Terraform uses; with --terraform, by Terraform itself), then print `export ...` lines for `eval`."""
     import dataclasses
 
-    from pipelines.devstack.resources import create_local_workflow
     from pipelines.devstack.stack import StackConfig, StackError, up as stack_up
 
+    if terraform and image:
+        raise click.UsageError("--terraform with --image is not bridged yet: the image's Lambda containers would not get the function's environment")
     config = StackConfig(state_dir.resolve(), kafka_port, controller_port, moto_port, registry_port=registry_port or None, image=image)
     try:
         info = stack_up(config)
     except StackError as exc:
         _stack_error(exc)
     try:
-        workflow = create_local_workflow(info.aws_endpoint_url, api_url=api_url)
+        workflow, ready = _create_workflow(info, api_url, terraform)
     except Exception as exc:  # noqa: BLE001 - any failure here is reported in one line
         _stack_error(Exception(f"the stack runs, but the workflow's resources could not be created in {info.aws_endpoint_url}: {exc}"))
-    click.echo("workflow ready: state machine, jobs table, S3-drop rule (s3://audiences/drops/*.csv.gz)", err=True)
+    click.echo(ready, err=True)
     if info.schema_registry_url:
         click.echo(f"schema registry: {info.schema_registry_url} (Confluent-compatible API)", err=True)
     click.echo(dataclasses.replace(info, workflow=workflow).shell_lines())
+
+
+def _create_workflow(info: object, api_url: str, terraform: bool) -> tuple[dict[str, str], str]:
+    """The workflow's resources in the stack's emulator, by hand or by the Terraform module: the
+    environment for `pipelines api serve` and `pipelines jobs`, and a line saying what is ready."""
+    endpoint = info.aws_endpoint_url  # type: ignore[attr-defined]
+    if not terraform:
+        from pipelines.devstack.resources import create_local_workflow
+
+        workflow = create_local_workflow(endpoint, api_url=api_url)
+        return workflow, "workflow ready: state machine, jobs table, S3-drop rule (s3://audiences/drops/*.csv.gz)"
+    import os
+
+    from pipelines.devstack.deploy import deploy, workflow_env
+
+    outputs = deploy(info.state_dir / "deploy-local", {**os.environ, **info.env()})  # type: ignore[attr-defined]
+    bucket = outputs["bucket_name"]
+    return workflow_env(outputs, api_url), f"workflow ready, applied by Terraform: API {outputs['api_id']}, bucket {bucket} (drops: s3://{bucket}/drops/*.csv.gz)"
 
 
 @dev.command(short_help="Stop what `pipelines dev up` started.")

@@ -20,6 +20,10 @@ every run:
   default bus (``send_audience_to_kafka`` for ``drops/*.csv.gz``) targeting the Lambda with the
   rendered InputTransformer, as Terraform wires it.
 
+This is the default of ``pipelines dev up``, for a machine without Terraform: ``pipelines dev up
+--terraform`` (or ``bin/deploy-local`` on a running stack) creates all of it, and the API, by
+applying the Terraform module instead (terraform/examples/local, ``pipelines.devstack.deploy``).
+
 The names are fixed (``JOBS_TABLE``, ``STATE_MACHINE_NAME``), because the emulator is started
 with them in its environment (``aws_emulator.emulator_env``): the Lambda handler running inside it
 updates job statuses and, for a trigger, starts executions.

@@ -8,6 +8,7 @@ patches one moto function, with a docstring saying what moto lacks and what the 
 
     a. ``bridge_service_parameters``  SFN service integrations: PascalCase parameters -> boto names
     b. ``bridge_lambda_invoke``       Lambda invoke -> ``pipelines.aws.handler.handler`` in this process
+                                      (a function with environment variables: in processes of its own)
     c. ``bridge_ecs_run_task``        ECS RunTask -> a ``python -m pipelines ...`` subprocess per task
        ``bridge_ecs_sync_exit_code``  ``ecs:runTask.sync`` fails the state on a non-zero exit code
        ``bridge_sync_task_retry``     a retried ``.sync`` task runs again (moto times it out at once)
@@ -15,6 +16,7 @@ patches one moto function, with a docstring saying what moto lacks and what the 
        ``bridge_fail_state_error_names``  a Fail state may re-raise a ``States.*`` error
     e. ``bridge_events_to_sfn``       an EventBridge rule target that is a state machine starts it
     f. ``bridge_dynamodb_atomic_writes``  one DynamoDB write at a time, each atomic as DynamoDB's
+    g.-i. ``module_bridges.BRIDGES``  what the Terraform module's apply and resources need that moto lacks
 
 With ``--image TAG`` (``pipelines dev up --image TAG``), bridges b and c run the image instead of
 the checkout, as AWS would: each ECS task is a container of the image with the task's command and
@@ -110,11 +112,12 @@ def bridge_lambda_invoke() -> None:
     any function run ``pipelines.aws.handler.handler(payload)`` in this process and answer its JSON;
     an exception comes back as ``X-Amz-Function-Error: Unhandled`` with
     ``{"errorType": <exception class name>, "errorMessage": str(exc)}``, as AWS's Python runtime
-    answers, so a Retry or Catch on ``TransientRunError`` matches. The function's code is ignored."""
+    answers, so a Retry or Catch on ``TransientRunError`` matches. The function's code is ignored;
+    its environment variables are not (``invoke_function``)."""
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
     def invoke(self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any) -> bytes:
-        answer, failed = invoke_function(body or b"{}")
+        answer, failed = invoke_function(body or b"{}", function=function_name, account=self.account_id, region=self.region_name)
         if failed:
             response_headers["x-amz-function-error"] = "Unhandled"
         return answer
@@ -126,11 +129,20 @@ LAMBDAS: Any = None  # the LambdaPool of the image, when there is one
 _LAMBDAS_LOCK = threading.Lock()
 
 
-def invoke_function(event: bytes | str) -> tuple[bytes, bool]:
-    """One invocation of the function: (its JSON answer, whether it failed). In this process
-    (``pipelines.aws.handler.handler``), or with ``--image``, by a warm container of the image."""
+def invoke_function(event: bytes | str, function: str = "", account: str = "", region: str = "") -> tuple[bytes, bool]:
+    """One invocation of ``function``: (its JSON answer, whether it failed). In this process
+    (``pipelines.aws.handler.handler``), or with ``--image``, by a warm container of the image; a
+    function with environment variables (as Terraform creates it) in a warm process of its own with
+    them (``lambda_process``), as Lambda gives its code the function's environment."""
     global LAMBDAS
     image = workflow_image()
+    if function and not image:
+        from pipelines.devstack.lambda_process import answer_of, function_config
+
+        name, variables = function_config(account, region, function)
+        if variables:
+            invocation = function_processes().invoke(name, variables, event.encode() if isinstance(event, str) else event)
+            return answer_of(invocation)
     if image:
         from pipelines.devstack.lambda_runtime import LambdaPool
 
@@ -145,6 +157,19 @@ def invoke_function(event: bytes | str) -> tuple[bytes, bool]:
         return json.dumps(handler(json.loads(event))).encode(), False
     except Exception as exc:  # noqa: BLE001 - every error goes back to the caller, as Lambda does
         return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode(), True
+
+
+_PROCESSES: Any = None  # lambda_process.FunctionProcesses: the functions with environment variables
+
+
+def function_processes() -> Any:
+    global _PROCESSES
+    from pipelines.devstack.lambda_process import FunctionProcesses
+
+    with _LAMBDAS_LOCK:
+        if _PROCESSES is None:
+            _PROCESSES = FunctionProcesses(Path(os.environ["PIPELINES_WORKFLOW_LOGS"]), repo_root())
+        return _PROCESSES
 
 
 # ------------------------------------------------------------------------- c. ecs
@@ -230,7 +255,8 @@ def bridge_ecs_run_task() -> None:
     """moto's ECS runs no container: ``EC2ContainerServiceBackend.run_task`` only records the task,
     and ``describe_tasks`` shows it STOPPED with exit code 0 at once. For a task run with a
     container override holding a ``command``, this starts ``python -m pipelines <command...>``
-    (environment: this server's plus the override's ``environment``; cwd: the repository root;
+    (environment: this server's, the task definition container's ``environment`` over it (as
+    Terraform defines it), then the override's; cwd: the repository root;
     output: ``$PIPELINES_WORKFLOW_LOGS/task-<id>.log``). ``describe_tasks`` then reports the task
     RUNNING while the process runs, and STOPPED (``stopCode`` EssentialContainerExited) with the
     container's ``exitCode`` = the process's exit code once it has exited (128 + N when signal N killed
@@ -246,7 +272,8 @@ it, as ECS reports it); a failed container's
         tasks = original_run_task(self, cluster_str, task_definition_str, count, overrides, *args, **kwargs)
         override = next((o for o in (overrides or {}).get("containerOverrides", []) if o.get("command")), None)
         for task in tasks if override else []:
-            environment = {e["name"]: e.get("value", "") for e in override.get("environment", [])}
+            defined = _container_environment(self.describe_task_definition(task.task_definition_arn), override.get("name"))
+            environment = {**defined, **{e["name"]: e.get("value", "") for e in override.get("environment", [])}}
             SHARDS.start(task.task_arn, [str(arg) for arg in override["command"]], environment)
             task._transitions = []  # moto's state model would move it to STOPPED on the next look
             task.status = "RUNNING"
@@ -273,6 +300,13 @@ it, as ECS reports it); a failed container's
 
     EC2ContainerServiceBackend.run_task = run_task
     EC2ContainerServiceBackend.describe_tasks = describe_tasks
+
+
+def _container_environment(task_definition: Any, name: str | None) -> dict[str, str]:
+    """The ``environment`` of the task definition's container ``name`` (or its first), as a dict."""
+    containers = list(task_definition.container_definitions or [])
+    container = next((c for c in containers if c.get("name") == name), containers[0] if containers else {})
+    return {str(e["name"]): str(e.get("value", "")) for e in container.get("environment") or []}
 
 
 def _task_failed(env: Any, error_type: Any, cause: str, **details: Any) -> Any:
@@ -471,7 +505,8 @@ def bridge_events_to_sfn() -> None:
             for target in functions:
                 # moto 5.2.5 raises NotImplementedError for Lambda targets too: invoke the function
                 # with what the target would receive, as the Lambda bridge does.
-                answer, failed = invoke_function(_target_input(target, event))
+                arn = target["Arn"]
+                answer, failed = invoke_function(_target_input(target, event), function=arn, account=arn.split(":")[4], region=arn.split(":")[3])
                 if failed:  # an async Lambda invoke: AWS would retry, then drop or DLQ it
                     print(f"lambda target {target['Arn']} failed: {answer.decode(errors='replace')}", file=sys.stderr, flush=True)
         others = [t for t in self.targets if t not in machines and t not in functions]
@@ -563,6 +598,13 @@ BRIDGES = (
 )
 
 
+def all_bridges() -> tuple[Any, ...]:
+    """The bridges above, then those for the Terraform module (``module_bridges``)."""
+    from pipelines.devstack.module_bridges import BRIDGES as MODULE_BRIDGES
+
+    return BRIDGES + MODULE_BRIDGES
+
+
 def configure(port: int) -> None:
     """This process's environment and moto's config: execution on, Lambda without Docker, and every
     client (SFN engine, handler, shard subprocesses) pointed at this server."""
@@ -592,7 +634,7 @@ def serve(port: int, image: str | None = None) -> None:
     configure(port)
     if image:
         os.environ[IMAGE_ENV] = image
-    for bridge in BRIDGES:
+    for bridge in all_bridges():
         bridge()
     server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
     stop = threading.Event()
@@ -606,6 +648,8 @@ def serve(port: int, image: str | None = None) -> None:
             pass
     finally:
         SHARDS.stop_all()
+        if _PROCESSES is not None:
+            _PROCESSES.stop_all()
         if LAMBDAS is not None:
             LAMBDAS.stop_all()
         server.stop()

@@ -1,0 +1,137 @@
+"""A Lambda function's execution environments as processes of this checkout, with the function's own
+environment: how the workflow server runs a function that has environment variables, e.g. the one
+the Terraform module creates (terraform/examples/local, bin/deploy-local).
+
+A function created by hand without environment variables (``pipelines dev up``, the workflow tests)
+is still served in the workflow server's own process, whose environment is made for it. A function
+with variables gets what Lambda gives its code: those variables. So each distinct environment gets
+warm processes of its own, each ``python -m awslambdaric pipelines.aws.handler.handler`` (what the
+image's entrypoint runs on Lambda) fed through a local Lambda Runtime API
+(``lambda_runtime.RuntimeApi``), started when all are busy and reused, as Lambda scales out.
+
+The process's environment: the workflow server's (the emulator's endpoint and credentials, PATH,
+PYTHONPATH), then the function's variables over it, then Lambda's own (AWS_LAMBDA_*).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from pipelines.devstack.lambda_runtime import DEFAULT_TIMEOUT_S, Invocation, RuntimeApi
+
+HANDLER = "pipelines.aws.handler.handler"
+
+
+def process_environment(base: Mapping[str, str], function_name: str, variables: Mapping[str, str], runtime_api: str) -> dict[str, str]:
+    """``base`` with the function's ``variables`` over it and Lambda's own variables."""
+    return {
+        **base,
+        **variables,
+        "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}",
+    }
+
+
+class LambdaProcess:
+    """One execution environment: a RuntimeApi and the awslambdaric process serving it."""
+
+    def __init__(self, function_name: str, variables: Mapping[str, str], output: IO[bytes], cwd: Path) -> None:
+        self.api = RuntimeApi()
+        env = process_environment(os.environ, function_name, variables, self.api.address)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "awslambdaric", HANDLER],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def invoke(self, event: bytes, timeout: float = DEFAULT_TIMEOUT_S) -> Invocation:
+        invocation = self.api.invoke(event, timeout, self.alive)
+        if invocation.error and invocation.error.get("errorType") == "Sandbox.Timedout":
+            self.stop()  # Lambda ends an environment whose invocation timed out
+        return invocation
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.api.close()
+
+
+class FunctionProcesses:
+    """The warm LambdaProcesses, by (function name, environment); one more started when all are busy."""
+
+    def __init__(self, logs: Path, cwd: Path) -> None:
+        self.logs, self.cwd = logs, cwd
+        self.idle: dict[str, list[LambdaProcess]] = {}
+        self.all: list[LambdaProcess] = []
+        self.lock = threading.Lock()
+
+    def invoke(self, function_name: str, variables: Mapping[str, str], event: bytes) -> Invocation:
+        key = json.dumps([function_name, dict(sorted(variables.items()))])
+        process = self._acquire(key, function_name, variables)
+        try:
+            return process.invoke(event)
+        finally:
+            with self.lock:
+                if process.alive():
+                    self.idle.setdefault(key, []).append(process)
+
+    def _acquire(self, key: str, function_name: str, variables: Mapping[str, str]) -> LambdaProcess:
+        with self.lock:
+            idle = self.idle.setdefault(key, [])
+            while idle:
+                process = idle.pop()
+                if process.alive():
+                    return process
+            self.logs.mkdir(parents=True, exist_ok=True)
+            with open(self.logs / f"lambda-{function_name}-{len(self.all) + 1}.log", "ab") as log:
+                process = LambdaProcess(function_name, variables, log, self.cwd)
+            self.all.append(process)
+            return process
+
+    def stop_all(self) -> None:
+        with self.lock:
+            processes, self.idle = list(self.all), {}
+        for process in processes:
+            process.stop()
+
+
+def answer_of(invocation: Invocation) -> tuple[bytes, bool]:
+    """(the JSON answer, whether the function failed), as the Lambda bridge returns it."""
+    if invocation.error:
+        return json.dumps(invocation.error).encode(), True
+    return invocation.result, False
+
+
+def function_config(account: str, region: str, function: str) -> tuple[str, dict[str, str]]:
+    """The name and environment variables of the function named or ARN'd ``function`` in moto's
+    Lambda backend; (the given name, {}) when moto does not know it (then the caller serves it as before)."""
+    from moto.awslambda.utils import get_backend  # the simple backend, as the workflow server runs without Docker
+
+    try:
+        found: Any = get_backend(account, region).get_function(function)
+    except Exception:  # noqa: BLE001 - an unknown function: moto's simple backend echoes any invoke
+        return function.rsplit(":", 1)[-1], {}
+    return str(found.function_name), {str(k): str(v) for k, v in (found.environment_vars or {}).items()}

@@ -1,0 +1,261 @@
+"""bin/deploy-local: the Terraform module applied for real to the local stack's emulator, an import
+run through what it created, then destroyed.
+
+`test_the_module_applied_to_the_emulator_runs_an_api_import` applies terraform/examples/local
+(`pipelines.devstack.deploy`, what bin/deploy-local runs) to the session's stack (the `stack`
+fixture: a real Kafka broker and the workflow server on free ports), then POSTs an import to the
+HTTP API Terraform created, served by the API bridge (`pipelines.devstack.api_gateway`: the route,
+its integration, the Lambda function). The job runs on the module's resources only: the state
+machine rendered by `templatefile`, its Lambda function (run with the function's environment, so
+the jobs table and the work dir are the module's), the ECS cluster and task definition (the shard
+runs with the container's environment), the bucket (the input under imports/, an allowed prefix;
+the plan under _jobs/). Every shard goes to ECS (small_job_bytes 0). Then the job is SUCCEEDED, its
+rows are in Kafka once each with their end markers, the schedule keeps Scheduler's placeholders, and
+`terraform destroy` removes the resources.
+
+It skips, saying why, where terraform or a local copy of the hashicorp/aws provider is missing
+(no provider can be downloaded here), as tests/test_terraform.py does. The apply takes about 90 s
+(the provider waits out some of moto's answers: the bucket's lifecycle, the SQS queue and policy).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from conftest import consume_all, create_topic, rows_and_markers
+from workflow_setup import warm_up_group_coordinator
+
+from pipelines.devstack import deploy
+from pipelines.devstack.api_gateway import api_gateway_responder, match_route
+from pipelines.devstack.module_bridges import validate_definition
+
+PIPELINE = "send_audience_to_kafka"
+ROWS = 1200
+JOB_TIMEOUT_S = 120
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _need_terraform() -> None:
+    if shutil.which("terraform") is None:
+        pytest.skip("no terraform binary on PATH (none can be installed from this machine's package registries)")
+    if deploy.plugin_dir() is None:
+        pytest.skip("no local copy of the hashicorp/aws provider (set PIPELINES_TF_PLUGIN_DIR): terraform init cannot download one here")
+
+
+def client(service: str, endpoint: str):
+    return boto3.session.Session().client(service, region_name="us-east-1", endpoint_url=endpoint)
+
+
+@pytest.fixture(scope="module")
+def applied(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    """terraform/examples/local applied to the stack (every shard to ECS); destroyed by the test,
+    or here when the test did not get that far."""
+    _need_terraform()
+    work = tmp_path_factory.mktemp("deploy-local")
+    env = {**os.environ, "AWS_ENDPOINT_URL": stack.aws_endpoint_url, "KAFKA_BOOTSTRAP": stack.kafka_bootstrap, "TF_VAR_small_job_bytes": "0"}
+    started = time.monotonic()
+    outputs = deploy.deploy(work, env)
+    state = SimpleNamespace(work=work, env=env, outputs=outputs, apply_seconds=time.monotonic() - started, destroyed=False)
+    try:
+        yield state
+    finally:
+        if not state.destroyed:
+            deploy.deploy(work, env, destroy=True)
+
+
+def api_call(base: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with OPENER.open(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture
+def api(applied: SimpleNamespace, stack) -> Iterator[str]:
+    """The HTTP API Terraform created, served by the API bridge on a free port."""
+    from pipelines.aws.api import make_server
+
+    endpoint = stack.aws_endpoint_url
+    responder = api_gateway_responder(applied.outputs["api_id"], client("apigatewayv2", endpoint), client("lambda", endpoint))
+    server = make_server(0, respond=responder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def wait_for_job(api: str, job_id: str) -> dict:
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while True:
+        status, answer = api_call(api, "GET", f"/jobs/{job_id}")
+        assert status == 200, answer
+        if answer["status"] in ("SUCCEEDED", "FAILED"):
+            return answer
+        assert time.monotonic() < deadline, f"job {job_id} still {answer['status']} after {JOB_TIMEOUT_S} s"
+        time.sleep(0.5)
+
+
+def put_import(endpoint: str, bucket: str, key: str) -> None:
+    from pipelines.devstack.sample import write_audience_csv
+
+    raw = io.BytesIO()
+    write_audience_csv(raw, ROWS, seed=11)
+    client("s3", endpoint).put_object(Bucket=bucket, Key=key, Body=gzip.compress(raw.getvalue()))
+
+
+def test_the_module_applied_to_the_emulator_runs_an_api_import(applied, api, stack, capsys) -> None:
+    endpoint, outputs = stack.aws_endpoint_url, applied.outputs
+    bucket, table = outputs["bucket_name"], outputs["jobs_table_name"]
+    assert (bucket, table, outputs["function_name"]) == ("audience-pipelines-tf", "audience-pipelines-tf-jobs", "audience-pipelines-tf")
+    definition = json.loads(client("stepfunctions", endpoint).describe_state_machine(stateMachineArn=outputs["state_machine_arn"])["definition"])
+    assert outputs["cluster_arn"] in json.dumps(definition) and "${" not in json.dumps(definition)  # templatefile filled it
+
+    topic, key = f"audience-{uuid.uuid4().hex[:10]}", f"imports/{uuid.uuid4().hex[:8]}.csv.gz"
+    create_topic(stack.kafka_bootstrap, topic, 3)
+    warm_up_group_coordinator(stack.kafka_bootstrap)
+    put_import(endpoint, bucket, key)
+    assert api_call(api, "GET", "/nothing-here")[0] == 404  # no such route in the API Terraform created
+
+    started = time.monotonic()
+    status, answer = api_call(api, "POST", "/imports", {"pipeline": PIPELINE, "params": {"S3_BUCKET": bucket, "S3_KEY": key, "KAFKA_TOPIC": topic}})
+    assert status == 202, answer
+    job_id = answer["job_id"]
+    final = wait_for_job(api, job_id)
+    job_seconds = time.monotonic() - started
+    assert (final["status"], final["rows_written"], final["error"]) == ("SUCCEEDED", ROWS, None), json.dumps(final, indent=1)
+
+    # The run used the module's resources: its execution, its table, its bucket's work dir, an ECS task.
+    assert answer["execution_arn"].startswith(outputs["state_machine_arn"].replace(":stateMachine:", ":execution:"))
+    item = client("dynamodb", endpoint).get_item(TableName=table, Key={"job_id": {"S": job_id}})
+    assert item["Item"]["status"]["S"] == "SUCCEEDED"
+    client("s3", endpoint).head_object(Bucket=bucket, Key=f"_jobs/{job_id}/plan.json")
+    history = client("stepfunctions", endpoint).get_execution_history(executionArn=answer["execution_arn"], maxResults=1000)["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert "Shards" in entered and "RunInLambda" not in entered, entered
+
+    records = [m for m in consume_all(stack.kafka_bootstrap, topic) if ("pipelines.job_id", job_id.encode()) in (m.headers() or [])]
+    rows, markers = rows_and_markers(records)
+    assert len(rows) == ROWS and set(Counter(m.key() for m in rows).values()) == {1}
+    assert sorted(markers) == [0, 1, 2] and sum(m["partition_rows"] for m in markers.values()) == ROWS
+
+    # The schedule's input keeps Scheduler's context attributes as Scheduler looks for them (not \u003c-escaped).
+    schedule = client("scheduler", endpoint).get_schedule(Name="audience-pipelines-tf-nightly-export", GroupName="default")
+    scheduled = schedule["Target"]["Input"].replace("<aws.scheduler.scheduled-time>", "2026-12-07T03:00:00Z")
+    scheduled = json.loads(scheduled.replace("<aws.scheduler.schedule-arn>", outputs["schedule_arns"]["nightly-export"]))
+    assert scheduled["params"] == {"SCHEDULED_TIME": "2026-12-07T03:00:00Z", "EXPORT_BUCKET": bucket}, scheduled
+
+    started = time.monotonic()
+    deploy.deploy(applied.work, applied.env, destroy=True)
+    applied.destroyed = True
+    destroy_seconds = time.monotonic() - started
+    machines = client("stepfunctions", endpoint).list_state_machines()["stateMachines"]
+    assert outputs["state_machine_arn"] not in [m["stateMachineArn"] for m in machines]
+    assert table not in client("dynamodb", endpoint).list_tables()["TableNames"]
+    assert bucket not in [b["Name"] for b in client("s3", endpoint).list_buckets()["Buckets"]]
+    with capsys.disabled():
+        print(f"\ndeploy-local: apply {applied.apply_seconds:.0f} s, POST /imports -> SUCCEEDED {job_seconds:.1f} s, destroy {destroy_seconds:.0f} s")
+
+
+# ----------------------------------------------------------------------------- without the stack
+
+
+def test_deploy_needs_the_stacks_endpoints(tmp_path: Path) -> None:
+    with pytest.raises(deploy.DeployError, match=r"pipelines dev up"):
+        deploy.stack_variables({})
+    with pytest.raises(deploy.DeployError, match=r"not the local emulator"):
+        deploy.stack_variables({"AWS_ENDPOINT_URL": "https://states.eu-west-1.amazonaws.com", "KAFKA_BOOTSTRAP": "b:9092"})
+    variables = deploy.stack_variables({"AWS_ENDPOINT_URL": "http://127.0.0.1:5001", "KAFKA_BOOTSTRAP": "127.0.0.1:9092,127.0.0.1:9093"})
+    assert json.loads(variables["TF_VAR_kafka_bootstrap_servers"]) == ["127.0.0.1:9092", "127.0.0.1:9093"]
+
+
+def test_the_sources_are_copied_out_of_the_repository(tmp_path: Path) -> None:
+    folder = deploy.copy_sources(tmp_path)
+    assert folder == tmp_path / "src" / "terraform" / "examples" / "local" and (folder / "main.tf").is_file()
+    assert (tmp_path / "src" / "statemachine.json").is_file() and (tmp_path / "src" / "workflow" / "s3_drop_rule.json").is_file()
+
+
+def test_api_routes_match_as_api_gateway_matches_them() -> None:
+    keys = ["POST /imports", "GET /jobs", "GET /jobs/{id}"]
+    assert match_route(keys, "GET", "/jobs/abc") == ("GET /jobs/{id}", {"id": "abc"})
+    assert match_route(keys, "POST", "/imports") == ("POST /imports", {})
+    assert match_route(keys, "GET", "/imports") is None and match_route(keys, "GET", "/jobs/a/b") is None
+    assert match_route([*keys, "$default"], "DELETE", "/x") == ("$default", {})
+
+
+def test_the_definition_validator_bridge() -> None:
+    definition = (Path(__file__).resolve().parent.parent / "statemachine.json").read_text()
+    assert validate_definition(definition)["result"] == "OK"
+    failed = validate_definition('{"StartAt": "A", "States": {"A": {"Type": "Nope"}}}')
+    assert failed["result"] == "FAIL" and failed["diagnostics"][0]["severity"] == "ERROR"
+
+
+def test_a_functions_environment_is_found_for_the_lambda_bridge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Lambda bridge runs a function with environment variables (as Terraform creates it) with
+    them: function_config finds them in moto's backend, by name or ARN; none for a function without."""
+    from moto import mock_aws
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # the session's stack, if started, is not this in-process moto
+
+    from pipelines.devstack.lambda_process import function_config
+
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        iam, lam = boto3.client("iam", region_name="us-east-1"), boto3.client("lambda", region_name="us-east-1")
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("README.txt", "bridged")
+        common = {"Runtime": "python3.11", "Role": role, "Handler": "pipelines.aws.handler.handler", "Code": {"ZipFile": code.getvalue()}}
+        arn = lam.create_function(FunctionName="with-env", Environment={"Variables": {"PIPELINES_JOBS_TABLE": "t"}}, **common)["FunctionArn"]
+        lam.create_function(FunctionName="without-env", **common)
+        assert function_config("123456789012", "us-east-1", arn) == ("with-env", {"PIPELINES_JOBS_TABLE": "t"})
+        assert function_config("123456789012", "us-east-1", "without-env") == ("without-env", {})
+        assert function_config("123456789012", "us-east-1", "missing") == ("missing", {})
+
+
+def test_a_function_with_an_environment_runs_in_a_warm_process_of_its_own(tmp_path: Path) -> None:
+    """lambda_process: awslambdaric serves the handler, an error comes back as Lambda reports it
+    (errorType = the exception's class), and the second invocation reuses the warm process."""
+    from pipelines.devstack.lambda_process import FunctionProcesses, answer_of
+
+    processes = FunctionProcesses(tmp_path, Path(__file__).resolve().parent.parent)
+    try:
+        for _ in range(2):
+            answer, failed = answer_of(processes.invoke("fn", {"PIPELINES_JOBS_TABLE": "t"}, b'{"task": "nope"}'))
+            assert failed and json.loads(answer)["errorType"] == "ConfigError", answer
+        assert len(processes.all) == 1
+    finally:
+        processes.stop_all()
+
+
+def test_dev_up_refuses_terraform_with_an_image(tmp_path: Path) -> None:
+    """`pipelines dev up --terraform --image` is refused before anything starts: the image's Lambda
+    containers would not get the Terraform function's environment (not bridged yet)."""
+    from click.testing import CliRunner
+
+    from pipelines.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["dev", "up", "--state-dir", str(tmp_path), "--terraform", "--image", "audience-pipelines:dev"])
+    assert result.exit_code == 2 and "not bridged yet" in result.output, result.output
+    assert not (tmp_path / "stack.json").exists()
