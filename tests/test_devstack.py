@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,7 +180,10 @@ def test_integration_up_kafka_topic_and_moto_s3_then_down(tmp_path: Path) -> Non
 
         admin = AdminClient({"bootstrap.servers": info.kafka_bootstrap})
         admin.create_topics([NewTopic("devstack-test", 1, 1)])["devstack-test"].result(timeout=30)
-        assert "devstack-test" in admin.list_topics(timeout=10).topics
+        deadline = time.monotonic() + 15  # the controller has it; the broker's metadata may lag a moment (seen under load)
+        while "devstack-test" not in admin.list_topics(timeout=10).topics:
+            assert time.monotonic() < deadline, "devstack-test was created but the broker never listed it"
+            time.sleep(0.2)
 
         env = info.env()
         s3 = boto3.client(

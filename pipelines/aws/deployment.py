@@ -49,6 +49,14 @@ OPTIONAL_ENV: dict[str, str] = {
     "OPENLINEAGE_NAMESPACE": "the OpenLineage job namespace (default audience-pipelines)",
     "OPENLINEAGE_API_KEY": "a bearer token for OPENLINEAGE_URL (the openlineage-python client reads it)",
     "OPENLINEAGE_DISABLED": "true: no lineage events even with OPENLINEAGE_URL set",
+    # in.auth_method (embulk-input-s3): env and session read these; profile reads the profiles file.
+    # A deployment uses the task's or the function's role instead (auth_method default).
+    "AWS_ACCESS_KEY_ID": "auth_method env/session: the access key (Embulk also reads AWS_ACCESS_KEY)",
+    "AWS_ACCESS_KEY": "auth_method env: Embulk's other name for AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY": "auth_method env/session: the secret key (Embulk also reads AWS_SECRET_KEY)",
+    "AWS_SECRET_KEY": "auth_method env: Embulk's other name for AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN": "auth_method session: the session token",
+    "AWS_CREDENTIAL_PROFILES_FILE": "auth_method profile: the profiles file (Embulk's name; default botocore's)",
 }
 
 
