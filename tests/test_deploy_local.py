@@ -27,8 +27,6 @@ import os
 import shutil
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 import zipfile
 from collections import Counter
@@ -39,7 +37,7 @@ from types import SimpleNamespace
 import boto3
 import pytest
 from conftest import consume_all, create_topic, rows_and_markers
-from workflow_setup import warm_up_group_coordinator
+from workflow_setup import api_call, wait_for_job, warm_up_group_coordinator
 
 from pipelines.devstack import deploy
 from pipelines.devstack.api_gateway import api_gateway_responder, match_route
@@ -48,7 +46,6 @@ from pipelines.devstack.module_bridges import validate_definition
 PIPELINE = "send_audience_to_kafka"
 ROWS = 1200
 JOB_TIMEOUT_S = 120
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _need_terraform() -> None:
@@ -79,16 +76,6 @@ def applied(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleN
             deploy.deploy(work, env, destroy=True)
 
 
-def api_call(base: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with OPENER.open(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 @pytest.fixture
 def api(applied: SimpleNamespace, stack) -> Iterator[str]:
     """The HTTP API Terraform created, served by the API bridge on a free port."""
@@ -103,17 +90,6 @@ def api(applied: SimpleNamespace, stack) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def wait_for_job(api: str, job_id: str) -> dict:
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while True:
-        status, answer = api_call(api, "GET", f"/jobs/{job_id}")
-        assert status == 200, answer
-        if answer["status"] in ("SUCCEEDED", "FAILED"):
-            return answer
-        assert time.monotonic() < deadline, f"job {job_id} still {answer['status']} after {JOB_TIMEOUT_S} s"
-        time.sleep(0.5)
 
 
 def put_import(endpoint: str, bucket: str, key: str) -> None:
@@ -141,7 +117,7 @@ def test_the_module_applied_to_the_emulator_runs_an_api_import(applied, api, sta
     status, answer = api_call(api, "POST", "/imports", {"pipeline": PIPELINE, "params": {"S3_BUCKET": bucket, "S3_KEY": key, "KAFKA_TOPIC": topic}})
     assert status == 202, answer
     job_id = answer["job_id"]
-    final = wait_for_job(api, job_id)
+    final = wait_for_job(api, job_id, JOB_TIMEOUT_S, poll_s=0.5)
     job_seconds = time.monotonic() - started
     assert (final["status"], final["rows_written"], final["error"]) == ("SUCCEEDED", ROWS, None), json.dumps(final, indent=1)
 
@@ -242,7 +218,7 @@ def test_a_function_with_an_environment_runs_in_a_warm_process_of_its_own(tmp_pa
     processes = FunctionProcesses(tmp_path, Path(__file__).resolve().parent.parent)
     try:
         for _ in range(2):
-            answer, failed = answer_of(processes.invoke("fn", {"PIPELINES_JOBS_TABLE": "t"}, b'{"task": "nope"}'))
+            answer, failed = answer_of(processes.invoke_function("fn", {"PIPELINES_JOBS_TABLE": "t"}, b'{"task": "nope"}'))
             assert failed and json.loads(answer)["errorType"] == "ConfigError", answer
         assert len(processes.all) == 1
     finally:

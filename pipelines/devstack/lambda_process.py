@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from pipelines.devstack.lambda_runtime import DEFAULT_TIMEOUT_S, Invocation, RuntimeApi
+from pipelines.devstack.lambda_runtime import ExecutionEnvironment, Invocation, RuntimeApi, WarmPool
 
 HANDLER = "pipelines.aws.handler.handler"
 
@@ -43,79 +41,26 @@ def process_environment(base: Mapping[str, str], function_name: str, variables: 
     }
 
 
-class LambdaProcess:
-    """One execution environment: a RuntimeApi and the awslambdaric process serving it."""
+class LambdaProcess(ExecutionEnvironment):
+    """An awslambdaric process of this checkout serving a RuntimeApi, with the function's variables."""
 
     def __init__(self, function_name: str, variables: Mapping[str, str], output: IO[bytes], cwd: Path) -> None:
         self.api = RuntimeApi()
         env = process_environment(os.environ, function_name, variables, self.api.address)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "awslambdaric", HANDLER],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def invoke(self, event: bytes, timeout: float = DEFAULT_TIMEOUT_S) -> Invocation:
-        invocation = self.api.invoke(event, timeout, self.alive)
-        if invocation.error and invocation.error.get("errorType") == "Sandbox.Timedout":
-            self.stop()  # Lambda ends an environment whose invocation timed out
-        return invocation
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.api.close()
+        self._start([sys.executable, "-m", "awslambdaric", HANDLER], env, output, cwd)
 
 
-class FunctionProcesses:
-    """The warm LambdaProcesses, by (function name, environment); one more started when all are busy."""
+class FunctionProcesses(WarmPool):
+    """The warm LambdaProcesses, by (function name, environment)."""
 
     def __init__(self, logs: Path, cwd: Path) -> None:
-        self.logs, self.cwd = logs, cwd
-        self.idle: dict[str, list[LambdaProcess]] = {}
-        self.all: list[LambdaProcess] = []
-        self.lock = threading.Lock()
+        super().__init__(logs)
+        self.cwd = cwd
 
-    def invoke(self, function_name: str, variables: Mapping[str, str], event: bytes) -> Invocation:
+    def invoke_function(self, function_name: str, variables: Mapping[str, str], event: bytes) -> Invocation:
         key = json.dumps([function_name, dict(sorted(variables.items()))])
-        process = self._acquire(key, function_name, variables)
-        try:
-            return process.invoke(event)
-        finally:
-            with self.lock:
-                if process.alive():
-                    self.idle.setdefault(key, []).append(process)
-
-    def _acquire(self, key: str, function_name: str, variables: Mapping[str, str]) -> LambdaProcess:
-        with self.lock:
-            idle = self.idle.setdefault(key, [])
-            while idle:
-                process = idle.pop()
-                if process.alive():
-                    return process
-            self.logs.mkdir(parents=True, exist_ok=True)
-            with open(self.logs / f"lambda-{function_name}-{len(self.all) + 1}.log", "ab") as log:
-                process = LambdaProcess(function_name, variables, log, self.cwd)
-            self.all.append(process)
-            return process
-
-    def stop_all(self) -> None:
-        with self.lock:
-            processes, self.idle = list(self.all), {}
-        for process in processes:
-            process.stop()
+        start = lambda log: LambdaProcess(function_name, variables, log, self.cwd)  # noqa: E731
+        return self.invoke(key, start, event, f"lambda-{function_name}")
 
 
 def answer_of(invocation: Invocation) -> tuple[bytes, bool]:

@@ -16,10 +16,12 @@ and posts the result back. This module is the other side, following the document
   synchronous invocation (RequestResponse): the result, or the error as Lambda reports it
   (the function's own ``errorType``; ``Runtime.ExitError`` if the container ended mid-invocation;
   ``Sandbox.Timedout`` past the function's timeout).
-- :class:`LambdaContainer` is an execution environment: a RuntimeApi and a container of the image
-  (``pipelines.devstack.image.run_command``: read-only root, ``/tmp`` writable, host network).
-- :class:`LambdaPool` keeps containers warm and starts another when all are busy, as Lambda scales
-  out; the workflow server (``--image``) invokes the function through it.
+- :class:`ExecutionEnvironment` is an execution environment: a RuntimeApi and the process serving it;
+  :class:`LambdaContainer` is one in a container of the image (``pipelines.devstack.image.run_command``:
+  read-only root, ``/tmp`` writable, host network), ``lambda_process.LambdaProcess`` one in a process
+  of this checkout.
+- :class:`WarmPool` keeps environments warm and starts another when all are busy, as Lambda scales
+  out; :class:`LambdaPool` is the image's, which the workflow server (``--image``) invokes the function through.
 - :func:`invoke_once` is ``bin/image invoke EVENT``.
 """
 
@@ -33,7 +35,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -183,23 +185,16 @@ def lambda_environment(env: Mapping[str, str], runtime_api: str) -> dict[str, st
     }
 
 
-class LambdaContainer:
-    """One execution environment: a RuntimeApi and a container of the image serving it."""
+class ExecutionEnvironment:
+    """One execution environment: a RuntimeApi and the process serving it (a subclass starts it)."""
 
-    def __init__(self, tag: str, env: Mapping[str, str], output: IO[bytes] | int | None) -> None:
-        from pipelines.devstack.image import container_env, run_command
+    api: RuntimeApi
+    process: subprocess.Popen[bytes]
 
-        self.api = RuntimeApi()
-        self.name = f"lambda-{uuid.uuid4().hex[:12]}"
-        variables = lambda_environment(env, self.api.address)
-        self.started_at = time.monotonic()
+    def _start(self, command: list[str], env: Mapping[str, str], output: IO[bytes] | int | None, cwd: Path | None = None) -> None:
+        """Starts the serving process in its own session, its output (stderr too) to `output`."""
         self.process = subprocess.Popen(
-            run_command(tag, [], variables, name=self.name, tmp_size="512m"),
-            env=container_env({**os.environ, **variables}),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def alive(self) -> bool:
@@ -211,15 +206,13 @@ class LambdaContainer:
             self.stop()  # Lambda ends an environment whose invocation timed out
         return invocation
 
-    def cold_start_seconds(self) -> float | None:
-        """From the container's start to its first answer."""
-        return None if self.api.first_answer_at is None else self.api.first_answer_at - self.started_at
+    def interrupt(self) -> None:
+        """Asks the process to end (stop() kills it if it has not within 10 s)."""
+        self.process.terminate()
 
     def stop(self) -> None:
-        from pipelines.devstack.image import stop
-
         if self.alive():
-            stop(self.name, "KILL")
+            self.interrupt()
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
@@ -228,42 +221,77 @@ class LambdaContainer:
         self.api.close()
 
 
-class LambdaPool:
-    """Warm execution environments of the function, reused; another started when all are busy."""
+class LambdaContainer(ExecutionEnvironment):
+    """A container of the image serving a RuntimeApi."""
 
-    def __init__(self, tag: str, logs: Path) -> None:
-        self.tag, self.logs = tag, logs
-        self.idle: list[LambdaContainer] = []
-        self.all: list[LambdaContainer] = []
+    def __init__(self, tag: str, env: Mapping[str, str], output: IO[bytes] | int | None) -> None:
+        from pipelines.devstack.image import container_env, run_command
+
+        self.api = RuntimeApi()
+        self.name = f"lambda-{uuid.uuid4().hex[:12]}"
+        variables = lambda_environment(env, self.api.address)
+        self.started_at = time.monotonic()
+        self._start(run_command(tag, [], variables, name=self.name, tmp_size="512m"), container_env({**os.environ, **variables}), output)
+
+    def cold_start_seconds(self) -> float | None:
+        """From the container's start to its first answer."""
+        return None if self.api.first_answer_at is None else self.api.first_answer_at - self.started_at
+
+    def interrupt(self) -> None:
+        from pipelines.devstack.image import stop
+
+        stop(self.name, "KILL")
+
+
+class WarmPool:
+    """Warm execution environments by key (one function's environment), reused; another started when
+    all of a key's are busy, as Lambda scales out. Each one's output goes to its own log in `logs`."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.idle: dict[str, list[ExecutionEnvironment]] = {}
+        self.all: list[ExecutionEnvironment] = []
         self.lock = threading.Lock()
 
-    def invoke(self, event: bytes) -> Invocation:
-        container = self._acquire()
+    def invoke(self, key: str, start: Callable[[IO[bytes]], ExecutionEnvironment], event: bytes, log_name: str = "lambda") -> Invocation:
+        """`event` to an idle environment of `key`, or to a new one from `start(its log)`."""
+        environment = self._acquire(key, start, log_name)
         try:
-            return container.invoke(event)
+            return environment.invoke(event)
         finally:
             with self.lock:
-                if container.alive():
-                    self.idle.append(container)
+                if environment.alive():
+                    self.idle.setdefault(key, []).append(environment)
 
-    def _acquire(self) -> LambdaContainer:
+    def _acquire(self, key: str, start: Callable[[IO[bytes]], ExecutionEnvironment], log_name: str) -> ExecutionEnvironment:
         with self.lock:
-            while self.idle:
-                container = self.idle.pop()
-                if container.alive():
-                    return container
+            idle = self.idle.setdefault(key, [])
+            while idle:
+                environment = idle.pop()
+                if environment.alive():
+                    return environment
             self.logs.mkdir(parents=True, exist_ok=True)
-            log = open(self.logs / f"lambda-{len(self.all) + 1}.log", "ab")
-            container = LambdaContainer(self.tag, os.environ, log)
-            log.close()  # the container's process holds its own copy
-            self.all.append(container)
-            return container
+            with open(self.logs / f"{log_name}-{len(self.all) + 1}.log", "ab") as log:  # the process holds its own copy
+                environment = start(log)
+            self.all.append(environment)
+            return environment
 
     def stop_all(self) -> None:
         with self.lock:
-            containers, self.idle = list(self.all), []
-        for container in containers:
-            container.stop()
+            environments, self.idle = list(self.all), {}
+        for environment in environments:
+            environment.stop()
+
+
+class LambdaPool(WarmPool):
+    """Warm containers of the image."""
+
+    def __init__(self, tag: str, logs: Path) -> None:
+        super().__init__(logs)
+        self.tag = tag
+
+    def invoke_container(self, event: bytes) -> Invocation:
+        return self.invoke("", lambda log: LambdaContainer(self.tag, os.environ, log), event)
 
 
 def invoke_once(tag: str, event: Any) -> int:

@@ -141,7 +141,7 @@ def invoke_function(event: bytes | str, function: str = "", account: str = "", r
 
         name, variables = function_config(account, region, function)
         if variables:
-            invocation = function_processes().invoke(name, variables, event.encode() if isinstance(event, str) else event)
+            invocation = function_processes().invoke_function(name, variables, event.encode() if isinstance(event, str) else event)
             return answer_of(invocation)
     if image:
         from pipelines.devstack.lambda_runtime import LambdaPool
@@ -149,7 +149,7 @@ def invoke_function(event: bytes | str, function: str = "", account: str = "", r
         with _LAMBDAS_LOCK:
             if LAMBDAS is None:
                 LAMBDAS = LambdaPool(image, Path(os.environ["PIPELINES_WORKFLOW_LOGS"]))
-        invocation = LAMBDAS.invoke(event.encode() if isinstance(event, str) else event)
+        invocation = LAMBDAS.invoke_container(event.encode() if isinstance(event, str) else event)
         return (json.dumps(invocation.error).encode(), True) if invocation.error else (invocation.result, False)
     from pipelines.aws.handler import handler
 
