@@ -363,10 +363,10 @@ def _respond_here(method: str, path: str, body: bytes | None, *, store: Any, sta
     return handle_request(method, path, body, store=store, start_execution=start_execution)
 
 
-def serve(port: int, host: str = "127.0.0.1", *, function_name: str | None = None) -> None:
+def serve(port: int, host: str = "127.0.0.1", *, function_name: str | None = None, respond: Respond | None = None) -> None:
     """Serves the API on host:port until interrupted (``pipelines api serve --port N``); with
-    ``function_name``, by that Lambda function, as API Gateway does."""
-    server = make_server(port, host, respond=lambda_forwarder(function_name) if function_name else None)
+    ``function_name``, by that Lambda function, as API Gateway does; with ``respond``, by it."""
+    server = make_server(port, host, respond=respond or (lambda_forwarder(function_name) if function_name else None))
     bound_host, bound_port = server.server_address[:2]
     sys.stderr.write(f"pipelines API on http://{bound_host}:{bound_port} (POST /imports, GET /jobs/{{id}}, GET /jobs); Ctrl-C stops it\n")
     sys.stderr.flush()

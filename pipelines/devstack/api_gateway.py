@@ -22,7 +22,6 @@ import argparse
 import base64
 import json
 import re
-import sys
 from typing import Any
 
 INVOKE_ARN = re.compile(r"^arn:[^:]+:apigateway:[^:]*:lambda:path/[^/]+/functions/(?P<function>.+)/invocations$")
@@ -93,20 +92,13 @@ def api_gateway_responder(api_id: str, apigateway: Any = None, lambda_client: An
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipelines.aws.api import make_server
+    from pipelines.aws.api import serve
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.devstack.api_gateway", description=__doc__.splitlines()[0])
     parser.add_argument("--api-id", required=True, help="the HTTP API's id (bin/deploy-local prints it as api_id)")
     parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
     args = parser.parse_args(argv)
-    server = make_server(args.port, respond=api_gateway_responder(args.api_id))
-    print(f"API {args.api_id} on http://127.0.0.1:{server.server_address[1]}; Ctrl-C stops it", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(args.port, respond=api_gateway_responder(args.api_id))
 
 
 if __name__ == "__main__":
