@@ -31,8 +31,6 @@ import io
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -41,7 +39,8 @@ from types import SimpleNamespace
 import boto3
 import pytest
 from conftest import consume_all, create_topic, is_marker, rows_and_markers
-from workflow_setup import warm_up_group_coordinator
+from workflow_setup import api_call, warm_up_group_coordinator
+from workflow_setup import wait_for_job as wait_for_job_at
 
 from pipelines.devstack.resources import EVENT_BUS, FUNCTION_NAME, create_local_workflow
 from pipelines.devstack.sample import write_audience_csv
@@ -49,7 +48,6 @@ from pipelines.aws.jobs import DETAIL_TYPE, JobStore
 
 PIPELINE = "send_audience_to_kafka"
 TIMEOUT_S = 240
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def client(service: str, endpoint: str):
@@ -88,24 +86,11 @@ def local(stack) -> Iterator[SimpleNamespace]:
 
 
 def api(local: SimpleNamespace, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(local.api + path, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with OPENER.open(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return api_call(local.api, method, path, body, timeout=30)
 
 
 def wait_for_job(local: SimpleNamespace, job_id: str) -> dict:
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
-        status, answer = api(local, "GET", f"/jobs/{job_id}")
-        assert status == 200, answer
-        if answer["status"] in ("SUCCEEDED", "FAILED"):
-            return answer
-        assert time.monotonic() < deadline, f"job {job_id} still {answer['status']} after {TIMEOUT_S} s"
-        time.sleep(0.25)
+    return wait_for_job_at(local.api, job_id, TIMEOUT_S)
 
 
 def gzip_audience(rows: int, tag: str) -> bytes:

@@ -1,7 +1,9 @@
 """Shared setup of the workflow tests: the workflow server (pipelines/devstack/workflow_server.py)
 started on a free port, the resources and the state machine created in it, and jobs run through it.
 
-Used by tests/test_workflow_server.py and tests/test_workflow_scenarios.py. The server's own
+Used by tests/test_workflow_server.py and tests/test_workflow_scenarios.py; `api_call` and
+`wait_for_job` (the HTTP API, local or the bridge of the Terraform-made one) also by
+tests/test_local_workflow.py and tests/test_deploy_local.py. The server's own
 environment (PIPELINES_SHARD_BYTES above all: the Plan step runs inside the server, bridge b)
 is chosen per server with `workflow_server(..., extra_env)`.
 """
@@ -16,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 import zipfile
@@ -220,3 +223,29 @@ def run_job(workflow: SimpleNamespace, bucket: str, topic: str) -> tuple[str, di
     job_id, execution = start_job(workflow, bucket, topic)
     described, entered = wait_for_execution(workflow, execution)
     return job_id, described, entered
+
+
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 never through a proxy
+
+
+def api_call(base: str, method: str, path: str, body: dict | None = None, timeout: float = 60) -> tuple[int, dict]:
+    """(status, JSON answer) of a request to the jobs API at `base`."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with OPENER.open(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_for_job(base: str, job_id: str, timeout_s: float, poll_s: float = 0.25) -> dict:
+    """GET /jobs/{id} until the job SUCCEEDED or FAILED (within `timeout_s`): its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, answer = api_call(base, "GET", f"/jobs/{job_id}")
+        assert status == 200, answer
+        if answer["status"] in ("SUCCEEDED", "FAILED"):
+            return answer
+        assert time.monotonic() < deadline, f"job {job_id} still {answer['status']} after {timeout_s} s"
+        time.sleep(poll_s)
