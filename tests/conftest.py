@@ -73,6 +73,51 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
                 os.environ[key] = value
 
 
+# The module's names in the test emulator: not the example's defaults (audience-pipelines, the bucket
+# audiences), which other tests use for buckets and objects of their own.
+DEPLOYED_NAME = "audience-pipelines-tf"
+
+
+@pytest.fixture(scope="session")
+def deployed(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """terraform/examples/local applied to the session's stack, as `pipelines dev up` applies it: the
+    workflow's resources (state machine, Lambda, roles, table, bucket, rules, schedule, API) are the
+    module's. Once per session (an apply takes about 80 s); destroyed at its end, which must leave
+    none of them (a teardown error otherwise). Skipped, saying why, without terraform or the provider."""
+    import shutil
+    from types import SimpleNamespace
+
+    from pipelines.devstack import deploy
+
+    if shutil.which("terraform") is None:
+        pytest.skip("no terraform on PATH: the local workflow is the Terraform module applied to the emulator")
+    if deploy.plugin_dir() is None:
+        pytest.skip("no local copy of the hashicorp/aws provider (set PIPELINES_TF_PLUGIN_DIR)")
+    work = tmp_path_factory.mktemp("deploy-local")
+    env = {
+        **os.environ, "AWS_ENDPOINT_URL": stack.aws_endpoint_url, "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "TF_VAR_name": DEPLOYED_NAME, "TF_VAR_bucket_name": DEPLOYED_NAME,
+    }
+    started = time.monotonic()
+    outputs = deploy.deploy(work, env)
+    yield SimpleNamespace(work=work, env=env, outputs=outputs, apply_seconds=time.monotonic() - started)
+    deploy.deploy(work, env, destroy=True)
+    check_destroyed(stack.aws_endpoint_url, outputs)
+
+
+def check_destroyed(endpoint: str, outputs: dict[str, Any]) -> None:
+    """None of the module's main resources is left in the emulator."""
+    import boto3
+
+    session = boto3.session.Session(region_name="us-east-1")
+    machines = session.client("stepfunctions", endpoint_url=endpoint).list_state_machines()["stateMachines"]
+    assert outputs["state_machine_arn"] not in [m["stateMachineArn"] for m in machines]
+    assert outputs["jobs_table_name"] not in session.client("dynamodb", endpoint_url=endpoint).list_tables()["TableNames"]
+    assert outputs["bucket_name"] not in [b["Name"] for b in session.client("s3", endpoint_url=endpoint).list_buckets()["Buckets"]]
+    functions = session.client("lambda", endpoint_url=endpoint).list_functions()["Functions"]
+    assert outputs["function_name"] not in [f["FunctionName"] for f in functions]
+
+
 @pytest.fixture
 def s3(stack: object):
     from pipelines.engine.s3 import s3_client

@@ -1,21 +1,24 @@
-"""bin/deploy-local: the Terraform module applied for real to the local stack's emulator, an import
-run through what it created, then destroyed.
+"""bin/deploy-local and `pipelines dev up`: the Terraform module applied for real to the local stack's
+emulator, an import run through what it created, then destroyed.
 
-`test_the_module_applied_to_the_emulator_runs_an_api_import` applies terraform/examples/local
-(`pipelines.devstack.deploy`, what bin/deploy-local runs) to the session's stack (the `stack`
-fixture: a real Kafka broker and the workflow server on free ports), then POSTs an import to the
+The session's `deployed` fixture (tests/conftest.py) applies terraform/examples/local
+(`pipelines.devstack.deploy`, what bin/deploy-local and `pipelines dev up` run) to the session's
+stack (a real Kafka broker and the workflow server on free ports) once; at the session's end it
+destroys it and checks that nothing is left. The workflow tests (test_local_workflow.py,
+test_duplicate_starts.py, test_readme_commands.py) run on it too.
+`test_the_module_applied_to_the_emulator_runs_an_api_import` POSTs an import to the
 HTTP API Terraform created, served by the API bridge (`pipelines.devstack.api_gateway`: the route,
 its integration, the Lambda function). The job runs on the module's resources only: the state
 machine rendered by `templatefile`, its Lambda function (run with the function's environment, so
 the jobs table and the work dir are the module's), the ECS cluster and task definition (the shard
 runs with the container's environment), the bucket (the input under imports/, an allowed prefix;
-the plan under _jobs/). Every shard goes to ECS (small_job_bytes 0). Then the job is SUCCEEDED, its
-rows are in Kafka once each with their end markers, the schedule keeps Scheduler's placeholders, and
-`terraform destroy` removes the resources.
+the plan under _jobs/). The job is SUCCEEDED, its rows are in Kafka once each with their end markers,
+and the schedule keeps Scheduler's placeholders.
 
 It skips, saying why, where terraform or a local copy of the hashicorp/aws provider is missing
-(no provider can be downloaded here), as tests/test_terraform.py does. The apply takes about 90 s
-(the provider waits out some of moto's answers: the bucket's lifecycle, the SQS queue and policy).
+(no provider can be downloaded here), as tests/test_terraform.py does. The apply takes about 80 s:
+the provider waits for the KMS key, then the SQS queue, then its policy to read back the same
+several times in a row (6 polls 5 s apart for each SQS resource), as it does on AWS.
 """
 
 from __future__ import annotations
@@ -23,8 +26,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
-import shutil
 import threading
 import time
 import uuid
@@ -48,41 +49,17 @@ ROWS = 1200
 JOB_TIMEOUT_S = 120
 
 
-def _need_terraform() -> None:
-    if shutil.which("terraform") is None:
-        pytest.skip("no terraform binary on PATH (none can be installed from this machine's package registries)")
-    if deploy.plugin_dir() is None:
-        pytest.skip("no local copy of the hashicorp/aws provider (set PIPELINES_TF_PLUGIN_DIR): terraform init cannot download one here")
-
-
 def client(service: str, endpoint: str):
     return boto3.session.Session().client(service, region_name="us-east-1", endpoint_url=endpoint)
 
 
-@pytest.fixture(scope="module")
-def applied(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    """terraform/examples/local applied to the stack (every shard to ECS); destroyed by the test,
-    or here when the test did not get that far."""
-    _need_terraform()
-    work = tmp_path_factory.mktemp("deploy-local")
-    env = {**os.environ, "AWS_ENDPOINT_URL": stack.aws_endpoint_url, "KAFKA_BOOTSTRAP": stack.kafka_bootstrap, "TF_VAR_small_job_bytes": "0"}
-    started = time.monotonic()
-    outputs = deploy.deploy(work, env)
-    state = SimpleNamespace(work=work, env=env, outputs=outputs, apply_seconds=time.monotonic() - started, destroyed=False)
-    try:
-        yield state
-    finally:
-        if not state.destroyed:
-            deploy.deploy(work, env, destroy=True)
-
-
 @pytest.fixture
-def api(applied: SimpleNamespace, stack) -> Iterator[str]:
+def api(deployed: SimpleNamespace, stack) -> Iterator[str]:
     """The HTTP API Terraform created, served by the API bridge on a free port."""
     from pipelines.aws.api import make_server
 
     endpoint = stack.aws_endpoint_url
-    responder = api_gateway_responder(applied.outputs["api_id"], client("apigatewayv2", endpoint), client("lambda", endpoint))
+    responder = api_gateway_responder(deployed.outputs["api_id"], client("apigatewayv2", endpoint), client("lambda", endpoint))
     server = make_server(0, respond=responder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -100,10 +77,12 @@ def put_import(endpoint: str, bucket: str, key: str) -> None:
     client("s3", endpoint).put_object(Bucket=bucket, Key=key, Body=gzip.compress(raw.getvalue()))
 
 
-def test_the_module_applied_to_the_emulator_runs_an_api_import(applied, api, stack, capsys) -> None:
-    endpoint, outputs = stack.aws_endpoint_url, applied.outputs
+def test_the_module_applied_to_the_emulator_runs_an_api_import(deployed, api, stack, capsys) -> None:
+    from conftest import DEPLOYED_NAME
+
+    endpoint, outputs = stack.aws_endpoint_url, deployed.outputs
     bucket, table = outputs["bucket_name"], outputs["jobs_table_name"]
-    assert (bucket, table, outputs["function_name"]) == ("audience-pipelines-tf", "audience-pipelines-tf-jobs", "audience-pipelines-tf")
+    assert (bucket, table, outputs["function_name"]) == (DEPLOYED_NAME, f"{DEPLOYED_NAME}-jobs", DEPLOYED_NAME)
     definition = json.loads(client("stepfunctions", endpoint).describe_state_machine(stateMachineArn=outputs["state_machine_arn"])["definition"])
     assert outputs["cluster_arn"] in json.dumps(definition) and "${" not in json.dumps(definition)  # templatefile filled it
 
@@ -121,14 +100,14 @@ def test_the_module_applied_to_the_emulator_runs_an_api_import(applied, api, sta
     job_seconds = time.monotonic() - started
     assert (final["status"], final["rows_written"], final["error"]) == ("SUCCEEDED", ROWS, None), json.dumps(final, indent=1)
 
-    # The run used the module's resources: its execution, its table, its bucket's work dir, an ECS task.
+    # The run used the module's resources: its execution, its table, its bucket's work dir.
     assert answer["execution_arn"].startswith(outputs["state_machine_arn"].replace(":stateMachine:", ":execution:"))
     item = client("dynamodb", endpoint).get_item(TableName=table, Key={"job_id": {"S": job_id}})
     assert item["Item"]["status"]["S"] == "SUCCEEDED"
     client("s3", endpoint).head_object(Bucket=bucket, Key=f"_jobs/{job_id}/plan.json")
     history = client("stepfunctions", endpoint).get_execution_history(executionArn=answer["execution_arn"], maxResults=1000)["events"]
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
-    assert "Shards" in entered and "RunInLambda" not in entered, entered
+    assert "RunInLambda" in entered and entered[-2:] == ["MarkSucceeded", "Succeeded"], entered  # one small shard
 
     records = [m for m in consume_all(stack.kafka_bootstrap, topic) if ("pipelines.job_id", job_id.encode()) in (m.headers() or [])]
     rows, markers = rows_and_markers(records)
@@ -136,21 +115,13 @@ def test_the_module_applied_to_the_emulator_runs_an_api_import(applied, api, sta
     assert sorted(markers) == [0, 1, 2] and sum(m["partition_rows"] for m in markers.values()) == ROWS
 
     # The schedule's input keeps Scheduler's context attributes as Scheduler looks for them (not \u003c-escaped).
-    schedule = client("scheduler", endpoint).get_schedule(Name="audience-pipelines-tf-nightly-export", GroupName="default")
+    schedule = client("scheduler", endpoint).get_schedule(Name=f"{DEPLOYED_NAME}-nightly-export", GroupName="default")
     scheduled = schedule["Target"]["Input"].replace("<aws.scheduler.scheduled-time>", "2026-12-07T03:00:00Z")
     scheduled = json.loads(scheduled.replace("<aws.scheduler.schedule-arn>", outputs["schedule_arns"]["nightly-export"]))
     assert scheduled["params"] == {"SCHEDULED_TIME": "2026-12-07T03:00:00Z", "EXPORT_BUCKET": bucket}, scheduled
 
-    started = time.monotonic()
-    deploy.deploy(applied.work, applied.env, destroy=True)
-    applied.destroyed = True
-    destroy_seconds = time.monotonic() - started
-    machines = client("stepfunctions", endpoint).list_state_machines()["stateMachines"]
-    assert outputs["state_machine_arn"] not in [m["stateMachineArn"] for m in machines]
-    assert table not in client("dynamodb", endpoint).list_tables()["TableNames"]
-    assert bucket not in [b["Name"] for b in client("s3", endpoint).list_buckets()["Buckets"]]
     with capsys.disabled():
-        print(f"\ndeploy-local: apply {applied.apply_seconds:.0f} s, POST /imports -> SUCCEEDED {job_seconds:.1f} s, destroy {destroy_seconds:.0f} s")
+        print(f"\ndeploy-local: apply {deployed.apply_seconds:.0f} s, POST /imports -> SUCCEEDED {job_seconds:.1f} s")
 
 
 # ----------------------------------------------------------------------------- without the stack
@@ -225,13 +196,39 @@ def test_a_function_with_an_environment_runs_in_a_warm_process_of_its_own(tmp_pa
         processes.stop_all()
 
 
-def test_dev_up_refuses_terraform_with_an_image(tmp_path: Path) -> None:
-    """`pipelines dev up --terraform --image` is refused before anything starts: the image's Lambda
-    containers would not get the Terraform function's environment (not bridged yet)."""
+def test_the_examples_defaults_are_the_names_the_emulator_is_started_with() -> None:
+    """`pipelines dev up` applies terraform/examples/local with its defaults; the emulator's own
+    environment (aws_emulator.emulator_env) names the same jobs table, state machine and bucket."""
+    import re
+
+    from pipelines.devstack import resources
+
+    text = (Path(__file__).resolve().parent.parent / "terraform" / "examples" / "local" / "variables.tf").read_text()
+    defaults = dict(re.findall(r'variable "(\w+)" \{[^}]*?default\s+=\s+"([^"]*)"', text))
+    assert (defaults["name"], defaults["bucket_name"]) == (resources.NAME, resources.WORK_BUCKET)
+
+
+def test_dev_up_without_terraform_says_how_to_start_without_the_workflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No terraform on PATH: `pipelines dev up` is refused before anything starts, and says what to do."""
     from click.testing import CliRunner
 
     from pipelines.cli.main import cli
 
-    result = CliRunner().invoke(cli, ["dev", "up", "--state-dir", str(tmp_path), "--terraform", "--image", "audience-pipelines:dev"])
-    assert result.exit_code == 2 and "not bridged yet" in result.output, result.output
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = CliRunner().invoke(cli, ["dev", "up", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "no terraform binary on PATH" in result.output and "--no-workflow" in result.output, result.output
     assert not (tmp_path / "stack.json").exists()
+
+
+def test_dev_down_forgets_the_terraform_state(tmp_path: Path) -> None:
+    """The emulator keeps its resources in memory: after `pipelines dev down` the next `dev up` creates
+    them again, so the state of the last apply is removed."""
+    from click.testing import CliRunner
+
+    from pipelines.cli.main import cli
+
+    work = tmp_path / "deploy-local"
+    work.mkdir()
+    (work / "terraform.tfstate").write_text("{}")
+    result = CliRunner().invoke(cli, ["dev", "down", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 0 and not (work / "terraform.tfstate").exists(), result.output

@@ -239,6 +239,6 @@ def test_broker_that_does_not_come_up_is_a_clear_error_and_nothing_is_left_runni
     assert stack.status(tmp_path)["moto"]["running"] is False  # what it started is stopped again
     result = CliRunner().invoke(
         cli, ["dev", "up", "--state-dir", str(tmp_path / "other"), "--kafka-port", str(kafka_port), "--moto-port", str(moto_port),
-              "--controller-port", str(kafka_port)],
+              "--controller-port", str(kafka_port), "--no-workflow"],
     )
     assert result.exit_code == 1 and result.stderr.startswith("error: ")

@@ -34,7 +34,6 @@ from test_local_workflow import (
 )
 from workflow_setup import warm_up_group_coordinator
 
-from pipelines.devstack.resources import FUNCTION_NAME
 from pipelines.aws.jobs import QUEUED, RUNNING
 
 local = test_local_workflow.local  # its fixture: the local workflow on the stack's emulator, and the API in a thread
@@ -79,9 +78,9 @@ def drop_delivery(endpoint: str, bucket: str, key: str) -> str:
     return _target_input({"InputTransformer": render_trigger("s3_drop_input", {"pipeline": PIPELINE})}, event)
 
 
-def invoke(endpoint: str, payload: str) -> dict:
-    """One invocation of the Lambda, as the rule's target gets it; its answer."""
-    response = client("lambda", endpoint).invoke(FunctionName=FUNCTION_NAME, Payload=payload.encode())
+def invoke(local, payload: str) -> dict:
+    """One invocation of the module's Lambda, as the rule's target gets it; its answer."""
+    response = client("lambda", local.endpoint).invoke(FunctionName=local.function, Payload=payload.encode())
     body = response["Payload"].read()
     assert "FunctionError" not in response, body
     return json.loads(body)
@@ -127,12 +126,12 @@ def test_the_same_drop_delivered_twice_at_once_and_again_while_it_runs_imports_o
     job_id = trigger_job_id(PIPELINE, json.loads(payload)["trigger"])
     events_queue = status_queue(local.endpoint, job_id)
 
-    first, second = at_once([lambda: invoke(local.endpoint, payload), lambda: invoke(local.endpoint, payload)])
+    first, second = at_once([lambda: invoke(local, payload), lambda: invoke(local, payload)])
     deadline = time.monotonic() + 60
     while (job := local.store.get(job_id)).status == QUEUED:  # the execution runs: MarkRunning passed
         assert time.monotonic() < deadline, job
         time.sleep(0.05)
-    later = invoke(local.endpoint, payload)  # the same event once more, while the execution runs
+    later = invoke(local, payload)  # the same event once more, while the execution runs
     running = [e["status"] for e in executions_named(local, job_id)]
     job = wait_until_done(local, job_id)
 

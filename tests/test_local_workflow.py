@@ -1,7 +1,10 @@
 """The local workflow as `pipelines dev up` sets it up: the stack's AWS emulator (the workflow server,
-started by the session's `stack` fixture), the resources `create_local_workflow` makes in it from
-the files Terraform uses, and the HTTP API (`pipelines.aws.api.make_server`) in a thread. A
-`POST /imports` then runs the real statemachine.json against the real Kafka broker.
+started by the session's `stack` fixture), the Terraform module applied to it (the session's
+`deployed` fixture: terraform/examples/local, as `pipelines dev up` and bin/deploy-local apply it),
+and the HTTP API (`pipelines.aws.api.make_server`) in a thread. A `POST /imports` then runs the
+state machine Terraform rendered from statemachine.json against the real Kafka broker; the Lambda
+steps run with the function's environment as Terraform set it, the shard tasks with the task
+definition's.
 
 Bridges used (each documented in pipelines/devstack/workflow_server.py):
   a. bridge_service_parameters   ecs:runTask.sync parameters reach moto's ECS with boto's names
@@ -42,7 +45,7 @@ from conftest import consume_all, create_topic, is_marker, rows_and_markers
 from workflow_setup import api_call, warm_up_group_coordinator
 from workflow_setup import wait_for_job as wait_for_job_at
 
-from pipelines.devstack.resources import EVENT_BUS, FUNCTION_NAME, create_local_workflow
+from pipelines.devstack.resources import EVENT_BUS
 from pipelines.devstack.sample import write_audience_csv
 from pipelines.aws.jobs import DETAIL_TYPE, JobStore
 
@@ -55,34 +58,35 @@ def client(service: str, endpoint: str):
 
 
 @pytest.fixture(scope="module")
-def local(stack) -> Iterator[SimpleNamespace]:
-    """create_local_workflow on the stack's emulator (twice: it is idempotent) and the API on a free port."""
+def local(stack, deployed) -> Iterator[SimpleNamespace]:
+    """The workflow the Terraform module created in the stack's emulator, and the API on a free port."""
     from pipelines.aws.api import make_server, step_functions_starter
+    from pipelines.devstack.deploy import workflow_env
 
-    endpoint = stack.aws_endpoint_url
-    drop_bucket = f"drops-{uuid.uuid4().hex[:10]}"
-    first = create_local_workflow(endpoint, bucket=drop_bucket)
-    env = create_local_workflow(endpoint, bucket=drop_bucket)
-    assert env == first and set(env) == {"PIPELINES_STATE_MACHINE_ARN", "PIPELINES_JOBS_TABLE", "PIPELINES_EVENT_BUS", "PIPELINES_API_URL"}
+    endpoint, outputs = stack.aws_endpoint_url, deployed.outputs
+    env = workflow_env(outputs, "")
     store = JobStore(env["PIPELINES_JOBS_TABLE"], event_bus=env["PIPELINES_EVENT_BUS"])
     starter = step_functions_starter(env["PIPELINES_STATE_MACHINE_ARN"], client("stepfunctions", endpoint))
     server = make_server(0, store=store, start_execution=starter)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     warm_up_group_coordinator(stack.kafka_bootstrap)
+    variables = client("lambda", endpoint).get_function_configuration(FunctionName=outputs["function_name"])["Environment"]["Variables"]
     try:
         yield SimpleNamespace(
             endpoint=endpoint,
             env=env,
             store=store,
-            drop_bucket=drop_bucket,
+            drop_bucket=outputs["bucket_name"],
+            function=outputs["function_name"],
+            schedule_name=f"{outputs['function_name']}-nightly-export",
+            function_env=variables,
             api=f"http://127.0.0.1:{server.server_address[1]}",
             logs=getattr(stack, "state_dir", None) and stack.state_dir / "workflow-logs",
         )
     finally:
         server.shutdown()
         server.server_close()
-
 
 
 def api(local: SimpleNamespace, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
@@ -210,7 +214,7 @@ def test_an_s3_drop_delivered_twice_imports_once(local, stack):
 
     lam, answers = client("lambda", endpoint), []
     for event in delivered:  # bridge f: what EventBridge hands the Lambda target
-        response = lam.invoke(FunctionName=FUNCTION_NAME, Payload=_target_input(target, event).encode())
+        response = lam.invoke(FunctionName=local.function, Payload=_target_input(target, event).encode())
         assert "FunctionError" not in response, response["Payload"].read()
         answers.append(json.loads(response["Payload"].read()))
     job_ids = {a["job_id"] for a in answers}
@@ -227,7 +231,7 @@ def test_an_s3_drop_delivered_twice_imports_once(local, stack):
 
 
 def test_the_s3_drop_rule_reaches_the_lambda(local, stack):
-    """The rule create_local_workflow made (Lambda target, as Terraform wires it; the workflow server
+    """The module's drop rule on its bucket (Lambda target; the workflow server
     bridges moto's missing Lambda-target delivery) imports a dropped object, once for two deliveries."""
     create_topic_if_missing(stack.kafka_bootstrap, "audience-members", 6)
     s3 = client("s3", local.endpoint)
@@ -253,25 +257,23 @@ def create_topic_if_missing(bootstrap: str, name: str, partitions: int) -> None:
 
 
 def test_the_scheduled_export_runs_through_the_workflow(local, stack):
-    """The schedule create_local_workflow made from workflow/schedule_input.json targets the Lambda; moto stores
+    """The module's schedule, its input from workflow/schedule_input.json, targets the Lambda; moto stores
     schedules but never fires them, so the test fires it: the Lambda gets the schedule's Input with the
     Scheduler's <aws.scheduler.*> attributes filled in, as AWS would do. The export pipeline
     (configs/export_audience_to_s3.yml.liquid) then runs through the state machine: plan, a Fargate-style
     shard task, and the manifest at the finish."""
     from confluent_kafka import Producer
 
-    from pipelines.devstack.resources import EXPORT_SCHEDULE, EXPORT_SCHEDULE_NAME
+    from pipelines.devstack.resources import EXPORT_SCHEDULE
     from pipelines.engine.manifest import verify
 
-    schedule = client("scheduler", local.endpoint).get_schedule(Name=EXPORT_SCHEDULE_NAME)
+    schedule = client("scheduler", local.endpoint).get_schedule(Name=local.schedule_name)
     assert schedule["ScheduleExpression"] == EXPORT_SCHEDULE and schedule["State"] == "ENABLED"
     target = schedule["Target"]
-    assert target["Arn"].endswith(":function:audience-pipelines")
+    assert target["Arn"].endswith(f":function:{local.function}")
     assert json.loads(target["Input"])["pipeline"] == "export_audience_to_s3"
 
     s3 = client("s3", local.endpoint)
-    if "audiences" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-        s3.create_bucket(Bucket="audiences")
     create_topic_if_missing(stack.kafka_bootstrap, "audience-members", 6)
     producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "enable.idempotence": True})
     for i in range(300):
@@ -295,7 +297,7 @@ def test_the_scheduled_export_runs_through_the_workflow(local, stack):
         time.sleep(0.5)
     assert (job.status, job.rows_written, job.pipeline) == ("SUCCEEDED", len(expected), "export_audience_to_s3"), job
 
-    manifest_uri = f"s3://audiences/exports/audience-members/{job_id}/_manifest.json"
+    manifest_uri = f"s3://{local.drop_bucket}/exports/audience-members/{job_id}/_manifest.json"
     checked = verify(manifest_uri, count_rows=True, client=s3)
     assert checked.ok, checked.problems
     assert checked.manifest.total_rows == checked.rows_counted == len(expected)
@@ -312,11 +314,10 @@ def test_the_scheduled_export_runs_through_the_workflow(local, stack):
 MINIMAL = "send_audience_to_kafka_minimal"
 
 
-def workflow_defaults_here(monkeypatch) -> dict[str, str]:
-    """The default work dir and error output the emulator gives the workflow's tasks, also in this process."""
-    from pipelines.devstack.aws_emulator import workflow_defaults
-
-    defaults = workflow_defaults()
+def workflow_defaults_here(local: SimpleNamespace, monkeypatch) -> dict[str, str]:
+    """The default work dir and error output Terraform gave the workflow's function, also in this process."""
+    defaults = {name: local.function_env[name] for name in ("PIPELINES_WORK_DIR", "PIPELINES_ERROR_OUTPUT")}
+    assert defaults["PIPELINES_WORK_DIR"] == f"s3://{local.drop_bucket}/_jobs", defaults
     for name, value in defaults.items():
         monkeypatch.setenv(name, value)
     return defaults
@@ -366,7 +367,7 @@ def test_a_config_without_exec_runs_on_the_workflows_defaults_and_shows_its_prog
     from pipelines.engine.config import load_job
     from pipelines.engine.run import default_plan_uri, write_plan
 
-    defaults = workflow_defaults_here(monkeypatch)
+    defaults = workflow_defaults_here(local, monkeypatch)
     bucket, topic = f"data-{uuid.uuid4().hex[:10]}", f"audience-{uuid.uuid4().hex[:10]}"
     create_topic(stack.kafka_bootstrap, topic, 6)
     s3 = client("s3", local.endpoint)
@@ -440,8 +441,8 @@ def test_the_lambdas_shard_and_a_bad_row_on_the_workflows_defaults(local, stack,
     """A small job (one shard, RunInLambda) of the config without `exec:`: its progress comes from the
     Lambda's run_shard task, and invoking that task again (a Lambda retry) adds nothing. Then a drop
     with one bad row: the shard fails (max_errors 0 by default), nothing is counted, and the bad row is
-    in the workflow's default error output, s3://audiences/_errors/."""
-    defaults = workflow_defaults_here(monkeypatch)
+    in the workflow's default error output (the module bucket's _errors/)."""
+    defaults = workflow_defaults_here(local, monkeypatch)
     bucket, topic = f"small-{uuid.uuid4().hex[:10]}", f"audience-{uuid.uuid4().hex[:10]}"
     create_topic(stack.kafka_bootstrap, topic, 6)
     s3 = client("s3", local.endpoint)
@@ -455,7 +456,7 @@ def test_the_lambdas_shard_and_a_bad_row_on_the_workflows_defaults(local, stack,
     assert (job.progress.shards_done, job.progress.shards_total, job.progress.rows_written) == (1, 1, 700)
     plan_uri = f"{defaults['PIPELINES_WORK_DIR']}/{job_id}/plan.json"
     payload = {"task": "run_shard", "job_id": job_id, "pipeline": MINIMAL, "params": job.params, "plan_uri": plan_uri, "shard": 0}
-    again = client("lambda", local.endpoint).invoke(FunctionName=FUNCTION_NAME, Payload=json.dumps(payload).encode())
+    again = client("lambda", local.endpoint).invoke(FunctionName=local.function, Payload=json.dumps(payload).encode())
     assert "FunctionError" not in again and json.loads(again["Payload"].read())["skipped"] is True
     assert local.store.get(job_id).progress == job.progress
 

@@ -29,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -263,17 +262,18 @@ def print_plan() -> str:
 
 
 @pytest.mark.integration
-def test_the_stack_commands_run(stack, tmp_path: Path) -> None:
+def test_the_stack_commands_run(stack, deployed, tmp_path: Path) -> None:
     """README section 4 and the help examples that need the local stack, in the order written, against the fixture."""
     from workflow_setup import warm_up_group_coordinator
 
-    from pipelines.devstack.resources import create_local_workflow
+    from pipelines.devstack.deploy import workflow_env as applied_workflow
 
     api_port = free_port()
     api_url = f"http://127.0.0.1:{api_port}"
-    # the workflow's resources, as `pipelines dev up` creates them; the S3-drop rule on a bucket of its own, so
-    # the help's sample under s3://audiences/drops/ is not imported a second time by the rule
-    workflow_env = create_local_workflow(stack.aws_endpoint_url, bucket=f"readme-drops-{uuid.uuid4().hex[:8]}", api_url=api_url)
+    # the workflow's resources, the Terraform module's as `pipelines dev up` applies it; its bucket and
+    # S3-drop rule are not s3://audiences/, so the help's sample under s3://audiences/drops/ is not imported
+    # a second time by the rule
+    workflow_env = applied_workflow(deployed.outputs, api_url)
     warm_up_group_coordinator(stack.kafka_bootstrap)
     env = {
         **os.environ,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -44,7 +45,7 @@ state_dir_option = click.option(
 )
 
 
-@dev.command(short_help="Start Kafka and moto (with the workflow).")
+@dev.command(short_help="Start Kafka and moto; apply the Terraform module.")
 @state_dir_option
 @click.option("--kafka-port", default=9092, show_default=True, type=click.IntRange(1, 65535), help="The broker's client port (KAFKA_BOOTSTRAP).")
 @click.option("--controller-port", default=9093, show_default=True, type=click.IntRange(1, 65535), help="The KRaft controller's port.")
@@ -57,54 +58,63 @@ state_dir_option = click.option(
     help="Run the workflow's ECS tasks and Lambda invocations in this image (`bin/image build` makes audience-pipelines:dev), as AWS would, instead of this checkout.",
 )
 @click.option(
-    "--terraform",
-    is_flag=True,
-    help="Create the workflow's resources by applying the Terraform module (terraform/examples/local, as bin/deploy-local does; needs terraform and the AWS provider, about 90 s) instead of by hand.",
+    "--workflow/--no-workflow",
+    default=True,
+    show_default=True,
+    help="Apply the Terraform module to the emulator (terraform/examples/local: state machine, Lambda, roles, table, bucket, rules, schedule, API; "
+    "needs terraform and the hashicorp/aws provider, about 80 s the first time). --no-workflow: Kafka and the emulator only, enough for `pipelines run`.",
 )
 def up(
-    state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, registry_port: int, api_url: str, image: str | None, terraform: bool
+    state_dir: Path, kafka_port: int, controller_port: int, moto_port: int, registry_port: int, api_url: str, image: str | None, workflow: bool
 ) -> None:
     """Start Kafka and the AWS emulator (moto with Step Functions execution and the workflow's
-    bridges; Kafka's jars are fetched with Maven the first time), wait until both answer, create
-    the workflow's resources in it (jobs table, state machine, S3-drop rule, ... from the files
-    Terraform uses; with --terraform, by Terraform itself), then print `export ...` lines for `eval`."""
+    bridges; Kafka's jars are fetched with Maven the first time), wait until both answer, apply the
+    Terraform module to the emulator (as `bin/deploy-local` does), then print `export ...` lines
+    for `eval`. Progress goes to stderr."""
     import dataclasses
 
     from pipelines.devstack.stack import StackConfig, StackError, up as stack_up
 
-    if terraform and image:
-        raise click.UsageError("--terraform with --image is not bridged yet: the image's Lambda containers would not get the function's environment")
+    if workflow:
+        _check_terraform()
     config = StackConfig(state_dir.resolve(), kafka_port, controller_port, moto_port, registry_port=registry_port or None, image=image)
     try:
         info = stack_up(config)
     except StackError as exc:
         _stack_error(exc)
-    try:
-        workflow, ready = _create_workflow(info, api_url, terraform)
-    except Exception as exc:  # noqa: BLE001 - any failure here is reported in one line
-        _stack_error(Exception(f"the stack runs, but the workflow's resources could not be created in {info.aws_endpoint_url}: {exc}"))
-    click.echo(ready, err=True)
+    environment: dict[str, str] = {}
+    if workflow:
+        try:
+            environment, ready = _apply_workflow(info, api_url)
+        except Exception as exc:  # noqa: BLE001 - any failure here is reported in one line
+            _stack_error(Exception(f"the stack runs, but the Terraform module could not be applied to {info.aws_endpoint_url}: {exc}"))
+        click.echo(ready, err=True)
     if info.schema_registry_url:
         click.echo(f"schema registry: {info.schema_registry_url} (Confluent-compatible API)", err=True)
-    click.echo(dataclasses.replace(info, workflow=workflow).shell_lines())
+    click.echo(dataclasses.replace(info, workflow=environment).shell_lines())
 
 
-def _create_workflow(info: object, api_url: str, terraform: bool) -> tuple[dict[str, str], str]:
-    """The workflow's resources in the stack's emulator, by hand or by the Terraform module: the
-    environment for `pipelines api serve` and `pipelines jobs`, and a line saying what is ready."""
-    endpoint = info.aws_endpoint_url  # type: ignore[attr-defined]
-    if not terraform:
-        from pipelines.devstack.resources import create_local_workflow
+def _check_terraform() -> None:
+    """Refuses to start when the module cannot be applied, before anything starts."""
+    from pipelines.devstack.deploy import DeployError, plugin_dir, terraform_binary
 
-        workflow = create_local_workflow(endpoint, api_url=api_url)
-        return workflow, "workflow ready: state machine, jobs table, S3-drop rule (s3://audiences/drops/*.csv.gz)"
-    import os
+    try:
+        terraform_binary()
+    except DeployError as exc:
+        raise click.UsageError(f"{exc}; or start without the workflow: pipelines dev up --no-workflow") from None
+    if plugin_dir() is None and not os.environ.get("TF_CLI_CONFIG_FILE"):
+        click.echo("note: no local copy of the hashicorp/aws provider was found (PIPELINES_TF_PLUGIN_DIR); terraform init will try the registry", err=True)
 
+
+def _apply_workflow(info: object, api_url: str) -> tuple[dict[str, str], str]:
+    """terraform/examples/local applied to the stack's emulator: the environment for `pipelines api
+    serve` and `pipelines jobs`, and a line saying what is ready."""
     from pipelines.devstack.deploy import deploy, workflow_env
 
     outputs = deploy(info.state_dir / "deploy-local", {**os.environ, **info.env()})  # type: ignore[attr-defined]
     bucket = outputs["bucket_name"]
-    return workflow_env(outputs, api_url), f"workflow ready, applied by Terraform: API {outputs['api_id']}, bucket {bucket} (drops: s3://{bucket}/drops/*.csv.gz)"
+    ready = f"workflow ready, applied by Terraform: state machine {outputs['state_machine_arn'].rsplit(':', 1)[-1]}, API {outputs['api_id']}, drops s3://{bucket}/drops/*.csv.gz"
+    return workflow_env(outputs, api_url), ready
 
 
 @dev.command(short_help="Stop what `pipelines dev up` started.")
@@ -117,6 +127,9 @@ def down(state_dir: Path) -> None:
         stopped = stack_down(state_dir.resolve())
     except StackError as exc:
         _stack_error(exc)
+    from pipelines.devstack.deploy import forget_state
+
+    forget_state(state_dir.resolve() / "deploy-local")  # the emulator kept its resources in memory: they are gone
     click.echo("\n".join(f"stopped {s}" for s in stopped) if stopped else "nothing was running", err=True)
 
 

@@ -136,9 +136,15 @@ def deploy(work_dir: Path, env: dict[str, str] | None = None, *, destroy: bool =
     return {name: value["value"] for name, value in outputs.items()}
 
 
+def forget_state(work_dir: Path) -> None:
+    """Removes the Terraform state of an apply to an emulator that has stopped (its resources were in
+    its memory): the next apply then creates them again instead of refreshing what is gone."""
+    for name in ("terraform.tfstate", "terraform.tfstate.backup"):
+        (work_dir / name).unlink(missing_ok=True)
+
+
 def workflow_env(outputs: dict[str, Any], api_url: str) -> dict[str, str]:
-    """What ``pipelines dev up`` exports for the workflow (as ``create_local_workflow`` returns it),
-    naming what Terraform created."""
+    """What ``pipelines dev up`` exports for the workflow, naming what Terraform created."""
     return {
         "PIPELINES_STATE_MACHINE_ARN": str(outputs["state_machine_arn"]),
         "PIPELINES_JOBS_TABLE": str(outputs["jobs_table_name"]),

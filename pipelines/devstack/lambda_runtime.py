@@ -167,7 +167,7 @@ def _handler_class(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
 # --------------------------------------------------------------------------- containers
 
 
-def lambda_environment(env: Mapping[str, str], runtime_api: str) -> dict[str, str]:
+def lambda_environment(env: Mapping[str, str], runtime_api: str, function_name: str = FUNCTION_NAME) -> dict[str, str]:
     """What a container of the function gets: the engine's variables of ``env`` and Lambda's own."""
     from pipelines.devstack.image import passed_environment
 
@@ -175,10 +175,10 @@ def lambda_environment(env: Mapping[str, str], runtime_api: str) -> dict[str, st
     return {
         **passed_environment(env),
         "AWS_LAMBDA_RUNTIME_API": runtime_api,
-        "AWS_LAMBDA_FUNCTION_NAME": FUNCTION_NAME,
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{FUNCTION_NAME}",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function_name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}",
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
@@ -224,12 +224,12 @@ class ExecutionEnvironment:
 class LambdaContainer(ExecutionEnvironment):
     """A container of the image serving a RuntimeApi."""
 
-    def __init__(self, tag: str, env: Mapping[str, str], output: IO[bytes] | int | None) -> None:
+    def __init__(self, tag: str, env: Mapping[str, str], output: IO[bytes] | int | None, function_name: str = FUNCTION_NAME) -> None:
         from pipelines.devstack.image import container_env, run_command
 
         self.api = RuntimeApi()
         self.name = f"lambda-{uuid.uuid4().hex[:12]}"
-        variables = lambda_environment(env, self.api.address)
+        variables = lambda_environment(env, self.api.address, function_name)
         self.started_at = time.monotonic()
         self._start(run_command(tag, [], variables, name=self.name, tmp_size="512m"), container_env({**os.environ, **variables}), output)
 
@@ -290,8 +290,13 @@ class LambdaPool(WarmPool):
         super().__init__(logs)
         self.tag = tag
 
-    def invoke_container(self, event: bytes) -> Invocation:
-        return self.invoke("", lambda log: LambdaContainer(self.tag, os.environ, log), event)
+    def invoke_container(self, event: bytes, function_name: str = "", variables: Mapping[str, str] | None = None) -> Invocation:
+        """`event` to a warm container of the function: the server's environment with the function's
+        ``variables`` over it (as Lambda gives its code the function's environment)."""
+        variables = dict(variables or {})
+        key = json.dumps([function_name, dict(sorted(variables.items()))])
+        name = function_name or FUNCTION_NAME
+        return self.invoke(key, lambda log: LambdaContainer(self.tag, {**os.environ, **variables}, log, name), event)
 
 
 def invoke_once(tag: str, event: Any) -> int:

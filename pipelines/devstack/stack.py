@@ -6,9 +6,9 @@ is the workflow server (``python -m pipelines.devstack.workflow_server --port N`
 server with Step Functions execution on and the bridges that run the real statemachine.json
 (Lambda tasks -> ``pipelines.aws.handler`` in its process, ECS tasks -> ``python -m pipelines``
 subprocesses that reach Kafka through ``KAFKA_BOOTSTRAP``). It is recorded as the service
-``moto``. The resources the workflow needs (jobs table, state machine, S3-drop rule, ...) are
-created in it by :func:`pipelines.devstack.resources.create_local_workflow`, which
-``pipelines dev up`` calls once both services answer. The schema registry (when
+``moto``. The resources the workflow needs (jobs table, state machine, S3-drop rule, API, ...) are
+created in it by the Terraform module (terraform/examples/local, :mod:`pipelines.devstack.deploy`),
+which ``pipelines dev up`` applies once both services answer. The schema registry (when
 ``StackConfig.registry_port`` is set, as ``pipelines dev up`` does) is Apicurio Registry 2.x
 from Maven Central (its ``-all`` tar.gz, unpacked once into the cache directory), in-memory
 storage, serving the Confluent-compatible API at ``/apis/ccompat/v7``: that URL is
@@ -97,7 +97,7 @@ class StackInfo:
     kafka_pid: int
     moto_pid: int
     state_dir: Path
-    # What create_local_workflow returned (PIPELINES_STATE_MACHINE_ARN, PIPELINES_JOBS_TABLE,
+    # What the applied module names (deploy.workflow_env: PIPELINES_STATE_MACHINE_ARN, PIPELINES_JOBS_TABLE,
     # PIPELINES_EVENT_BUS, PIPELINES_API_URL); empty until the workflow's resources are created.
     workflow: dict[str, str] = field(default_factory=dict)
     # The Confluent-compatible API of the schema registry (http://127.0.0.1:PORT/apis/ccompat/v7), if it runs.
@@ -130,7 +130,7 @@ class StackInfo:
 
 def up(config: StackConfig, log: Log = print_to_stderr) -> StackInfo:
     """Start Kafka and the AWS emulator (the workflow server; or return the already running stack)
-    and wait until both answer. Creates no AWS resources: see resources.create_local_workflow."""
+    and wait until both answer. Creates no AWS resources: see pipelines.devstack.deploy."""
     state_dir = config.state_dir.resolve()
     running = _running_stack(state_dir, with_registry=config.registry_port is not None)
     if running is not None:

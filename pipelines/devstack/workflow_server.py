@@ -130,33 +130,42 @@ _LAMBDAS_LOCK = threading.Lock()
 
 
 def invoke_function(event: bytes | str, function: str = "", account: str = "", region: str = "") -> tuple[bytes, bool]:
-    """One invocation of ``function``: (its JSON answer, whether it failed). In this process
-    (``pipelines.aws.handler.handler``), or with ``--image``, by a warm container of the image; a
-    function with environment variables (as Terraform creates it) in a warm process of its own with
-    them (``lambda_process``), as Lambda gives its code the function's environment."""
+    """One invocation of ``function``: (its JSON answer, whether it failed). With ``--image``, by a
+    warm container of the image; else a function with environment variables (as Terraform creates
+    it) in a warm process of its own (``lambda_process``); else in this process
+    (``pipelines.aws.handler.handler``). Containers and processes get the function's variables over
+    the server's environment, as Lambda gives its code the function's environment."""
     global LAMBDAS
     image = workflow_image()
-    if function and not image:
-        from pipelines.devstack.lambda_process import answer_of, function_config
-
-        name, variables = function_config(account, region, function)
-        if variables:
-            invocation = function_processes().invoke_function(name, variables, event.encode() if isinstance(event, str) else event)
-            return answer_of(invocation)
+    name, variables = _function_config(function, account, region)
+    payload = event.encode() if isinstance(event, str) else event
     if image:
+        from pipelines.devstack.lambda_process import answer_of
         from pipelines.devstack.lambda_runtime import LambdaPool
 
         with _LAMBDAS_LOCK:
             if LAMBDAS is None:
                 LAMBDAS = LambdaPool(image, Path(os.environ["PIPELINES_WORKFLOW_LOGS"]))
-        invocation = LAMBDAS.invoke_container(event.encode() if isinstance(event, str) else event)
-        return (json.dumps(invocation.error).encode(), True) if invocation.error else (invocation.result, False)
+        return answer_of(LAMBDAS.invoke_container(payload, name, variables))
+    if variables:
+        from pipelines.devstack.lambda_process import answer_of
+
+        return answer_of(function_processes().invoke_function(name, variables, payload))
     from pipelines.aws.handler import handler
 
     try:
         return json.dumps(handler(json.loads(event))).encode(), False
     except Exception as exc:  # noqa: BLE001 - every error goes back to the caller, as Lambda does
         return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode(), True
+
+
+def _function_config(function: str, account: str, region: str) -> tuple[str, dict[str, str]]:
+    """The function's name and environment variables in moto's record (none for an unknown one)."""
+    if not function:
+        return "", {}
+    from pipelines.devstack.lambda_process import function_config
+
+    return function_config(account, region, function)
 
 
 _PROCESSES: Any = None  # lambda_process.FunctionProcesses: the functions with environment variables

@@ -20,15 +20,15 @@ variable "region" {
 }
 
 variable "name" {
-  description = "The module's name prefix. Not audience-pipelines, the name of the resources `pipelines dev up` creates by hand, so both live in one emulator."
+  description = "The module's name prefix. The default is the name the local stack's emulator is started with (pipelines/devstack/resources.py NAME): its own environment names this jobs table and state machine."
   type        = string
-  default     = "audience-pipelines-tf"
+  default     = "audience-pipelines"
 }
 
 variable "bucket_name" {
-  description = "The module's bucket (drops/, imports/, exports/, _jobs/, _errors/)."
+  description = "The module's bucket (drops/, imports/, exports/, _jobs/, _errors/). The default is the local stack's bucket, the README's s3://audiences/ (pipelines/devstack/resources.py WORK_BUCKET)."
   type        = string
-  default     = "audience-pipelines-tf"
+  default     = "audiences"
 }
 
 variable "max_concurrency" {
