@@ -157,6 +157,30 @@ def test_the_definition_validator_bridge() -> None:
     assert failed["result"] == "FAIL" and failed["diagnostics"][0]["severity"] == "ERROR"
 
 
+def test_a_bucket_with_delete_markers_can_be_emptied_after_its_versioning_is_suspended(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `terraform destroy` does to the module's bucket once jobs have deleted objects in it:
+    suspend versioning, then delete every version, delete markers too (bridge_s3_delete_marker_dispose)."""
+    from moto import mock_aws
+
+    from pipelines.devstack.module_bridges import bridge_s3_delete_marker_dispose
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # the session's stack, if started, is not this in-process moto
+    bridge_s3_delete_marker_dispose()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="module-bucket")
+        s3.put_bucket_versioning(Bucket="module-bucket", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_object(Bucket="module-bucket", Key="_jobs/j/shards/00001.json", Body=b"{}")
+        s3.delete_object(Bucket="module-bucket", Key="_jobs/j/shards/00001.json")  # a delete marker over the object
+        s3.put_bucket_versioning(Bucket="module-bucket", VersioningConfiguration={"Status": "Suspended"})
+        listed = s3.list_object_versions(Bucket="module-bucket")
+        versions = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in listed.get("Versions", []) + listed.get("DeleteMarkers", [])]
+        assert len(versions) == 2
+        answer = s3.delete_objects(Bucket="module-bucket", Delete={"Objects": versions})
+        assert not answer.get("Errors"), answer
+        s3.delete_bucket(Bucket="module-bucket")
+
+
 def test_a_functions_environment_is_found_for_the_lambda_bridge(monkeypatch: pytest.MonkeyPatch) -> None:
     """The Lambda bridge runs a function with environment variables (as Terraform creates it) with
     them: function_config finds them in moto's backend, by name or ARN; none for a function without."""

@@ -132,6 +132,15 @@ def largest_payload(endpoint: str, execution_arn: str) -> tuple[int, str]:
     return largest_in(client("stepfunctions", endpoint).get_execution_history(executionArn=execution_arn, maxResults=1000)["events"])
 
 
+def execution_status(sfn, execution_arn: str, timeout: float = 15) -> str:
+    """The execution's status once it has ended. The job's record says SUCCEEDED as the MarkSucceeded
+    step writes it; the execution ends a moment later, after that Lambda invocation has returned."""
+    deadline = time.monotonic() + timeout
+    while (status := sfn.describe_execution(executionArn=execution_arn)["status"]) == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return status
+
+
 def job_records(bootstrap: str, topic: str, job_id: str) -> list:
     return [m for m in consume_all(bootstrap, topic) if ("pipelines.job_id", job_id.encode()) in (m.headers() or [])]
 
@@ -162,8 +171,7 @@ def test_api_import_of_three_objects_over_three_shards_end_to_end(local, stack, 
 
     assert (final["status"], final["rows_read"], final["rows_written"], final["rows_skipped"], final["error"]) == ("SUCCEEDED", 4500, 4500, 0, None), final
     sfn = client("stepfunctions", local.endpoint)
-    execution = sfn.describe_execution(executionArn=answer["execution_arn"])
-    assert execution["status"] == "SUCCEEDED"
+    assert execution_status(sfn, answer["execution_arn"]) == "SUCCEEDED"
     history = sfn.get_execution_history(executionArn=answer["execution_arn"], maxResults=1000)["events"]
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
     assert "Shards" in entered and "RunInLambda" not in entered and entered[-2:] == ["MarkSucceeded", "Succeeded"], entered
@@ -231,22 +239,26 @@ def test_an_s3_drop_delivered_twice_imports_once(local, stack):
 
 
 def test_the_s3_drop_rule_reaches_the_lambda(local, stack):
-    """The module's drop rule on its bucket (Lambda target; the workflow server
-    bridges moto's missing Lambda-target delivery) imports a dropped object, once for two deliveries."""
+    """The module's drop rule on its bucket (Lambda target; the workflow server bridges moto's missing
+    Lambda-target delivery) imports a dropped object. The module's bucket is versioned, so the same
+    bytes PUT again are a new version of the object and a second import, as on AWS (the job id is
+    made of the version id; one event delivered twice is one job: the test above)."""
     create_topic_if_missing(stack.kafka_bootstrap, "audience-members", 6)
     s3 = client("s3", local.endpoint)
-    body = gzip_audience(10, "probe")
-    s3.put_object(Bucket=local.drop_bucket, Key="drops/probe.csv.gz", Body=body)
-    s3.put_object(Bucket=local.drop_bucket, Key="drops/probe.csv.gz", Body=body)  # the same object again
+    key, body = f"drops/probe-{uuid.uuid4().hex[:8]}.csv.gz", gzip_audience(10, "probe")
+    versions = [s3.put_object(Bucket=local.drop_bucket, Key=key, Body=body)["VersionId"] for _ in range(2)]
+    assert len(set(versions)) == 2 and "null" not in versions
     deadline = time.monotonic() + 60
     while True:
-        jobs = [j for j in local.store.list(limit=1000) if j.params.get("S3_KEY") == "drops/probe.csv.gz"]
-        if jobs and jobs[0].status in ("SUCCEEDED", "FAILED"):
+        jobs = [j for j in local.store.list(limit=1000) if j.params.get("S3_KEY") == key]
+        if len(jobs) == 2 and all(j.status in ("SUCCEEDED", "FAILED") for j in jobs):
             break
-        assert time.monotonic() < deadline, f"no finished job for the drop after 60 s: {jobs}"
+        assert time.monotonic() < deadline, f"not two finished jobs for the two versions after 60 s: {jobs}"
         time.sleep(0.5)
-    assert len(jobs) == 1, jobs
-    assert (jobs[0].status, jobs[0].rows_written) == ("SUCCEEDED", 10), jobs[0]
+    assert [(j.status, j.rows_written) for j in jobs] == [("SUCCEEDED", 10)] * 2, jobs
+    from pipelines.aws.triggers import s3_drop_job_id
+
+    assert {j.job_id for j in jobs} == {s3_drop_job_id(local.drop_bucket, key, v, PIPELINE) for v in versions}
 
 
 def create_topic_if_missing(bootstrap: str, name: str, partitions: int) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLE = Path("terraform") / "examples" / "local"
 PLUGIN_DIRS = ("~/.terraform.d/plugins", "~/.local/share/terraform/plugins", "/usr/share/terraform/plugins", "/opt/tf-plugins")
+TIMEOUT_S = 600  # one terraform command; an apply to the emulator takes about 80 s
 LOCAL_ENDPOINT = re.compile(r"^http://(127\.0\.0\.1|localhost):[0-9]{1,5}$")
 
 
@@ -103,10 +104,18 @@ def _stderr_with_fd() -> Any:
 def _terraform(args: list[str], folder: Path, env: dict[str, str], capture: bool = False) -> str:
     """Runs terraform (its progress on stderr); raises DeployError with its last lines when it fails."""
     progress = None if capture else _stderr_with_fd()
-    proc = subprocess.run(
-        [terraform_binary(), f"-chdir={folder}", *args, "-no-color"],
-        env=env, stdin=subprocess.DEVNULL, stdout=progress or subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False,
-    )
+    limit = float(env.get("PIPELINES_TF_TIMEOUT") or TIMEOUT_S)
+    try:
+        proc = subprocess.run(
+            [terraform_binary(), f"-chdir={folder}", *args, "-no-color"],
+            env=env, stdin=subprocess.DEVNULL, stdout=progress or subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False,
+            timeout=limit,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DeployError(
+            f"terraform {args[0]} did not finish in {limit:.0f} s (PIPELINES_TF_TIMEOUT): the provider may be retrying a call the "
+            "emulator keeps failing; its log (moto.log in the stack's state dir) shows which"
+        ) from exc
     if not capture and progress is None:
         sys.stderr.write(proc.stdout)  # a stderr without a file descriptor (pytest's capture) gets it at the end
     if proc.returncode != 0:

@@ -6,6 +6,7 @@ applies them with its other bridges (workflow_server.all_bridges).
        ``bridge_sfn_list_versions``        Step Functions ListStateMachineVersions
     h. ``bridge_policy_conditions``        a Deny whose condition key the request lacks does not apply
     i. ``bridge_ecs_task_memory``          a Fargate container without memory of its own gets the task's
+    j. ``bridge_s3_delete_marker_dispose`` destroying a bucket whose versioning was suspended, with delete markers in it
 
 Each is one patch of one moto class, as the workflow server's bridges are, with a docstring saying
 what moto lacks and what the bridge does instead. terraform/examples/local/README.md lists them.
@@ -119,4 +120,20 @@ def _container_memory(container: dict[str, Any]) -> Any:
     return None
 
 
-BRIDGES = (bridge_sfn_validate_definition, bridge_sfn_list_versions, bridge_policy_conditions, bridge_ecs_task_memory)
+def bridge_s3_delete_marker_dispose() -> None:
+    """``terraform destroy`` removes the bucket's ``aws_s3_bucket_versioning`` first, which suspends
+    versioning, then deletes every object version (``force_destroy``) before the bucket. On a bucket
+    whose versioning is not enabled, moto's ``delete_object`` drops the key with all its versions and
+    calls ``dispose()`` on each; its ``FakeDeleteMarker`` has none (AttributeError, a 500 the provider
+    retries until its timeout), so a bucket holding a delete marker (an object a job deleted: a
+    shard's report, a finished job's files) could not be destroyed. A delete marker holds no data:
+    this gives it a ``dispose()`` that does nothing."""
+    from moto.s3.models import FakeDeleteMarker
+
+    if not hasattr(FakeDeleteMarker, "dispose"):
+        FakeDeleteMarker.dispose = lambda self, garbage=False: None
+
+
+BRIDGES = (
+    bridge_sfn_validate_definition, bridge_sfn_list_versions, bridge_policy_conditions, bridge_ecs_task_memory, bridge_s3_delete_marker_dispose,
+)

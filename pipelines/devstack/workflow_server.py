@@ -16,7 +16,7 @@ patches one moto function, with a docstring saying what moto lacks and what the 
        ``bridge_fail_state_error_names``  a Fail state may re-raise a ``States.*`` error
     e. ``bridge_events_to_sfn``       an EventBridge rule target that is a state machine starts it
     f. ``bridge_dynamodb_atomic_writes``  one DynamoDB write at a time, each atomic as DynamoDB's
-    g.-i. ``module_bridges.BRIDGES``  what the Terraform module's apply and resources need that moto lacks
+    g.-j. ``module_bridges.BRIDGES``  what the Terraform module's apply and resources need that moto lacks
 
 With ``--image TAG`` (``pipelines dev up --image TAG``), bridges b and c run the image instead of
 the checkout, as AWS would: each ECS task is a container of the image with the task's command and
