@@ -208,12 +208,12 @@ def test_a_functions_environment_is_found_for_the_lambda_bridge(monkeypatch: pyt
 def test_a_function_with_an_environment_runs_in_a_warm_process_of_its_own(tmp_path: Path) -> None:
     """lambda_process: awslambdaric serves the handler, an error comes back as Lambda reports it
     (errorType = the exception's class), and the second invocation reuses the warm process."""
-    from pipelines.devstack.lambda_process import FunctionProcesses, answer_of
+    from pipelines.devstack.lambda_process import FunctionProcesses
 
     processes = FunctionProcesses(tmp_path, Path(__file__).resolve().parent.parent)
     try:
         for _ in range(2):
-            answer, failed = answer_of(processes.invoke_function("fn", {"PIPELINES_JOBS_TABLE": "t"}, b'{"task": "nope"}'))
+            answer, failed = processes.invoke_function("fn", {"PIPELINES_JOBS_TABLE": "t"}, b'{"task": "nope"}').answer()
             assert failed and json.loads(answer)["errorType"] == "ConfigError", answer
         assert len(processes.all) == 1
     finally:

@@ -15,7 +15,6 @@ PYTHONPATH), then the function's variables over it, then Lambda's own (AWS_LAMBD
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -58,16 +57,8 @@ class FunctionProcesses(WarmPool):
         self.cwd = cwd
 
     def invoke_function(self, function_name: str, variables: Mapping[str, str], event: bytes) -> Invocation:
-        key = json.dumps([function_name, dict(sorted(variables.items()))])
         start = lambda log: LambdaProcess(function_name, variables, log, self.cwd)  # noqa: E731
-        return self.invoke(key, start, event, f"lambda-{function_name}")
-
-
-def answer_of(invocation: Invocation) -> tuple[bytes, bool]:
-    """(the JSON answer, whether the function failed), as the Lambda bridge returns it."""
-    if invocation.error:
-        return json.dumps(invocation.error).encode(), True
-    return invocation.result, False
+        return self.invoke(self.function_key(function_name, variables), start, event, f"lambda-{function_name}")
 
 
 def function_config(account: str, region: str, function: str) -> tuple[str, dict[str, str]]:

@@ -57,6 +57,10 @@ class Invocation:
     result: bytes = b""
     error: dict[str, Any] | None = None
 
+    def answer(self) -> tuple[bytes, bool]:
+        """(the JSON answer, whether the function failed), as the Lambda bridge returns it."""
+        return (json.dumps(self.error).encode(), True) if self.error else (self.result, False)
+
 
 class RuntimeApi:
     """The Runtime API of one execution environment, on 127.0.0.1 (a free port)."""
@@ -253,6 +257,11 @@ class WarmPool:
         self.all: list[ExecutionEnvironment] = []
         self.lock = threading.Lock()
 
+    @staticmethod
+    def function_key(function_name: str, variables: Mapping[str, str]) -> str:
+        """The key of one function's environment: its name and variables."""
+        return json.dumps([function_name, dict(sorted(variables.items()))])
+
     def invoke(self, key: str, start: Callable[[IO[bytes]], ExecutionEnvironment], event: bytes, log_name: str = "lambda") -> Invocation:
         """`event` to an idle environment of `key`, or to a new one from `start(its log)`."""
         environment = self._acquire(key, start, log_name)
@@ -294,9 +303,8 @@ class LambdaPool(WarmPool):
         """`event` to a warm container of the function: the server's environment with the function's
         ``variables`` over it (as Lambda gives its code the function's environment)."""
         variables = dict(variables or {})
-        key = json.dumps([function_name, dict(sorted(variables.items()))])
         name = function_name or FUNCTION_NAME
-        return self.invoke(key, lambda log: LambdaContainer(self.tag, {**os.environ, **variables}, log, name), event)
+        return self.invoke(self.function_key(function_name, variables), lambda log: LambdaContainer(self.tag, {**os.environ, **variables}, log, name), event)
 
 
 def invoke_once(tag: str, event: Any) -> int:

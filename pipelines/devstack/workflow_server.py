@@ -140,17 +140,14 @@ def invoke_function(event: bytes | str, function: str = "", account: str = "", r
     name, variables = _function_config(function, account, region)
     payload = event.encode() if isinstance(event, str) else event
     if image:
-        from pipelines.devstack.lambda_process import answer_of
         from pipelines.devstack.lambda_runtime import LambdaPool
 
         with _LAMBDAS_LOCK:
             if LAMBDAS is None:
                 LAMBDAS = LambdaPool(image, Path(os.environ["PIPELINES_WORKFLOW_LOGS"]))
-        return answer_of(LAMBDAS.invoke_container(payload, name, variables))
+        return LAMBDAS.invoke_container(payload, name, variables).answer()
     if variables:
-        from pipelines.devstack.lambda_process import answer_of
-
-        return answer_of(function_processes().invoke_function(name, variables, payload))
+        return function_processes().invoke_function(name, variables, payload).answer()
     from pipelines.aws.handler import handler
 
     try:
