@@ -38,6 +38,9 @@ from pipelines.aws.jobs import QUEUED, RUNNING
 
 local = test_local_workflow.local  # its fixture: the local workflow on the stack's emulator, and the API in a thread
 ROWS = 20_000
+# The import a later delivery must find still running: 20,000 rows could end (about 1 s in the Lambda,
+# which runs in a warm process of its own) before a third invocation was answered on a loaded machine.
+RUNNING_ROWS = 300_000
 TOPIC = "audience-members"  # the S3 drop's params name no topic: the import's default
 
 
@@ -116,12 +119,14 @@ def assert_imported_once(stack, local, topic: str, job_id: str, rows: int, event
 def test_the_same_drop_delivered_twice_at_once_and_again_while_it_runs_imports_once(local, stack):
     from pipelines.aws.triggers import trigger_job_id
 
+    rows = RUNNING_ROWS  # long enough that the later delivery comes while the one execution runs
+
     create_topic_if_missing(stack.kafka_bootstrap, TOPIC, 6)
     warm_up_group_coordinator(stack.kafka_bootstrap)
     bucket, key = f"dup-{uuid.uuid4().hex[:10]}", "drops/audience.csv.gz"
     s3 = client("s3", local.endpoint)
     s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key=key, Body=gzip_audience(ROWS, bucket))
+    s3.put_object(Bucket=bucket, Key=key, Body=gzip_audience(rows, bucket))
     payload = drop_delivery(local.endpoint, bucket, key)
     job_id = trigger_job_id(PIPELINE, json.loads(payload)["trigger"])
     events_queue = status_queue(local.endpoint, job_id)
@@ -141,9 +146,9 @@ def test_the_same_drop_delivered_twice_at_once_and_again_while_it_runs_imports_o
     assert not (first["duplicate"] and second["duplicate"]), (first, second)
     assert later == {"job_id": job_id, "status": RUNNING, "duplicate": True}, later
     assert running == ["RUNNING"], "the later delivery came while the one execution ran"
-    assert (job.status, job.rows_read, job.rows_written, job.error) == ("SUCCEEDED", ROWS, ROWS, None), job
+    assert (job.status, job.rows_read, job.rows_written, job.error) == ("SUCCEEDED", rows, rows, None), job
     assert [j.job_id for j in local.store.list(limit=1000) if j.params.get("S3_BUCKET") == bucket] == [job_id], "one job record"
-    assert_imported_once(stack, local, TOPIC, job_id, ROWS, events_queue)
+    assert_imported_once(stack, local, TOPIC, job_id, rows, events_queue)
 
 
 def test_two_posts_of_the_same_job_id_at_once_are_one_202_and_one_409(local, stack):
